@@ -1,0 +1,378 @@
+"""`nudge`: thin Typer commands — parse, call the Workspace, print with Rich (or JSON with --json)."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import orjson
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from nudgekit.config import home_from_env
+from nudgekit.profiles.contacts import FieldError
+from nudgekit.store.events import EventStoreBusy
+from nudgekit.vocabulary import Channel, ConsentSource, KeyScope, Purpose
+from nudgekit.workspace import Workspace, WorkspaceNotFound
+
+app = typer.Typer(help="nudgekit — a CRM messaging engine. Every command that prints a result takes --json.",
+                  no_args_is_help=True, pretty_exceptions_enable=False)
+import_app = typer.Typer(help="Bulk import users or events from CSV, JSONL or Parquet.", no_args_is_help=True)
+users_app = typer.Typer(help="Look at user profiles.", no_args_is_help=True)
+events_app = typer.Typer(help="Look at the event store.", no_args_is_help=True)
+keys_app = typer.Typer(help="API keys: write keys for ingestion, admin keys for /api/v1.", no_args_is_help=True)
+consent_app = typer.Typer(help="Record consent changes (append-only history).", no_args_is_help=True)
+app.add_typer(import_app, name="import")
+app.add_typer(users_app, name="users")
+app.add_typer(events_app, name="events")
+app.add_typer(keys_app, name="keys")
+app.add_typer(consent_app, name="consent")
+
+TIME_FORMATS = ["%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%d"]
+console = Console()
+err = Console(stderr=True)
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON instead of tables.")]
+HomeOpt = Annotated[Path | None, typer.Option("--home", envvar="NUDGE_HOME", help="Workspace folder (default ./.nudge).")]
+
+
+def emit_json(data: Any) -> None:
+    sys.stdout.write(orjson.dumps(data, default=str, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS).decode())
+    sys.stdout.write("\n")
+
+
+def fail(message: str, code: int = 1) -> None:
+    err.print(f"[bold red]error:[/] {message}")
+    raise typer.Exit(code)
+
+
+@contextmanager
+def workspace(home: Path | None) -> Iterator[Workspace]:
+    try:
+        ws = Workspace.open(home)
+    except WorkspaceNotFound as exc:
+        fail(str(exc))
+    try:
+        yield ws
+    except (FieldError, ValueError) as exc:
+        fail(str(exc), 2)
+    except EventStoreBusy as exc:
+        fail(str(exc))
+    finally:
+        ws.close()
+
+
+@contextmanager
+def progress_bar(label: str, total: int | None, quiet: bool) -> Iterator[Callable[[int], None]]:
+    if quiet:
+        yield lambda n: None
+        return
+    columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
+    with Progress(*columns, console=err, transient=False) as bar:
+        task = bar.add_task(label, total=total)
+        yield lambda n: bar.advance(task, n)
+
+
+# -- init ----------------------------------------------------------------------------------------
+
+
+@app.command()
+def init(
+    directory: Annotated[
+        Path | None, typer.Argument(help="Where to create the workspace (default NUDGE_HOME or ./.nudge).")
+    ] = None,
+    database_url: Annotated[
+        str | None, typer.Option(envvar="NUDGE_DATABASE_URL", help="State DB URL (default SQLite in the workspace).")
+    ] = None,
+    brand: Annotated[str, typer.Option(help="Brand name shown in messages.")] = "nudgekit",
+    as_json: JsonOpt = False,
+) -> None:
+    """Create a workspace: state DB (migrated), event store, nudge.toml and a first write key."""
+    home = directory or home_from_env()
+    overrides: dict[str, Any] = {"brand": brand}
+    if database_url:
+        overrides["database_url"] = database_url
+    ws, key = Workspace.init(home, **overrides)
+    out = {"workspace": str(ws.settings.home.resolve()), "state_db": _safe_url(ws.settings.state_url),
+           "event_store": str(ws.events.path.resolve()), "write_key": key}
+    ws.close()
+    if as_json:
+        emit_json(out)
+        return
+    console.print(f"[green]Workspace ready[/] at {out['workspace']}")
+    console.print(f"  state DB     {out['state_db']}\n  event store  {out['event_store']}")
+    if key:
+        console.print(f"  write key    [bold]{key}[/]  (shown once; send it as the HTTP Basic user name)")
+    else:
+        console.print("  write key    already exists (nudge keys list; nudge keys create for a new one)")
+
+
+def _safe_url(url: str) -> str:
+    head, sep, tail = url.rpartition("@")
+    if not sep or "://" not in head:
+        return url
+    scheme, _, creds = head.partition("://")
+    return f"{scheme}://{creds.split(':')[0]}:***@{tail}" if ":" in creds else url
+
+
+# -- serve ---------------------------------------------------------------------------------------
+
+
+@app.command()
+def serve(
+    home: HomeOpt = None,
+    host: Annotated[str | None, typer.Option(help="Address to listen on (default 127.0.0.1).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default 8000).")] = None,
+) -> None:
+    """Run the HTTP API: Segment-compatible /v1, admin /api/v1, docs at /docs."""
+    import uvicorn
+
+    from nudgekit.api.app import create_app
+
+    try:
+        ws = Workspace.open(home)
+    except WorkspaceNotFound as exc:
+        fail(str(exc))
+    bind_host, bind_port = host or ws.settings.host, port or ws.settings.port
+    err.print(f"nudgekit serving {ws.settings.home.resolve()} on http://{bind_host}:{bind_port} (docs at /docs)")
+    try:
+        uvicorn.run(create_app(ws), host=bind_host, port=bind_port, log_level="warning", access_log=False)
+    finally:
+        ws.close()
+
+
+# -- import --------------------------------------------------------------------------------------
+
+
+def _import(kind: str, file: Path, home: Path | None, rejects: Path | None, as_json: bool) -> None:
+    from nudgekit.ingest.bulk import count_rows, file_format
+
+    if not file.exists():
+        fail(f"{file}: no such file")
+    with workspace(home) as ws:
+        try:
+            total = count_rows(file, file_format(file))
+        except ValueError as exc:
+            fail(str(exc), 2)
+        with progress_bar(f"importing {kind}", total, as_json) as advance:
+            runner = ws.import_users if kind == "users" else ws.import_events
+            report = runner(file, reject_file=rejects, progress=advance)
+    if as_json:
+        emit_json(report.as_dict())
+        return
+    rate = report.rows / report.seconds if report.seconds else 0
+    console.print(
+        f"[bold]{report.rows:,}[/] rows in {report.seconds:.1f}s ({rate:,.0f}/s): [green]{report.accepted:,} accepted[/]"
+        f" ({report.stored:,} stored, {report.duplicates:,} already there), [red]{report.rejected:,} rejected[/]"
+    )
+    if report.sample:
+        table = Table("row", "field", "reason", title="first rejects")
+        for r in report.sample:
+            table.add_row(str(r["row"]), r["field"], r["reason"])
+        console.print(table)
+        console.print(f"every reject, with its row: {report.reject_file}")
+
+
+@import_app.command("users")
+def import_users(
+    file: Path, home: HomeOpt = None,
+    rejects: Annotated[Path | None, typer.Option(help="Where to write rejected rows (JSONL).")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Import users: user_id, phone, email, traits, consent_<channel>_<purpose>, push_token ... (docs/import.md)."""
+    _import("users", file, home, rejects, as_json)
+
+
+@import_app.command("events")
+def import_events(
+    file: Path, home: HomeOpt = None,
+    rejects: Annotated[Path | None, typer.Option(help="Where to write rejected rows (JSONL).")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Import events: user_id/anonymous_id, event, timestamp, message_id; other columns become properties."""
+    _import("events", file, home, rejects, as_json)
+
+
+# -- users ---------------------------------------------------------------------------------------
+
+
+@users_app.command("show")
+def users_show(
+    user_id: str, home: HomeOpt = None,
+    events: Annotated[int, typer.Option(help="How many recent events to show.")] = 10,
+    as_json: JsonOpt = False,
+) -> None:
+    """A user's profile, consents (with history), push tokens and recent events."""
+    with workspace(home) as ws:
+        found = ws.profile(user_id, events=events)
+    if found is None:
+        fail(f'no user or visitor "{user_id}"')
+    if as_json:
+        emit_json(found)
+        return
+    _print_profile(found)
+
+
+def _print_profile(found: dict[str, Any]) -> None:
+    p = found["profile"] or {}
+    act = found["activity"]
+    title = f"[bold]{found['profile_id']}[/]" + ("" if found["identified"] else " (not identified yet)")
+    console.print(title)
+    rows = [("phone", p.get("phone")), ("email", p.get("email")), ("language", p.get("language")),
+            ("time zone", p.get("timezone")), ("kakao reachable", p.get("kakao_reachable"))]
+    rows += [(k.replace("_", " "), v) for k, v in (p.get("attribution") or {}).items()]
+    rows += [("events", act["events"]), ("first seen", act["first_seen"]), ("last seen", act["last_seen"]),
+             ("anonymous ids", ", ".join(act["anonymous_ids"]) or None)]
+    table = Table(show_header=False, box=None)
+    for key, value in rows:
+        table.add_row(key, "—" if value is None else str(value))
+    console.print(table)
+    if p.get("traits"):
+        traits = Table("trait", "value", title="traits")
+        for key, value in sorted(p["traits"].items()):
+            traits.add_row(key, str(value))
+        console.print(traits)
+    consents = Table("channel", "purpose", "state", "since", "source", title="consent")
+    for c in found["consents"]:
+        consents.add_row(c["channel"], c["purpose"], "[green]granted[/]" if c["granted"] else "[red]withdrawn[/]",
+                         c["at"], c["source"])
+    console.print(consents)
+    if found["push_tokens"]:
+        tokens = Table("platform", "app", "status", "token", title="push tokens")
+        for t in found["push_tokens"]:
+            tokens.add_row(t["platform"], t["app_id"] or "—", t["status"], t["token"][:16] + "…")
+        console.print(tokens)
+    _print_events(found["recent_events"], "recent events")
+
+
+def _print_events(events: list[dict[str, Any]], title: str) -> None:
+    table = Table("time (UTC)", "type", "event", "user", "anonymous", "properties", title=title)
+    for e in events:
+        stamp = e["timestamp"] if isinstance(e["timestamp"], str) else e["timestamp"].isoformat()
+        props = e["properties"] or ""
+        table.add_row(stamp[:19], e["type"], e["event"] or "", e["user_id"] or "", e["anonymous_id"] or "",
+                      props if len(props) < 60 else props[:57] + "…")
+    console.print(table)
+
+
+# -- events --------------------------------------------------------------------------------------
+
+
+@events_app.command("tail")
+def events_tail(
+    home: HomeOpt = None,
+    limit: Annotated[int, typer.Option("-n", "--limit", help="How many of the latest events.")] = 20,
+    follow: Annotated[bool, typer.Option("-f", "--follow", help="Keep printing new events as they arrive.")] = False,
+    name: Annotated[str | None, typer.Option("--event", help="Only events with this name.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """The latest events (with --follow, new ones as they arrive; JSON lines with --json)."""
+    with workspace(home) as ws:
+        rows = ws.events.tail(limit, name=name)
+        _show_tail(rows, as_json, follow)
+        last = rows[-1]["received_at"] if rows else None
+        while follow:
+            time.sleep(1.0)
+            fresh = ws.events.tail(10_000, after=last, name=name) if last else ws.events.tail(limit, name=name)
+            if fresh:
+                _show_tail(fresh, as_json, True)
+                last = fresh[-1]["received_at"]
+
+
+def _show_tail(rows: list[dict[str, Any]], as_json: bool, lines: bool) -> None:
+    if as_json and lines:
+        for row in rows:
+            sys.stdout.write(orjson.dumps(row, default=str).decode() + "\n")
+        sys.stdout.flush()
+    elif as_json:
+        emit_json(rows)
+    else:
+        _print_events(rows, "events")
+
+
+# -- keys ----------------------------------------------------------------------------------------
+
+
+@keys_app.command("create")
+def keys_create(
+    home: HomeOpt = None,
+    scope: Annotated[
+        KeyScope, typer.Option(help="write: send events; admin: also read users and change consent.")
+    ] = KeyScope.WRITE,
+    name: Annotated[str | None, typer.Option(help="A label to recognise the key by.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Create a key. It is shown once; only its hash is stored."""
+    with workspace(home) as ws:
+        info, key = ws.keys.create(scope, name, ws.clock())
+    if as_json:
+        emit_json({**info.as_dict(), "key": key})
+        return
+    console.print(f"[green]{scope.value} key created[/] (id {info.id}): [bold]{key}[/]\nIt is shown once; keep it safe.")
+
+
+@keys_app.command("list")
+def keys_list(home: HomeOpt = None, as_json: JsonOpt = False) -> None:
+    """Keys by id, scope and state (the secrets are never shown again)."""
+    with workspace(home) as ws:
+        keys = ws.keys.list()
+    if as_json:
+        emit_json([k.as_dict() for k in keys])
+        return
+    table = Table("id", "scope", "name", "created", "state")
+    for k in keys:
+        table.add_row(k.id, k.scope.value, k.name or "", k.created_at.isoformat()[:19],
+                      f"[red]revoked {k.revoked_at.isoformat()[:19]}[/]" if k.revoked_at else "[green]active[/]")
+    console.print(table)
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: str, home: HomeOpt = None, as_json: JsonOpt = False) -> None:
+    """Revoke a key by id; servers stop accepting it within seconds."""
+    with workspace(home) as ws:
+        info = ws.keys.revoke(key_id, ws.clock())
+    if info is None:
+        fail(f'no key with id "{key_id}" (nudge keys list shows them)')
+    if as_json:
+        emit_json(info.as_dict())
+        return
+    console.print(f"key {key_id} revoked")
+
+
+# -- consent -------------------------------------------------------------------------------------
+
+
+@consent_app.command("set")
+def consent_set(
+    user_id: str,
+    channel: Annotated[Channel, typer.Option(help="push, sms, kakao, email or inapp.")],
+    purpose: Annotated[Purpose, typer.Option(help="advertising, or night for 21:00–08:00 advertising.")],
+    granted: Annotated[bool, typer.Option("--granted/--withdrawn", help="Consent given or withdrawn.")],
+    source: Annotated[ConsentSource, typer.Option(help="How the user told us.")] = ConsentSource.ADMIN,
+    at: Annotated[datetime | None, typer.Option(
+        help="When the user chose (default now; without an offset it is read in the workspace time zone).",
+        formats=TIME_FORMATS)] = None,
+    evidence: Annotated[str | None, typer.Option(help="Proof: form version, call record id, ...")] = None,
+    home: HomeOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Record a consent change for a user (append-only; the history is the legal proof)."""
+    with workspace(home) as ws:
+        result = ws.set_consent(user_id, channel=channel, purpose=purpose, granted=granted, source=source, at=at,
+                                evidence=evidence)
+    if as_json:
+        emit_json({"recorded": result.recorded, "consent": result.state})
+        return
+    state = "granted" if result.state["granted"] else "withdrawn"
+    note = "recorded" if result.recorded else "unchanged (already in that state then), nothing recorded"
+    console.print(f"{user_id}: {channel.value}/{purpose.value} {state} since {result.state['at']} — {note}")
+
+
+def main() -> None:  # pragma: no cover
+    app()

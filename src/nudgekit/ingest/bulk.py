@@ -1,0 +1,409 @@
+"""Bulk import of users and events from CSV, JSONL and Parquet, streamed in chunks.
+
+Every row passes the same rules as the HTTP API. Good rows are stored, bad
+rows are counted, the first few shown, and all written to a reject file with
+the row number, field, reason and the row itself — nothing is lost silently.
+
+Events (CSV / Parquet): known columns are mapped by name (user_id or userId,
+event or event_name, timestamp, message_id, ...); every other column becomes
+a property. Naive timestamps are read in the workspace time zone; integer
+timestamps as Unix seconds (or milliseconds when larger than 10^11).
+Events (JSONL): one Segment message per line (type defaults to track).
+Users: one row per user; see docs/import.md for the column names.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from nudgekit.ingest.validate import Reject, without_row
+from nudgekit.store.events import AppendResult
+from nudgekit.vocabulary import ConsentSource, EventSource
+
+if TYPE_CHECKING:
+    from nudgekit.workspace import Workspace
+
+CHUNK_ROWS = 250_000
+USER_CHUNK_ROWS = 5_000
+SAMPLE_REJECTS = 10
+
+Progress = Callable[[int], None]
+
+EVENT_ALIASES: dict[str, tuple[str, ...]] = {
+    "message_id": ("message_id", "messageId", "event_id", "eventId"),
+    "type": ("type",),
+    "event": ("event", "event_name", "eventName", "name"),
+    "user_id": ("user_id", "userId"),
+    "anonymous_id": ("anonymous_id", "anonymousId"),
+    "previous_id": ("previous_id", "previousId"),
+    "timestamp": ("timestamp", "time", "ts", "occurred_at", "event_time"),
+    "original_timestamp": ("original_timestamp", "originalTimestamp"),
+    "sent_at": ("sent_at", "sentAt"),
+    "properties": ("properties",),
+    "context": ("context",),
+}
+TEXT_COLUMNS = {alias for names in EVENT_ALIASES.values() for alias in names} | {
+    "phone", "push_token", "zip", "postal_code",
+}
+
+
+@dataclass
+class ImportReport:
+    file: str
+    kind: str
+    rows: int = 0
+    accepted: int = 0
+    stored: int = 0
+    rejected: int = 0
+    sample: list[dict[str, Any]] = field(default_factory=list)
+    reject_file: str | None = None
+    seconds: float = 0.0
+
+    @property
+    def duplicates(self) -> int:
+        return self.accepted - self.stored
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "file": self.file, "kind": self.kind, "rows": self.rows, "accepted": self.accepted,
+            "stored": self.stored, "duplicates": self.duplicates, "rejected": self.rejected,
+            "first_rejects": self.sample, "reject_file": self.reject_file, "seconds": round(self.seconds, 3),
+        }
+
+
+class RejectWriter:
+    """Writes every reject as one JSON line: row (1-based data row), field, reason, record."""
+
+    def __init__(self, path: Path, report: ImportReport) -> None:
+        self.path = path
+        self.report = report
+        self._handle: Any = None
+
+    def write(self, reject: Reject, record: Any, row_number: int) -> None:
+        entry = {"row": row_number, "field": reject.field, "reason": reject.reason, "record": record}
+        if self._handle is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._handle = open(self.path, "wb")
+            self.report.reject_file = str(self.path)
+        self._handle.write(orjson.dumps(entry, default=str, option=orjson.OPT_NON_STR_KEYS) + b"\n")
+        self.report.rejected += 1
+        if len(self.report.sample) < SAMPLE_REJECTS:
+            self.report.sample.append({k: entry[k] for k in ("row", "field", "reason")})
+
+    def close(self) -> None:
+        if self._handle is not None:
+            self._handle.close()
+
+
+def file_format(path: Path) -> str:
+    suffixes = [s.lower() for s in path.suffixes]
+    for fmt, names in (("parquet", {".parquet", ".pq"}), ("jsonl", {".jsonl", ".ndjson", ".json"}),
+                       ("csv", {".csv", ".tsv"})):
+        if names & set(suffixes):
+            return fmt
+    raise ValueError(f"{path.name}: cannot tell the format; name it .csv, .jsonl or .parquet")
+
+
+def count_rows(path: Path, fmt: str) -> int | None:
+    """Rows to expect, for the progress bar (a fast newline count for text files)."""
+    if fmt == "parquet":
+        return pq.ParquetFile(path).metadata.num_rows
+    lines = 0
+    with open(path, "rb") as handle:
+        while block := handle.read(1 << 24):
+            lines += block.count(b"\n")
+    return max(lines - (1 if fmt == "csv" else 0), 0)
+
+
+def _csv_batches(path: Path, chunk_rows: int) -> Iterator[pa.RecordBatch]:
+    with open(path, "rb") as handle:
+        header = handle.readline().decode("utf-8-sig")
+    delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
+    names = [n.strip().strip('"') for n in header.rstrip("\r\n").split(delimiter)]
+    convert = pacsv.ConvertOptions(
+        column_types={n: pa.string() for n in names if n in TEXT_COLUMNS or n.startswith("consent")},
+        strings_can_be_null=True,
+    )
+    reader = pacsv.open_csv(
+        path,
+        read_options=pacsv.ReadOptions(block_size=16 << 20, encoding="utf-8"),
+        parse_options=pacsv.ParseOptions(delimiter=delimiter, newlines_in_values=True),
+        convert_options=convert,
+    )
+    yield from _rechunk(reader, chunk_rows)
+
+
+def _rechunk(batches: Any, chunk_rows: int) -> Iterator[pa.RecordBatch]:
+    for batch in batches:
+        for start in range(0, batch.num_rows, chunk_rows):
+            yield batch.slice(start, chunk_rows)
+
+
+def _table_batches(path: Path, fmt: str, chunk_rows: int) -> Iterator[pa.RecordBatch]:
+    if fmt == "parquet":
+        yield from pq.ParquetFile(path).iter_batches(batch_size=chunk_rows)
+    else:
+        yield from _csv_batches(path, chunk_rows)
+
+
+def _jsonl_chunks(path: Path, chunk_rows: int) -> Iterator[list[Any]]:
+    chunk: list[Any] = []
+    with open(path, "rb") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                chunk.append({"__blank__": number})
+            else:
+                try:
+                    chunk.append(orjson.loads(line))
+                except orjson.JSONDecodeError as exc:
+                    chunk.append(_BadLine(str(exc)))
+            if len(chunk) >= chunk_rows:
+                yield chunk
+                chunk = []
+    if chunk:
+        yield chunk
+
+
+@dataclass(frozen=True)
+class _BadLine:
+    error: str
+
+
+def _default_reject_path(ws: Workspace, path: Path) -> Path:
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+    return ws.settings.home / "rejects" / f"{path.stem}-{stamp}.rejects.jsonl"
+
+
+# -- events ----------------------------------------------------------------------------------
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _event_mapping_sql(schema: pa.Schema) -> str:
+    """SQL turning any event file's columns into RAW_SCHEMA rows."""
+    names = list(schema.names)
+    taken: dict[str, str] = {}
+    for target, aliases in EVENT_ALIASES.items():
+        for alias in aliases:
+            if alias in names and alias not in taken.values():
+                taken[target] = alias
+                break
+    extra = [n for n in names if n not in taken.values() and n != "_row"]
+
+    def text(target: str) -> str:
+        source = taken.get(target)
+        return f"CAST({_quote(source)} AS VARCHAR)" if source else "NULL::VARCHAR"
+
+    def moment(target: str) -> str:
+        source = taken.get(target)
+        if not source:
+            return "NULL::VARCHAR"
+        kind = schema.field(source).type
+        col = _quote(source)
+        if pa.types.is_integer(kind) or pa.types.is_floating(kind):
+            return (f"CAST(CASE WHEN {col} > 100000000000 THEN epoch_ms(CAST({col} AS BIGINT)) "
+                    f"ELSE to_timestamp({col}) END AS VARCHAR)")
+        return f"CAST({col} AS VARCHAR)"
+
+    def as_json(source: str | None) -> str:
+        if not source:
+            return "'{}'::JSON"
+        kind = schema.field(source).type
+        col = _quote(source)
+        if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+            return f"coalesce(TRY_CAST({col} AS JSON), to_json({col}))"
+        return f"coalesce(to_json({col}), '{{}}')"
+
+    props = as_json(taken.get("properties"))
+    if extra:
+        packed = ", ".join(f"{_quote(n)} := {_quote(n)}" for n in extra)
+        props = f"json_merge_patch(coalesce({props}, '{{}}'), to_json(struct_pack({packed})))"
+    context = as_json(taken.get("context")) if taken.get("context") else "NULL::JSON"
+    kind = f"coalesce(nullif(trim({text('type')}), ''), 'track')"
+    return f"""
+        SELECT _row, {text('message_id')} AS message_id, {kind} AS type, {text('event')} AS event,
+               {text('user_id')} AS user_id, {text('anonymous_id')} AS anonymous_id,
+               {text('previous_id')} AS previous_id, {moment('timestamp')} AS "timestamp",
+               {moment('original_timestamp')} AS original_timestamp, {moment('sent_at')} AS sent_at,
+               CAST({props} AS VARCHAR) AS properties, CAST({context} AS VARCHAR) AS context,
+               0::BIGINT AS _size
+        FROM src
+    """
+
+
+PROFILE_TYPES = ("identify", "alias")
+
+
+def _table_events_chunk(ws: Workspace, batch: pa.RecordBatch, offset: int, source: str,
+                        rejects: RejectWriter) -> tuple[pa.Table, int]:
+    table = pa.Table.from_batches([batch]).append_column("_row", pa.array(range(batch.num_rows), pa.int64()))
+    con = ws.validator.connection()
+    con.register("src", table)
+    try:
+        raw = con.sql(_event_mapping_sql(table.schema)).to_arrow_table()
+    finally:
+        con.unregister("src")
+    raw = raw.append_column(
+        "_oversize", pc.add(pc.binary_length(raw["properties"]).fill_null(0),
+                                    pc.binary_length(raw["context"]).fill_null(0)),
+    )
+    raw = raw.set_column(raw.schema.get_field_index("_size"), "_size", raw["_oversize"]).drop_columns(["_oversize"])
+    checked = ws.validator.check(raw, received_at=ws.clock(), source=source)
+    accepted = checked.accepted
+    found = list(checked.rejects)
+    kinds = accepted.column("type").to_pylist()
+    if any(k in PROFILE_TYPES for k in kinds):
+        mask = pa.array([k not in PROFILE_TYPES for k in kinds])
+        rows = accepted.column("_row").to_pylist()
+        found += [Reject(rows[i], "type", f"{k} rows change profiles: import them with `nudge import users` "
+                         "or as JSONL") for i, k in enumerate(kinds) if k in PROFILE_TYPES]
+        accepted = accepted.filter(mask)
+    for reject in sorted(found, key=lambda r: r.row):
+        rejects.write(reject, batch.slice(reject.row, 1).to_pylist()[0], offset + reject.row + 1)
+    return without_row(accepted), len(found)
+
+
+def import_events(ws: Workspace, path: Path, *, reject_file: Path | None = None,
+                  progress: Progress | None = None, chunk_rows: int = CHUNK_ROWS,
+                  source: str = EventSource.IMPORT.value) -> ImportReport:
+    fmt = file_format(path)
+    report = ImportReport(str(path), "events")
+    rejects = RejectWriter(reject_file or _default_reject_path(ws, path), report)
+    started = time.perf_counter()
+    offset = 0
+    try:
+        if fmt == "jsonl":
+            for chunk in _jsonl_chunks(path, chunk_rows):
+                rows = _ingest_messages(ws, chunk, offset, source, rejects, default_type="track")
+                _store(ws, rows, report)
+                offset += len(chunk)
+                report.rows = offset
+                if progress:
+                    progress(len(chunk))
+        else:
+            for batch in _table_batches(path, fmt, chunk_rows):
+                rows, _ = _table_events_chunk(ws, batch, offset, source, rejects)
+                _store(ws, rows, report)
+                offset += batch.num_rows
+                report.rows = offset
+                if progress:
+                    progress(batch.num_rows)
+    finally:
+        rejects.close()
+        report.seconds = time.perf_counter() - started
+    return report
+
+
+def _store(ws: Workspace, rows: pa.Table, report: ImportReport) -> None:
+    result: AppendResult = ws.events.append(rows)
+    report.accepted += result.received
+    report.stored += result.inserted
+
+
+def _ingest_messages(ws: Workspace, messages: list[Any], offset: int, source: str, rejects: RejectWriter,
+                     *, default_type: str | None, originals: list[Any] | None = None) -> pa.Table:
+    """Segment-shaped messages through the shared path; rejects written with the original rows."""
+    originals = originals or messages
+    clean: list[Any] = []
+    positions: list[int] = []
+    for i, message in enumerate(messages):
+        if isinstance(message, _BadLine):
+            rejects.write(Reject(i, "line", f"not valid JSON ({message.error})"), None, offset + i + 1)
+        elif isinstance(message, dict) and "__blank__" in message:
+            continue
+        else:
+            if default_type and isinstance(message, dict) and not message.get("type"):
+                message = {**message, "type": default_type}
+            clean.append(message)
+            positions.append(i)
+    result = ws.ingest(clean, source=source, fold_extra=True, consent_source=ConsentSource.IMPORT)
+    for reject in result.rejects:
+        position = positions[reject.row]
+        rejects.write(reject, originals[position], offset + position + 1)
+    return result.rows
+
+
+# -- users -----------------------------------------------------------------------------------
+
+USER_ID_COLUMNS = ("user_id", "userId")
+ANON_COLUMNS = ("anonymous_id", "anonymousId")
+PUSH_COLUMNS = {"push_token": "token", "push_platform": "platform", "push_app_id": "app_id",
+                "push_device_id": "device_id", "push_status": "status"}
+CONSENT_META = {"consent_at": "at", "consent_source": "source", "consent_evidence": "evidence"}
+
+
+def user_row_to_identify(row: dict[str, Any]) -> dict[str, Any]:
+    """One user row as an identify message (consent_sms_advertising, push_token, ... understood)."""
+    message: dict[str, Any] = {"type": "identify"}
+    traits: dict[str, Any] = {}
+    consent: dict[str, Any] = {}
+    token: dict[str, Any] = {}
+    for column, value in row.items():
+        if value is None or (isinstance(value, str) and not value.strip()):
+            continue
+        if column in USER_ID_COLUMNS:
+            message["userId"] = str(value)
+        elif column in ANON_COLUMNS:
+            message["anonymousId"] = str(value)
+        elif column == "timestamp":
+            message["timestamp"] = value.isoformat() if isinstance(value, datetime) else str(value)
+        elif column in PUSH_COLUMNS:
+            token[PUSH_COLUMNS[column]] = str(value)
+        elif column in CONSENT_META:
+            consent[CONSENT_META[column]] = value.isoformat() if isinstance(value, datetime) else value
+        elif column.startswith(("consent_", "consent.")):
+            parts = column.replace(".", "_").split("_")[1:]
+            channel, purpose = parts[0], "_".join(parts[1:]) or "advertising"
+            consent.setdefault(channel, {})[purpose] = value
+        else:
+            traits[column] = value.isoformat() if isinstance(value, datetime) else value
+    if consent:
+        consent.setdefault("source", ConsentSource.IMPORT.value)
+        traits["consent"] = consent
+    if token:
+        traits["push_tokens"] = [token]
+    message["traits"] = traits
+    return message
+
+
+def import_users(ws: Workspace, path: Path, *, reject_file: Path | None = None,
+                 progress: Progress | None = None, chunk_rows: int = USER_CHUNK_ROWS,
+                 source: str = EventSource.IMPORT.value) -> ImportReport:
+    fmt = file_format(path)
+    report = ImportReport(str(path), "users")
+    rejects = RejectWriter(reject_file or _default_reject_path(ws, path), report)
+    started = time.perf_counter()
+    offset = 0
+    try:
+        chunks: Iterator[list[Any]]
+        if fmt == "jsonl":
+            chunks = _jsonl_chunks(path, chunk_rows)
+        else:
+            chunks = (b.to_pylist() for b in _table_batches(path, fmt, chunk_rows))
+        for chunk in chunks:
+            messages = [user_row_to_identify(r) if isinstance(r, dict) and "__blank__" not in r else r
+                        for r in chunk]
+            rows = _ingest_messages(ws, messages, offset, source, rejects, default_type=None, originals=chunk)
+            _store(ws, rows, report)
+            offset += len(chunk)
+            report.rows = offset
+            if progress:
+                progress(len(chunk))
+    finally:
+        rejects.close()
+        report.seconds = time.perf_counter() - started
+    return report
+

@@ -1,0 +1,282 @@
+"""Identify: validate a profile update completely, then write it in one go (never half a profile).
+
+Reserved traits become typed columns and contact points; everything else is a
+custom trait. The `consent` trait carries consent changes:
+
+    "consent": {
+        "sms":   {"advertising": true, "night": false},
+        "push":  {"advertising": true},
+        "email": false,                    # shorthand for {"advertising": false}
+        "source": "signup_form",           # optional; default "api"
+        "at": "2026-11-22T09:30:00+09:00"  # optional; default the message timestamp
+    }
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from nudgekit.consent import history
+from nudgekit.consent.history import ConsentUpdate
+from nudgekit.profiles.contacts import (
+    FieldError,
+    normalize_email,
+    normalize_language,
+    normalize_phone,
+    normalize_timezone,
+    to_bool,
+)
+from nudgekit.profiles.traits import TraitRegistry, TraitType
+from nudgekit.store.state import Profile, PushToken
+from nudgekit.vocabulary import Channel, ConsentChange, ConsentSource, Platform, Purpose, TokenStatus
+
+ATTRIBUTION = ("utm_source", "utm_medium", "utm_campaign", "install_source")
+RESERVED = {"phone", "email", "language", "timezone", "kakao_reachable", "consent", "push_tokens", *ATTRIBUTION}
+CAMPAIGN_CONTEXT = {"source": "utm_source", "medium": "utm_medium", "name": "utm_campaign"}
+
+
+def anonymous_profile_id(anonymous_id: str) -> str:
+    return f"anon:{anonymous_id}"
+
+
+@dataclass(frozen=True)
+class TokenUpdate:
+    token: str
+    platform: Platform
+    app_id: str | None = None
+    device_id: str | None = None
+    status: TokenStatus = TokenStatus.VALID
+
+
+@dataclass
+class IdentifyPlan:
+    """A validated identify, ready to write."""
+
+    user_id: str | None
+    anonymous_id: str | None
+    at: datetime
+    message_id: str | None
+    columns: dict[str, Any] = field(default_factory=dict)
+    first_touch: dict[str, Any] = field(default_factory=dict)
+    traits: dict[str, Any] = field(default_factory=dict)
+    new_trait_types: dict[str, TraitType] = field(default_factory=dict)
+    consents: list[ConsentUpdate] = field(default_factory=list)
+    tokens: list[TokenUpdate] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class IdentifyResult:
+    profile_id: str
+    created: bool
+    merged_from: str | None
+    consents_recorded: int
+
+
+def _parse_time(value: Any, field_name: str) -> datetime:
+    if isinstance(value, datetime):
+        moment = value
+    else:
+        try:
+            moment = datetime.fromisoformat(str(value).strip().replace("Z", "+00:00"))
+        except ValueError:
+            raise FieldError(field_name, f'"{value}" is not a date and time; use e.g. 2026-11-22T09:30:00+09:00') from None
+    if moment.tzinfo is None:
+        raise FieldError(field_name, f'"{value}" has no time zone; add one, e.g. +09:00')
+    return moment
+
+
+def parse_consent(value: Any, default_at: datetime, default_source: ConsentSource) -> list[ConsentUpdate]:
+    if not isinstance(value, dict):
+        raise FieldError("traits.consent", 'must be an object like {"sms": {"advertising": true}}')
+    source = default_source
+    if "source" in value:
+        try:
+            source = ConsentSource(str(value["source"]))
+        except ValueError:
+            known = ", ".join(s.value for s in ConsentSource)
+            raise FieldError("traits.consent.source", f'unknown source "{value["source"]}"; use one of {known}') from None
+    echo = not value.get("at")
+    at = default_at if echo else _parse_time(value["at"], "traits.consent.at")
+    evidence = str(value["evidence"]) if value.get("evidence") else None
+    updates: list[ConsentUpdate] = []
+    for key, choice in value.items():
+        if key in ("source", "at", "evidence"):
+            continue
+        try:
+            channel = Channel(key)
+        except ValueError:
+            known = ", ".join(c.value for c in Channel)
+            raise FieldError(f"traits.consent.{key}", f"unknown channel; use one of {known}") from None
+        purposes = choice if isinstance(choice, dict) else {Purpose.ADVERTISING.value: choice}
+        for purpose_name, granted in purposes.items():
+            try:
+                purpose = Purpose(purpose_name)
+            except ValueError:
+                raise FieldError(
+                    f"traits.consent.{key}.{purpose_name}", "unknown purpose; use advertising or night"
+                ) from None
+            flag = to_bool(granted, f"traits.consent.{key}.{purpose_name}")
+            change = ConsentChange.GRANTED if flag else ConsentChange.WITHDRAWN
+            updates.append(ConsentUpdate(channel, purpose, change, at, source, evidence, echo))
+    return updates
+
+
+def _parse_tokens(value: Any) -> list[TokenUpdate]:
+    items = value if isinstance(value, list) else [value]
+    tokens = []
+    for i, item in enumerate(items):
+        where = f"traits.push_tokens[{i}]"
+        if not isinstance(item, dict) or not item.get("token"):
+            raise FieldError(where, 'each push token needs {"token": ..., "platform": "ios|android|web"}')
+        tokens.append(_token(item, where))
+    return tokens
+
+
+def _token(item: dict[str, Any], where: str) -> TokenUpdate:
+    try:
+        platform = Platform(str(item.get("platform") or item.get("type") or "").lower())
+    except ValueError:
+        raise FieldError(f"{where}.platform", f'"{item.get("platform")}" is not ios, android or web') from None
+    try:
+        status = TokenStatus(str(item.get("status") or "valid").lower())
+    except ValueError:
+        raise FieldError(f"{where}.status", "use valid or invalid") from None
+    return TokenUpdate(str(item["token"]), platform, item.get("app_id"), item.get("device_id"), status)
+
+
+def prepare(
+    *,
+    user_id: str | None,
+    anonymous_id: str | None,
+    traits: dict[str, Any],
+    context: dict[str, Any],
+    at: datetime,
+    message_id: str | None,
+    registry: TraitRegistry,
+    phone_region: str,
+    consent_source: ConsentSource = ConsentSource.API,
+) -> IdentifyPlan:
+    """Check everything an identify says; raise FieldError on the first thing we cannot store."""
+    if not user_id and not anonymous_id:
+        raise FieldError("userId", "every message needs a userId or an anonymousId")
+    plan = IdentifyPlan(user_id or None, anonymous_id or None, at, message_id)
+    columns = plan.columns
+    if traits.get("phone") not in (None, ""):
+        columns["phone"] = normalize_phone(traits["phone"], phone_region, "traits.phone")
+    if traits.get("email") not in (None, ""):
+        columns["email"] = normalize_email(traits["email"], "traits.email")
+    language = traits.get("language") or context.get("locale")
+    if language:
+        columns["language"] = normalize_language(language, "traits.language")
+    zone = traits.get("timezone") or context.get("timezone")
+    if zone:
+        columns["timezone"] = normalize_timezone(zone, "traits.timezone")
+    if traits.get("kakao_reachable") is not None:
+        columns["kakao_reachable"] = to_bool(traits["kakao_reachable"], "traits.kakao_reachable")
+    for name in ATTRIBUTION:
+        if traits.get(name) not in (None, ""):
+            columns[name] = str(traits[name])
+    campaign = context.get("campaign") if isinstance(context.get("campaign"), dict) else {}
+    for key, column in CAMPAIGN_CONTEXT.items():
+        if campaign.get(key) and column not in columns:
+            plan.first_touch[column] = str(campaign[key])
+    if traits.get("consent") is not None:
+        plan.consents = parse_consent(traits["consent"], at, consent_source)
+    if traits.get("push_tokens") is not None:
+        plan.tokens = _parse_tokens(traits["push_tokens"])
+    device = context.get("device") if isinstance(context.get("device"), dict) else {}
+    if device.get("token"):
+        app = context.get("app") if isinstance(context.get("app"), dict) else {}
+        item = {"token": device["token"], "platform": device.get("type"), "device_id": device.get("id"),
+                "app_id": app.get("namespace")}
+        plan.tokens.append(_token(item, "context.device"))
+    custom = {k: v for k, v in traits.items() if k not in RESERVED}
+    plan.traits, plan.new_trait_types = registry.check(custom)
+    return plan
+
+
+def apply(session: Session, plan: IdentifyPlan, registry: TraitRegistry, now: datetime) -> IdentifyResult:
+    """Write a prepared identify. Idempotent for a retried message (same message id)."""
+    merged_from = None
+    if plan.user_id:
+        target_id = plan.user_id
+        if plan.anonymous_id:
+            merged_from = merge_anonymous(session, plan.anonymous_id, plan.user_id, now)
+    else:
+        assert plan.anonymous_id is not None
+        anon = session.get(Profile, anonymous_profile_id(plan.anonymous_id))
+        target_id = anon.merged_into if anon and anon.merged_into else anonymous_profile_id(plan.anonymous_id)
+    profile = session.get(Profile, target_id)
+    created = profile is None
+    if profile is None:
+        profile = Profile(
+            profile_id=target_id,
+            user_id=target_id if plan.user_id or not target_id.startswith("anon:") else None,
+            anonymous_id=plan.anonymous_id,
+            traits={},
+            created_at=now,
+            updated_at=now,
+        )
+        session.add(profile)
+    for column, value in plan.columns.items():
+        setattr(profile, column, value)
+    for column, value in plan.first_touch.items():
+        if getattr(profile, column) is None:
+            setattr(profile, column, value)
+    if plan.traits:
+        merged = dict(profile.traits or {})
+        for name, value in plan.traits.items():
+            if value is None:
+                merged.pop(name, None)
+            else:
+                merged[name] = value
+        profile.traits = merged
+    profile.updated_at = now
+    session.flush()
+    for token in plan.tokens:
+        _upsert_token(session, profile.profile_id, token, now)
+    written = history.record(session, profile.profile_id, plan.consents, now=now, dedupe_key=plan.message_id)
+    registry.adopt(plan.new_trait_types, now)
+    return IdentifyResult(profile.profile_id, created, merged_from, len(written))
+
+
+def merge_anonymous(session: Session, anonymous_id: str, user_id: str, now: datetime) -> str | None:
+    """Fold an anonymous visitor's profile into the user it turned out to be (first link wins)."""
+    anon = session.get(Profile, anonymous_profile_id(anonymous_id))
+    if anon is None or anon.merged_into is not None:
+        return None
+    user = session.get(Profile, user_id)
+    if user is None:
+        user = Profile(profile_id=user_id, user_id=user_id, anonymous_id=anonymous_id, traits={},
+                       created_at=now, updated_at=now)
+        session.add(user)
+    user.traits = {**(anon.traits or {}), **(user.traits or {})}
+    for column in ("phone", "email", "language", "timezone", "kakao_reachable", *ATTRIBUTION):
+        if getattr(user, column) is None:
+            setattr(user, column, getattr(anon, column))
+    session.flush()
+    for token in session.query(PushToken).filter(PushToken.profile_id == anon.profile_id):
+        token.profile_id = user_id
+    history.copy_to(session, anon.profile_id, user_id, now=now)
+    anon.merged_into = user_id
+    anon.updated_at = now
+    return anon.profile_id
+
+
+def _upsert_token(session: Session, profile_id: str, update: TokenUpdate, now: datetime) -> None:
+    row = session.get(PushToken, update.token)
+    if row is None:
+        row = PushToken(token=update.token, profile_id=profile_id, platform=update.platform.value, updated_at=now)
+        session.add(row)
+    row.profile_id = profile_id
+    row.platform = update.platform.value
+    row.app_id = update.app_id or row.app_id
+    row.device_id = update.device_id or row.device_id
+    if row.status != update.status.value:
+        row.status = update.status.value
+        row.status_reason = "reported by the app" if update.status == TokenStatus.INVALID else None
+    row.updated_at = now

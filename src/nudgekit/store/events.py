@@ -1,0 +1,292 @@
+"""The event store: append-only behaviour and message events in a DuckDB file, fed through a spool.
+
+:TRICKY: a DuckDB file admits one writing process at a time, and a writer
+locks out readers in other processes. So nothing holds the file open for
+long: every door first writes accepted events to the spool (an Arrow IPC file
+written under a temporary name, fsynced, then renamed — a crash never leaves
+half a part), acknowledges, and a drain moves spooled parts into the DuckDB
+file in one short transaction. Readers (`nudge events tail`, lifecycle runs)
+open the file read-only for the length of one query. Either side that finds
+the file locked waits and retries; the spool absorbs ingestion meanwhile.
+
+A messageId is stored once, ever: each insert skips event ids the store (or
+the same insert) already holds.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+import pyarrow.ipc as ipc
+
+EVENT_SCHEMA = pa.schema(
+    [
+        ("event_id", pa.string()),
+        ("type", pa.string()),
+        ("event", pa.string()),
+        ("user_id", pa.string()),
+        ("anonymous_id", pa.string()),
+        ("previous_id", pa.string()),
+        ("timestamp", pa.timestamp("us", tz="UTC")),
+        ("received_at", pa.timestamp("us", tz="UTC")),
+        ("properties", pa.string()),
+        ("context", pa.string()),
+        ("source", pa.string()),
+    ]
+)
+COLUMNS = ", ".join(EVENT_SCHEMA.names)
+
+DDL = """
+CREATE TABLE IF NOT EXISTS events (
+    event_id VARCHAR NOT NULL,
+    type VARCHAR NOT NULL,
+    event VARCHAR,
+    user_id VARCHAR,
+    anonymous_id VARCHAR,
+    previous_id VARCHAR,
+    timestamp TIMESTAMPTZ NOT NULL,
+    received_at TIMESTAMPTZ NOT NULL,
+    properties JSON,
+    context JSON,
+    source VARCHAR NOT NULL
+);
+CREATE TABLE IF NOT EXISTS identity_links (
+    alias_id VARCHAR NOT NULL,
+    user_id VARCHAR NOT NULL,
+    linked_at TIMESTAMPTZ NOT NULL
+);
+CREATE OR REPLACE VIEW events_resolved AS
+SELECT e.*,
+       COALESCE(by_user.user_id, e.user_id, by_anon.user_id, 'anon:' || e.anonymous_id) AS person_id
+FROM events e
+LEFT JOIN identity_links by_user ON by_user.alias_id = e.user_id
+LEFT JOIN identity_links by_anon ON by_anon.alias_id = e.anonymous_id;
+"""
+
+_LOCK_WORDS = ("Could not set lock", "Conflicting lock", "database is locked", "being used by another")
+
+
+class EventStoreBusy(RuntimeError):
+    """Another process held the event store longer than we were willing to wait."""
+
+
+@dataclass(frozen=True)
+class AppendResult:
+    received: int
+    inserted: int
+
+    @property
+    def duplicates(self) -> int:
+        return self.received - self.inserted
+
+
+def empty_events() -> pa.Table:
+    return EVENT_SCHEMA.empty_table()
+
+
+class EventStore:
+    def __init__(self, path: Path, spool_dir: Path, *, lock_timeout: float = 60.0) -> None:
+        self.path = Path(path)
+        self.spool_dir = Path(spool_dir)
+        self.lock_timeout = lock_timeout
+
+    # -- connections ---------------------------------------------------------------------------
+
+    @contextmanager
+    def _connect(self, read_only: bool) -> Iterator[duckdb.DuckDBPyConnection]:
+        deadline = time.monotonic() + self.lock_timeout
+        delay = 0.005
+        while True:
+            try:
+                con = duckdb.connect(str(self.path), read_only=read_only)
+                break
+            except duckdb.Error as exc:
+                if not any(word in str(exc) for word in _LOCK_WORDS):
+                    raise
+                if time.monotonic() > deadline:
+                    raise EventStoreBusy(
+                        f"the event store {self.path} stayed locked by another process for "
+                        f"{self.lock_timeout:.0f}s; try again when the other command finishes"
+                    ) from exc
+                time.sleep(delay)
+                delay = min(delay * 2, 0.2)
+        try:
+            con.execute("SET TimeZone = 'UTC'")
+            yield con
+        finally:
+            con.close()
+
+    @contextmanager
+    def reader(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A read-only connection for one query or a few; do not keep it."""
+        if not self.path.exists():
+            self.create()
+        with self._connect(read_only=True) as con:
+            yield con
+
+    @contextmanager
+    def writer(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        with self._connect(read_only=False) as con:
+            yield con
+
+    def create(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.spool_dir.mkdir(parents=True, exist_ok=True)
+        with self.writer() as con:
+            con.execute(DDL)
+
+    # -- writing -------------------------------------------------------------------------------
+
+    def spool(self, rows: pa.Table) -> Path | None:
+        """Durably park accepted rows for the next drain. Returns the part written."""
+        if rows.num_rows == 0:
+            return None
+        self.spool_dir.mkdir(parents=True, exist_ok=True)
+        name = f"{time.time_ns():020d}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        tmp = self.spool_dir / f".{name}.tmp"
+        final = self.spool_dir / f"{name}.arrow"
+        with open(tmp, "wb") as handle:
+            with ipc.new_file(handle, EVENT_SCHEMA) as part:
+                part.write_table(rows.cast(EVENT_SCHEMA))
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, final)
+        return final
+
+    def pending_parts(self) -> list[Path]:
+        if not self.spool_dir.exists():
+            return []
+        return sorted(self.spool_dir.glob("*.arrow"))
+
+    def drain(self, max_parts: int = 2000) -> AppendResult:
+        """Move spooled parts into the store. Only one process drains at a time; others return at once."""
+        self.spool_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.spool_dir / ".drain.lock", "w") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return AppendResult(0, 0)
+            parts = self.pending_parts()[:max_parts]
+            if not parts:
+                return AppendResult(0, 0)
+            tables = [ipc.open_file(pa.memory_map(str(p))).read_all() for p in parts]
+            result = self.append(pa.concat_tables(tables))
+            for part in parts:
+                part.unlink(missing_ok=True)
+            return result
+
+    def append(self, rows: pa.Table) -> AppendResult:
+        """Insert rows (EVENT_SCHEMA) that passed validation, skipping event ids already stored."""
+        if rows.num_rows == 0:
+            return AppendResult(0, 0)
+        if not self.path.exists():
+            self.create()
+        with self.writer() as con:
+            return insert_new(con, rows)
+
+    # -- reading -------------------------------------------------------------------------------
+
+    def query(self, sql: str, params: list[Any] | None = None) -> list[dict[str, Any]]:
+        """Rows as dicts. Goes through Arrow: timestamps come back as aware datetimes without pytz."""
+        with self.reader() as con:
+            return con.sql(sql, params=params or []).to_arrow_table().to_pylist()
+
+    def count(self) -> int:
+        with self.reader() as con:
+            return con.execute("SELECT count(*) FROM events").fetchone()[0]  # type: ignore[index]
+
+    def tail(
+        self, limit: int = 20, *, after: datetime | None = None, name: str | None = None
+    ) -> list[dict[str, Any]]:
+        where, params = ["1=1"], []
+        if after is not None:
+            where.append("received_at > ?")
+            params.append(after)
+        if name:
+            where.append("event = ?")
+            params.append(name)
+        sql = (
+            f"SELECT * FROM (SELECT {COLUMNS} FROM events WHERE {' AND '.join(where)} "
+            f"ORDER BY received_at DESC, event_id DESC LIMIT {int(limit)}) ORDER BY received_at, event_id"
+        )
+        return self.query(sql, params)
+
+    def person_events(self, person_id: str, limit: int = 20) -> list[dict[str, Any]]:
+        """The latest events of one person, anonymous history included once it was linked."""
+        sql = (
+            f"SELECT {COLUMNS} FROM events_resolved WHERE person_id = ? "
+            f"ORDER BY timestamp DESC LIMIT {int(limit)}"
+        )
+        return self.query(sql, [person_id])
+
+    def person_summary(self, person_id: str) -> dict[str, Any]:
+        rows = self.query(
+            "SELECT count(*) AS events, min(timestamp) AS first_seen, max(timestamp) AS last_seen, "
+            "list(DISTINCT anonymous_id) FILTER (WHERE anonymous_id IS NOT NULL) AS anonymous_ids "
+            "FROM events_resolved WHERE person_id = ?",
+            [person_id],
+        )
+        return rows[0]
+
+
+def insert_new(con: duckdb.DuckDBPyConnection, rows: pa.Table) -> AppendResult:
+    """One transaction: new events in, identity links updated. Duplicate ids are dropped."""
+    con.register("incoming_raw", rows)
+    try:
+        con.execute("BEGIN")
+        con.execute(
+            "CREATE OR REPLACE TEMP TABLE incoming AS SELECT * FROM incoming_raw "
+            "QUALIFY row_number() OVER (PARTITION BY event_id ORDER BY received_at) = 1"
+        )
+        con.execute(
+            "CREATE OR REPLACE TEMP TABLE seen AS SELECT DISTINCT event_id FROM events "
+            "WHERE event_id IN (SELECT event_id FROM incoming)"
+        )
+        inserted = con.execute(
+            f"INSERT INTO events SELECT {COLUMNS} FROM incoming "
+            "WHERE event_id NOT IN (SELECT event_id FROM seen)"
+        ).fetchone()[0]  # type: ignore[index]
+        _link_identities(con)
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    finally:
+        con.unregister("incoming_raw")
+    return AppendResult(rows.num_rows, int(inserted))
+
+
+def _link_identities(con: duckdb.DuckDBPyConnection) -> None:
+    """First link by client timestamp wins: an anonymous id (or an aliased id) belongs to one user."""
+    con.execute(
+        """
+        CREATE OR REPLACE TEMP TABLE new_links AS
+        SELECT alias_id, arg_min(user_id, ts) AS user_id, min(ts) AS linked_at FROM (
+            SELECT anonymous_id AS alias_id, user_id, timestamp AS ts FROM incoming
+             WHERE anonymous_id IS NOT NULL AND user_id IS NOT NULL AND anonymous_id <> user_id
+            UNION ALL
+            SELECT previous_id, user_id, timestamp FROM incoming
+             WHERE type = 'alias' AND previous_id IS NOT NULL AND user_id IS NOT NULL
+               AND previous_id <> user_id
+        ) GROUP BY alias_id
+        """
+    )
+    con.execute(
+        "DELETE FROM identity_links WHERE alias_id IN (SELECT n.alias_id FROM new_links n "
+        "JOIN identity_links l USING (alias_id) WHERE n.linked_at < l.linked_at)"
+    )
+    con.execute(
+        "INSERT INTO identity_links SELECT * FROM new_links n "
+        "WHERE n.alias_id NOT IN (SELECT alias_id FROM identity_links)"
+    )

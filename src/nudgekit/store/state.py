@@ -1,0 +1,152 @@
+"""The state DB: profiles, contact points, consents (append-only), API keys.
+
+SQLite (WAL, busy timeout) by default so several processes share one workspace;
+PostgreSQL when NUDGE_DATABASE_URL says so. The schema is owned by Alembic
+migrations in `store/migrations`; these models mirror it.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Engine,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    create_engine,
+    event,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
+from sqlalchemy.types import TypeDecorator
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on every backend (SQLite forgets the zone otherwise)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the state DB; attach a time zone")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {datetime: UtcDateTime, dict[str, Any]: JSON}
+
+
+class Profile(Base):
+    """One person: a known user (profile_id = user_id) or an anonymous visitor ("anon:" + anonymous_id)."""
+
+    __tablename__ = "profiles"
+    profile_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    user_id: Mapped[str | None] = mapped_column(String(255), unique=True)
+    anonymous_id: Mapped[str | None] = mapped_column(String(255))
+    merged_into: Mapped[str | None] = mapped_column(String(255))
+    """Set on an anonymous profile once an identify linked it to a known user."""
+    traits: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    phone: Mapped[str | None] = mapped_column(String(32), index=True)
+    email: Mapped[str | None] = mapped_column(String(320), index=True)
+    language: Mapped[str | None] = mapped_column(String(35))
+    timezone: Mapped[str | None] = mapped_column(String(64))
+    kakao_reachable: Mapped[bool | None] = mapped_column(Boolean)
+    utm_source: Mapped[str | None] = mapped_column(String(255))
+    utm_medium: Mapped[str | None] = mapped_column(String(255))
+    utm_campaign: Mapped[str | None] = mapped_column(String(255))
+    install_source: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class TraitDefinition(Base):
+    """The type of a custom trait, fixed the first time it is seen (or declared in nudge.toml)."""
+
+    __tablename__ = "trait_definitions"
+    name: Mapped[str] = mapped_column(String(255), primary_key=True)
+    type: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime]
+
+
+class PushToken(Base):
+    __tablename__ = "push_tokens"
+    token: Mapped[str] = mapped_column(String(4096), primary_key=True)
+    profile_id: Mapped[str] = mapped_column(String(255), ForeignKey("profiles.profile_id"), index=True)
+    platform: Mapped[str] = mapped_column(String(16))
+    app_id: Mapped[str | None] = mapped_column(String(255))
+    device_id: Mapped[str | None] = mapped_column(String(255))
+    status: Mapped[str] = mapped_column(String(16), default="valid")
+    status_reason: Mapped[str | None] = mapped_column(String(255))
+    updated_at: Mapped[datetime]
+
+
+class ConsentRecord(Base):
+    """One consent change. Append-only: the migration installs triggers refusing UPDATE and DELETE."""
+
+    __tablename__ = "consent_records"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    profile_id: Mapped[str] = mapped_column(String(255), index=True)
+    channel: Mapped[str] = mapped_column(String(16))
+    purpose: Mapped[str] = mapped_column(String(16))
+    change: Mapped[str] = mapped_column(String(16))
+    at: Mapped[datetime]
+    """When the user gave or withdrew consent (as stated by the source)."""
+    source: Mapped[str] = mapped_column(String(32))
+    recorded_at: Mapped[datetime]
+    """When nudgekit learned of it."""
+    evidence: Mapped[str | None] = mapped_column(Text)
+    """Free text: form version, call record id, the message id it came in."""
+    dedupe_key: Mapped[str | None] = mapped_column(String(255), unique=True)
+    """Set from the carrying message id so a retried request records a change once."""
+
+    __table_args__ = (Index("ix_consent_current", "profile_id", "channel", "purpose", "at"),)
+
+
+class ApiKey(Base):
+    __tablename__ = "api_keys"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    """The key's public prefix (shown in `nudge keys list`)."""
+    secret_hash: Mapped[str] = mapped_column(String(128))
+    scope: Mapped[str] = mapped_column(String(16))
+    name: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[datetime]
+    revoked_at: Mapped[datetime | None]
+
+    __table_args__ = (UniqueConstraint("secret_hash"),)
+
+
+def make_engine(url: str) -> Engine:
+    """An engine tuned for many processes sharing one workspace."""
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"timeout": 30}, pool_pre_ping=False)
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute("PRAGMA busy_timeout=30000")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.close()
+
+        return engine
+    return create_engine(url, pool_pre_ping=True)
+
+
+def make_sessionmaker(engine: Engine) -> sessionmaker:
+    return sessionmaker(engine, expire_on_commit=False)

@@ -1,0 +1,120 @@
+"""The words nudgekit uses for its ideas: one StrEnum per idea, the same in code, CLI, API and docs."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Channel(StrEnum):
+    """A way to reach a user. Consent is kept per channel."""
+
+    PUSH = "push"
+    """App push (FCM, APNs)."""
+    SMS = "sms"
+    """SMS, LMS and MMS: one channel, three types."""
+    KAKAO = "kakao"
+    """Kakao AlimTalk and Brand Message."""
+    EMAIL = "email"
+    """Email."""
+    INAPP = "inapp"
+    """In-app / in-browser messages and content cards."""
+
+
+class Purpose(StrEnum):
+    """What a consent is for."""
+
+    ADVERTISING = "advertising"
+    """영리목적 광고성 정보: needs prior opt-in per channel."""
+    NIGHT = "night"
+    """야간 수신동의: advertising between 21:00 and 08:00 local time, consented to separately."""
+
+
+class ConsentChange(StrEnum):
+    """The two things a consent record can say."""
+
+    GRANTED = "granted"
+    """수신동의."""
+    WITHDRAWN = "withdrawn"
+    """수신거부 / 철회."""
+
+
+class ConsentSource(StrEnum):
+    """How a consent change reached us: the law asks us to prove how, not just when."""
+
+    SIGNUP_FORM = "signup_form"
+    SETTINGS_SCREEN = "settings_screen"
+    OPTOUT_080_CALL = "optout_080_call"
+    UNSUBSCRIBE_LINK = "unsubscribe_link"
+    IMPORT = "import"
+    IN_APP = "in_app"
+    SMS_REPLY = "sms_reply"
+    API = "api"
+    """An admin API call or an identify call that did not name its source."""
+    ADMIN = "admin"
+    """An operator using `nudge consent set` without naming another source."""
+    MERGE = "merge"
+    """Copied from an anonymous profile when it was linked to a known user."""
+
+
+class KeyScope(StrEnum):
+    """What an API key may do."""
+
+    WRITE = "write"
+    """Send events and profiles (the Segment write key)."""
+    ADMIN = "admin"
+    """Read profiles and change consents through /api/v1."""
+
+
+class Platform(StrEnum):
+    """Device platform of a push token."""
+
+    IOS = "ios"
+    ANDROID = "android"
+    WEB = "web"
+
+
+class TokenStatus(StrEnum):
+    """Whether a push token can still receive pushes."""
+
+    VALID = "valid"
+    INVALID = "invalid"
+
+
+class MessageType(StrEnum):
+    """Segment message types we accept."""
+
+    IDENTIFY = "identify"
+    TRACK = "track"
+    PAGE = "page"
+    SCREEN = "screen"
+    ALIAS = "alias"
+    GROUP = "group"
+
+
+class EventSource(StrEnum):
+    """Which door an event came through."""
+
+    HTTP = "http"
+    IMPORT = "import"
+    PYTHON = "python"
+    DEMO = "demo"
+
+
+class EventName(StrEnum):
+    """Event names the rest of nudgekit relies on. Any other (custom) event name is accepted too."""
+
+    SIGNED_UP = "signed_up"
+    APP_OPENED = "app_opened"
+    APP_INSTALLED = "app_installed"
+    APP_UNINSTALLED = "app_uninstalled"
+    PRODUCT_VIEWED = "product_viewed"
+    ADDED_TO_CART = "added_to_cart"
+    CHECKOUT_STARTED = "checkout_started"
+    ORDER_COMPLETED = "order_completed"
+    PUSH_PERMISSION_CHANGED = "push_permission_changed"
+    """properties.enabled: bool — the OS notification permission, not advertising consent."""
+    MESSAGE_SENT = "message_sent"
+    MESSAGE_DELIVERED = "message_delivered"
+    MESSAGE_FAILED = "message_failed"
+    MESSAGE_OPENED = "message_opened"
+    MESSAGE_CLICKED = "message_clicked"

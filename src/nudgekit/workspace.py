@@ -1,0 +1,286 @@
+"""Workspace: the one façade the CLI, the HTTP API and Python code use. It opens both stores."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+from sqlalchemy import select
+
+from nudgekit.apikeys import Keys
+from nudgekit.config import CONFIG_FILE, DEFAULT_TOML, Settings, load_settings
+from nudgekit.consent import history
+from nudgekit.consent.history import ConsentUpdate
+from nudgekit.ingest.pipeline import Ingestor, IngestResult
+from nudgekit.ingest.validate import Validator
+from nudgekit.profiles.contacts import FieldError
+from nudgekit.profiles.identify import anonymous_profile_id
+from nudgekit.store import migrate
+from nudgekit.store.events import AppendResult, EventStore
+from nudgekit.store.state import Profile, PushToken, make_engine, make_sessionmaker
+from nudgekit.vocabulary import Channel, ConsentChange, ConsentSource, EventSource, KeyScope, Purpose
+
+PYTHON_BUFFER_ROWS = 2000
+
+
+class WorkspaceNotFound(RuntimeError):
+    pass
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class ConsentResult:
+    recorded: bool
+    state: dict[str, Any]
+
+
+class Workspace:
+    """Open with `Workspace.open(path)`; create with `Workspace.init(path)`."""
+
+    def __init__(self, settings: Settings, *, clock: Callable[[], datetime] = utcnow) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.engine = make_engine(settings.state_url)
+        self.sessions = make_sessionmaker(self.engine)
+        self.events = EventStore(settings.events_file, settings.spool_dir)
+        self.validator = Validator(
+            settings.timezone,
+            max_message_bytes=settings.ingest.max_message_bytes,
+            future_hours=settings.ingest.future_tolerance_hours,
+        )
+        self.ingestor = Ingestor(
+            self.sessions, self.validator, phone_region=settings.phone_region,
+            declared_traits=settings.traits, clock=clock,
+        )
+        self.keys = Keys(self.sessions)
+        self._buffer: list[pa.Table] = []
+        self._buffered = 0
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    @classmethod
+    def init(
+        cls, home: Path | str | None = None, *, clock: Callable[[], datetime] = utcnow, **overrides: Any
+    ) -> tuple[Workspace, str | None]:
+        """Create (or upgrade) a workspace. Returns it and a new write key when none existed."""
+        settings = load_settings(home, **overrides)
+        settings.home.mkdir(parents=True, exist_ok=True)
+        config = settings.home / CONFIG_FILE
+        if not config.exists():
+            config.write_text(DEFAULT_TOML.format(brand=settings.brand), encoding="utf-8")
+        ws = cls(settings, clock=clock)
+        migrate.upgrade(ws.engine)
+        ws.events.create()
+        key = None
+        if not any(k.scope == KeyScope.WRITE and k.revoked_at is None for k in ws.keys.list()):
+            _, key = ws.keys.create(KeyScope.WRITE, "default write key", ws.clock())
+        return ws, key
+
+    @classmethod
+    def open(
+        cls, home: Path | str | None = None, *, clock: Callable[[], datetime] = utcnow, **overrides: Any
+    ) -> Workspace:
+        settings = load_settings(home, **overrides)
+        if not (settings.home / CONFIG_FILE).exists():
+            raise WorkspaceNotFound(
+                f"no workspace at {settings.home.resolve()}; run `nudge init {settings.home}` first "
+                "or point NUDGE_HOME at one"
+            )
+        ws = cls(settings, clock=clock)
+        if not migrate.is_current(ws.engine):
+            migrate.upgrade(ws.engine)
+        if not ws.events.path.exists():
+            ws.events.create()
+        return ws
+
+    def close(self) -> None:
+        self.flush()
+        self.engine.dispose()
+
+    def __enter__(self) -> Workspace:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- ingestion -----------------------------------------------------------------------------
+
+    def ingest(self, messages: list[Any], **kwargs: Any) -> IngestResult:
+        """Validate and apply Segment-shaped messages; returns the event rows to store."""
+        kwargs.setdefault("source", EventSource.PYTHON.value)
+        return self.ingestor.ingest(messages, **kwargs)
+
+    def identify(self, user_id: str | None = None, traits: dict[str, Any] | None = None, **fields: Any) -> None:
+        self._send({"type": "identify", "userId": user_id, "traits": traits or {}, **_camel(fields)})
+
+    def track(self, event: str, user_id: str | None = None, properties: dict[str, Any] | None = None,
+              **fields: Any) -> None:
+        self._send({"type": "track", "event": event, "userId": user_id, "properties": properties or {},
+                    **_camel(fields)})
+
+    def alias(self, previous_id: str, user_id: str, **fields: Any) -> None:
+        self._send({"type": "alias", "previousId": previous_id, "userId": user_id, **_camel(fields)})
+
+    def _send(self, message: dict[str, Any]) -> None:
+        result = self.ingest([message])
+        if result.rejects:
+            reject = result.rejects[0]
+            raise FieldError(reject.field, reject.reason)
+        self._buffer.append(result.rows)
+        self._buffered += result.accepted
+        if self._buffered >= PYTHON_BUFFER_ROWS:
+            self.flush()
+
+    def flush(self) -> AppendResult:
+        """Store what identify()/track() buffered, and drain the spool the HTTP server left behind."""
+        result = AppendResult(0, 0)
+        if self._buffer:
+            result = self.events.append(pa.concat_tables(self._buffer))
+            self._buffer, self._buffered = [], 0
+        drained = self.events.drain()
+        return AppendResult(result.received + drained.received, result.inserted + drained.inserted)
+
+    def import_events(self, path: Path | str, **kwargs: Any) -> Any:
+        from nudgekit.ingest.bulk import import_events
+
+        self.flush()
+        return import_events(self, Path(path), **kwargs)
+
+    def import_users(self, path: Path | str, **kwargs: Any) -> Any:
+        from nudgekit.ingest.bulk import import_users
+
+        return import_users(self, Path(path), **kwargs)
+
+    # -- profiles and consent ------------------------------------------------------------------
+
+    def resolve(self, user_or_anonymous_id: str) -> str | None:
+        """The profile id for a user id or an anonymous id (following a merge), or None."""
+        with self.sessions() as session:
+            for candidate in (user_or_anonymous_id, anonymous_profile_id(user_or_anonymous_id)):
+                profile = session.get(Profile, candidate)
+                if profile is not None:
+                    return profile.merged_into or profile.profile_id
+        return None
+
+    def profile(self, user_id: str, *, events: int = 10) -> dict[str, Any] | None:
+        """Everything we know of one person: profile, consents with history, push tokens, recent events."""
+        self.flush()
+        profile_id = self.resolve(user_id) or user_id
+        with self.sessions() as session:
+            profile = session.get(Profile, profile_id)
+            tokens = list(session.scalars(select(PushToken).where(PushToken.profile_id == profile_id)))
+            consents = history.current(session, profile_id)
+            records = history.history(session, profile_id)
+        summary = self.events.person_summary(profile_id)
+        if profile is None and not summary["events"]:
+            return None
+        return {
+            "profile_id": profile_id,
+            "identified": profile is not None,
+            "profile": _profile_dict(profile) if profile else None,
+            "consents": [s.as_dict() for s in consents.values()],
+            "consent_history": [
+                {"channel": r.channel, "purpose": r.purpose, "change": r.change, "at": r.at.isoformat(),
+                 "source": r.source, "recorded_at": r.recorded_at.isoformat(), "evidence": r.evidence}
+                for r in records
+            ],
+            "push_tokens": [
+                {"token": t.token, "platform": t.platform, "app_id": t.app_id, "device_id": t.device_id,
+                 "status": t.status, "updated_at": t.updated_at.isoformat()}
+                for t in tokens
+            ],
+            "activity": {
+                "events": summary["events"],
+                "first_seen": _iso(summary["first_seen"]),
+                "last_seen": _iso(summary["last_seen"]),
+                "anonymous_ids": summary["anonymous_ids"] or [],
+            },
+            "recent_events": [_event_dict(e) for e in self.events.person_events(profile_id, events)],
+        }
+
+    def set_consent(
+        self,
+        user_id: str,
+        *,
+        channel: Channel | str,
+        purpose: Purpose | str,
+        granted: bool,
+        source: ConsentSource | str,
+        at: datetime | None = None,
+        evidence: str | None = None,
+        dedupe_key: str | None = None,
+    ) -> ConsentResult:
+        """Record one consent change for a known user (or an anonymous id)."""
+        moment = at or self.clock()
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=self.settings.zone)
+        update = ConsentUpdate(
+            _enum(Channel, channel, "channel"),
+            _enum(Purpose, purpose, "purpose"),
+            ConsentChange.GRANTED if granted else ConsentChange.WITHDRAWN,
+            moment,
+            _enum(ConsentSource, source, "source"),
+            evidence,
+        )
+        now = self.clock()
+        profile_id = self.resolve(user_id)
+        with self.sessions.begin() as session:
+            if profile_id is None:
+                profile_id = user_id
+                session.add(Profile(profile_id=user_id, user_id=user_id, traits={}, created_at=now,
+                                    updated_at=now))
+                session.flush()
+            written = history.record(session, profile_id, [update], now=now, dedupe_key=dedupe_key)
+            state = history.current(session, profile_id)[(update.channel, update.purpose)]
+        return ConsentResult(bool(written), state.as_dict())
+
+    @contextmanager
+    def session(self) -> Iterator[Any]:
+        with self.sessions() as session:
+            yield session
+
+
+def _enum(kind: Any, value: Any, field: str) -> Any:
+    try:
+        return kind(value)
+    except ValueError:
+        known = ", ".join(v.value for v in kind)
+        raise FieldError(field, f'"{value}" is not one of {known}') from None
+
+
+def _camel(fields: dict[str, Any]) -> dict[str, Any]:
+    names = {"anonymous_id": "anonymousId", "message_id": "messageId", "timestamp": "timestamp",
+             "context": "context", "original_timestamp": "originalTimestamp"}
+    out = {}
+    for key, value in fields.items():
+        if key not in names:
+            raise TypeError(f"unexpected argument {key!r}")
+        out[names[key]] = value.isoformat() if isinstance(value, datetime) else value
+    return out
+
+
+def _iso(value: Any) -> str | None:
+    return value.isoformat() if isinstance(value, datetime) else value
+
+
+def _profile_dict(p: Profile) -> dict[str, Any]:
+    return {
+        "user_id": p.user_id, "anonymous_id": p.anonymous_id, "merged_into": p.merged_into,
+        "phone": p.phone, "email": p.email, "language": p.language, "timezone": p.timezone,
+        "kakao_reachable": p.kakao_reachable,
+        "attribution": {"utm_source": p.utm_source, "utm_medium": p.utm_medium,
+                        "utm_campaign": p.utm_campaign, "install_source": p.install_source},
+        "traits": p.traits, "created_at": p.created_at.isoformat(), "updated_at": p.updated_at.isoformat(),
+    }
+
+
+def _event_dict(e: dict[str, Any]) -> dict[str, Any]:
+    return {k: _iso(v) for k, v in e.items()}

@@ -1,0 +1,43 @@
+from datetime import UTC, datetime
+
+import pytest
+import sqlalchemy as sa
+
+from nudgekit.store import migrate
+from nudgekit.workspace import Workspace
+
+
+def test_init_migrates_to_head_and_is_repeatable(ws: Workspace) -> None:
+    assert migrate.is_current(ws.engine)
+    migrate.upgrade(ws.engine)  # a second run changes nothing and does not fail
+    tables = set(sa.inspect(ws.engine).get_table_names())
+    assert {"profiles", "consent_records", "push_tokens", "api_keys", "trait_definitions", "alembic_version"} <= tables
+
+
+@pytest.mark.parametrize("statement", [
+    "UPDATE consent_records SET change = 'granted'",
+    "DELETE FROM consent_records",
+])
+def test_consent_history_cannot_be_rewritten(ws: Workspace, statement: str) -> None:
+    ws.set_consent("u1", channel="sms", purpose="advertising", granted=False, source="optout_080_call",
+                   at=datetime(2026, 11, 1, tzinfo=UTC))
+    with pytest.raises(sa.exc.DatabaseError, match="append-only"):
+        with ws.engine.begin() as conn:
+            conn.execute(sa.text(statement))
+    with ws.engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT change FROM consent_records")).scalars().all() == ["withdrawn"]
+
+
+def test_reopening_a_workspace_keeps_its_data(ws: Workspace, tmp_path) -> None:
+    ws.identify("u1", {"name": "김민지"})
+    ws.close()
+    again = Workspace.open(ws.settings.home, database_url=ws.settings.database_url)
+    assert again.profile("u1")["profile"]["traits"] == {"name": "김민지"}
+    again.close()
+
+
+def test_open_without_init_says_how_to_fix(tmp_path) -> None:
+    from nudgekit.workspace import WorkspaceNotFound
+
+    with pytest.raises(WorkspaceNotFound, match="nudge init"):
+        Workspace.open(tmp_path / "nowhere")

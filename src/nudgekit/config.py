@@ -31,7 +31,7 @@ class IngestSettings(BaseSettings):
     """Segment's limit for one batch request."""
     future_tolerance_hours: float = 24.0
     """Timestamps further than this in the future are rejected."""
-    flush_interval_seconds: float = 0.2
+    flush_interval_seconds: float = 1.0
     """How often the server moves spooled events into the event store."""
 
 

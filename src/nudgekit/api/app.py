@@ -20,6 +20,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from nudgekit.api import admin, segment_routes
+from nudgekit.api.batcher import IngestBatcher
 from nudgekit.api.errors import ApiError, refusal
 from nudgekit.workspace import Workspace
 
@@ -54,9 +55,13 @@ def create_app(ws: Workspace, *, drain: bool = True) -> FastAPI:
         drainer = Drainer(ws, ws.settings.ingest.flush_interval_seconds) if drain else None
         if drainer:
             drainer.start()
+        batcher = IngestBatcher(ws)
+        batcher.start()
+        app.state.batcher = batcher
         try:
             yield
         finally:
+            batcher.stop()
             if drainer:
                 drainer.stopping.set()
                 drainer.join(timeout=30)

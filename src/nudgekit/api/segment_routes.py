@@ -12,14 +12,13 @@ import zlib
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
 from nudgekit.api.auth import require
 from nudgekit.api.errors import ApiError, refusal
 from nudgekit.ingest.pipeline import parse_body
 from nudgekit.profiles.contacts import FieldError
-from nudgekit.vocabulary import EventSource, KeyScope, MessageType
+from nudgekit.vocabulary import KeyScope, MessageType
 from nudgekit.workspace import Workspace
 
 router = APIRouter(prefix="/v1", tags=["ingestion (Segment-compatible)"])
@@ -53,16 +52,27 @@ async def _body(request: Request, limit: int) -> Any:
         raise ApiError(400, exc.field, exc.reason) from None
 
 
-def _store(ws: Workspace, messages: list[Any], default_type: str | None, sent_at: Any) -> JSONResponse:
-    result = ws.ingest(messages, source=EventSource.HTTP.value, default_type=default_type, sent_at=sent_at)
-    ws.events.spool(result.rows)
-    rejected = [r.as_dict() for r in result.rejects]
-    if result.accepted == 0 and rejected:
+async def _store(request: Request, messages: list[Any]) -> JSONResponse:
+    outcome = await request.app.state.batcher.submit(messages)
+    rejected = [r.as_dict() for r in outcome.rejects]
+    if outcome.accepted == 0 and rejected:
         return refusal(400, rejected)
     body: dict[str, Any] = {"success": True}
     if rejected:
-        body |= {"accepted": result.accepted, "rejected": rejected}
+        body |= {"accepted": outcome.accepted, "rejected": rejected}
     return JSONResponse(body)
+
+
+def _with_defaults(message: Any, sent_at: Any, context: Any) -> Any:
+    """Batch-level sentAt and context apply to each message that does not carry its own."""
+    if not isinstance(message, dict):
+        return message
+    if sent_at and not message.get("sentAt"):
+        message = {**message, "sentAt": sent_at}
+    if isinstance(context, dict) and context:
+        own = message.get("context")
+        message = {**message, "context": {**context, **own} if isinstance(own, dict) else own or context}
+    return message
 
 
 @router.post("/batch", summary="Send many messages at once (Segment /v1/batch)")
@@ -76,14 +86,8 @@ async def batch(request: Request) -> JSONResponse:
     require(ws, request, KeyScope.WRITE, payload.get("writeKey"))
     if not payload["batch"]:
         return JSONResponse({"success": True})
-    context = payload.get("context")
-    messages = payload["batch"]
-    if isinstance(context, dict):
-        messages = [
-            {**m, "context": {**context, **(m.get("context") or {})}} if isinstance(m, dict) else m
-            for m in messages
-        ]
-    return await run_in_threadpool(_store, ws, messages, None, payload.get("sentAt"))
+    messages = [_with_defaults(m, payload.get("sentAt"), payload.get("context")) for m in payload["batch"]]
+    return await _store(request, messages)
 
 
 async def _single(request: Request, kind: str) -> JSONResponse:
@@ -92,7 +96,9 @@ async def _single(request: Request, kind: str) -> JSONResponse:
     if not isinstance(message, dict):
         raise ApiError(400, "body", "the body must be one JSON object")
     require(ws, request, KeyScope.WRITE, message.get("writeKey"))
-    return await run_in_threadpool(_store, ws, [message], kind, message.get("sentAt"))
+    if message.get("type") not in (None, kind):
+        raise ApiError(400, "type", f'"{message["type"]}" sent to the /v1/{kind} endpoint')
+    return await _store(request, [{**message, "type": kind}])
 
 
 def _route(kind: str) -> None:

@@ -23,18 +23,17 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from nudgekit.ingest.validate import Reject, without_row
-from nudgekit.store.events import AppendResult
+from nudgekit.ingest.validate import STORED_WHERE, Reject
+from nudgekit.store.events import AppendResult, WriterLease, insert_from
 from nudgekit.vocabulary import ConsentSource, EventSource
 
 if TYPE_CHECKING:
     from nudgekit.workspace import Workspace
 
-CHUNK_ROWS = 250_000
+CHUNK_ROWS = 500_000
 USER_CHUNK_ROWS = 5_000
 SAMPLE_REJECTS = 10
 
@@ -214,8 +213,8 @@ def _event_mapping_sql(schema: pa.Schema) -> str:
         kind = schema.field(source).type
         col = _quote(source)
         if pa.types.is_integer(kind) or pa.types.is_floating(kind):
-            return (f"CAST(CASE WHEN {col} > 100000000000 THEN epoch_ms(CAST({col} AS BIGINT)) "
-                    f"ELSE to_timestamp({col}) END AS VARCHAR)")
+            return (f"CAST(to_timestamp(CASE WHEN {col} > 100000000000 THEN {col} / 1000.0 "
+                    f"ELSE {col} END) AS VARCHAR)")
         return f"CAST({col} AS VARCHAR)"
 
     def as_json(source: str | None) -> str:
@@ -230,50 +229,51 @@ def _event_mapping_sql(schema: pa.Schema) -> str:
     props = as_json(taken.get("properties"))
     if extra:
         packed = ", ".join(f"{_quote(n)} := {_quote(n)}" for n in extra)
-        props = f"json_merge_patch(coalesce({props}, '{{}}'), to_json(struct_pack({packed})))"
+        merged = f"json_merge_patch(coalesce({props}, '{{}}'), to_json(struct_pack({packed})))"
+        # a properties value that is not an object stays as it is, so the shared rule rejects it
+        props = f"CASE WHEN {props} IS NULL OR json_type({props}) = 'OBJECT' THEN {merged} ELSE {props} END"
     context = as_json(taken.get("context")) if taken.get("context") else "NULL::JSON"
     kind = f"coalesce(nullif(trim({text('type')}), ''), 'track')"
     return f"""
+        SELECT *, strlen(properties) + coalesce(strlen(context), 0) AS _size FROM (
         SELECT _row, {text('message_id')} AS message_id, {kind} AS type, {text('event')} AS event,
                {text('user_id')} AS user_id, {text('anonymous_id')} AS anonymous_id,
                {text('previous_id')} AS previous_id, {moment('timestamp')} AS "timestamp",
                {moment('original_timestamp')} AS original_timestamp, {moment('sent_at')} AS sent_at,
-               CAST({props} AS VARCHAR) AS properties, CAST({context} AS VARCHAR) AS context,
-               0::BIGINT AS _size
-        FROM src
+               CAST({props} AS VARCHAR) AS properties, CAST({context} AS VARCHAR) AS context
+        FROM src)
     """
 
 
 PROFILE_TYPES = ("identify", "alias")
 
 
-def _table_events_chunk(ws: Workspace, batch: pa.RecordBatch, offset: int, source: str,
-                        rejects: RejectWriter) -> tuple[pa.Table, int]:
+def _import_table_chunk(ws: Workspace, lease: WriterLease, batch: pa.RecordBatch, offset: int, source: str,
+                        rejects: RejectWriter, report: ImportReport) -> None:
+    """Map, judge and insert one chunk in one writer transaction — no round trip through Python."""
     table = pa.Table.from_batches([batch]).append_column("_row", pa.array(range(batch.num_rows), pa.int64()))
-    con = ws.validator.connection()
+    profile_types = ", ".join(f"'{t}'" for t in PROFILE_TYPES)
+    con = lease.connection()
+    ws.validator.prepare(con)
+    con.execute("SET preserve_insertion_order = false")  # lets DuckDB append in parallel
     con.register("src", table)
     try:
-        raw = con.sql(_event_mapping_sql(table.schema)).to_arrow_table()
+        con.execute(f"CREATE OR REPLACE TEMP VIEW raw_rows AS {_event_mapping_sql(table.schema)}")
+        found = ws.validator.judge_sql(con, "raw_rows", received_at=ws.clock(), source_name=source)
+        for row, kind in con.execute(
+            f"SELECT _row, type FROM judged WHERE rule IS NULL AND type IN ({profile_types})"
+        ).fetchall():
+            found.append(Reject(row, "type", f"{kind} rows change profiles: import them with "
+                                             "`nudge import users` or as JSONL"))
+        result = insert_from(con, "judged", f"{STORED_WHERE} AND type NOT IN ({profile_types})")
     finally:
+        con.execute("DROP VIEW IF EXISTS raw_rows")
+        con.execute("DROP TABLE IF EXISTS judged")
         con.unregister("src")
-    raw = raw.append_column(
-        "_oversize", pc.add(pc.binary_length(raw["properties"]).fill_null(0),
-                                    pc.binary_length(raw["context"]).fill_null(0)),
-    )
-    raw = raw.set_column(raw.schema.get_field_index("_size"), "_size", raw["_oversize"]).drop_columns(["_oversize"])
-    checked = ws.validator.check(raw, received_at=ws.clock(), source=source)
-    accepted = checked.accepted
-    found = list(checked.rejects)
-    kinds = accepted.column("type").to_pylist()
-    if any(k in PROFILE_TYPES for k in kinds):
-        mask = pa.array([k not in PROFILE_TYPES for k in kinds])
-        rows = accepted.column("_row").to_pylist()
-        found += [Reject(rows[i], "type", f"{k} rows change profiles: import them with `nudge import users` "
-                         "or as JSONL") for i, k in enumerate(kinds) if k in PROFILE_TYPES]
-        accepted = accepted.filter(mask)
     for reject in sorted(found, key=lambda r: r.row):
         rejects.write(reject, batch.slice(reject.row, 1).to_pylist()[0], offset + reject.row + 1)
-    return without_row(accepted), len(found)
+    report.accepted += result.received
+    report.stored += result.inserted
 
 
 def import_events(ws: Workspace, path: Path, *, reject_file: Path | None = None,
@@ -294,13 +294,13 @@ def import_events(ws: Workspace, path: Path, *, reject_file: Path | None = None,
                 if progress:
                     progress(len(chunk))
         else:
-            for batch in _table_batches(path, fmt, chunk_rows):
-                rows, _ = _table_events_chunk(ws, batch, offset, source, rejects)
-                _store(ws, rows, report)
-                offset += batch.num_rows
-                report.rows = offset
-                if progress:
-                    progress(batch.num_rows)
+            with ws.events.lease() as lease:
+                for batch in _table_batches(path, fmt, chunk_rows):
+                    _import_table_chunk(ws, lease, batch, offset, source, rejects, report)
+                    offset += batch.num_rows
+                    report.rows = offset
+                    if progress:
+                        progress(batch.num_rows)
     finally:
         rejects.close()
         report.seconds = time.perf_counter() - started

@@ -18,7 +18,7 @@ import pyarrow as pa
 from sqlalchemy.orm import Session, sessionmaker
 
 from nudgekit.ingest import segment
-from nudgekit.ingest.validate import RAW_SCHEMA, Reject, Validator, without_row
+from nudgekit.ingest.validate import Reject, Validator, without_row
 from nudgekit.profiles import identify
 from nudgekit.profiles.contacts import FieldError
 from nudgekit.profiles.traits import TraitRegistry
@@ -73,9 +73,7 @@ class Ingestor:
             (rejects if isinstance(raw, Reject) else raws).append(raw)  # type: ignore[arg-type]
         if not raws:
             return IngestResult(EVENT_SCHEMA.empty_table(), sorted(rejects, key=lambda r: r.row))
-        checked = self.validator.check(
-            pa.Table.from_pylist(raws, schema=RAW_SCHEMA), received_at=received_at, source=source
-        )
+        checked = self.validator.check(raws, received_at=received_at, source=source)
         rejects.extend(checked.rejects)
         result = self._apply_profiles(messages, checked.accepted, consent_source)
         result.rejects = sorted(rejects + result.rejects, key=lambda r: r.row)

@@ -10,7 +10,8 @@ open the file read-only for the length of one query. Either side that finds
 the file locked waits and retries; the spool absorbs ingestion meanwhile.
 
 A messageId is stored once, ever: each insert skips event ids the store (or
-the same insert) already holds.
+the same insert) already holds. `properties` and `context` are JSON objects
+stored as text (checked once, at the door; DuckDB's json_* functions read them).
 """
 
 from __future__ import annotations
@@ -57,8 +58,8 @@ CREATE TABLE IF NOT EXISTS events (
     previous_id VARCHAR,
     timestamp TIMESTAMPTZ NOT NULL,
     received_at TIMESTAMPTZ NOT NULL,
-    properties JSON,
-    context JSON,
+    properties VARCHAR,
+    context VARCHAR,
     source VARCHAR NOT NULL
 );
 CREATE TABLE IF NOT EXISTS identity_links (
@@ -91,6 +92,34 @@ class AppendResult:
         return self.received - self.inserted
 
 
+class WriterLease:
+    """Keeps one writer connection across chunks, closing it after `hold_seconds` so readers get a turn.
+
+    :TRICKY: closing a DuckDB file checkpoints it; closing after every chunk made
+    checkpoints a third of an import's time, holding the file for a whole import
+    would lock `nudge events tail` out for minutes. A lease is the middle way.
+    """
+
+    def __init__(self, store: EventStore, hold_seconds: float) -> None:
+        self.store = store
+        self.hold_seconds = hold_seconds
+        self._con: duckdb.DuckDBPyConnection | None = None
+        self._opened = 0.0
+
+    def connection(self) -> duckdb.DuckDBPyConnection:
+        if self._con is not None and time.monotonic() - self._opened > self.hold_seconds:
+            self.release()
+        if self._con is None:
+            self._con = self.store._open(read_only=False)
+            self._opened = time.monotonic()
+        return self._con
+
+    def release(self) -> None:
+        if self._con is not None:
+            self._con.close()
+            self._con = None
+
+
 def empty_events() -> pa.Table:
     return EVENT_SCHEMA.empty_table()
 
@@ -103,8 +132,7 @@ class EventStore:
 
     # -- connections ---------------------------------------------------------------------------
 
-    @contextmanager
-    def _connect(self, read_only: bool) -> Iterator[duckdb.DuckDBPyConnection]:
+    def _open(self, read_only: bool) -> duckdb.DuckDBPyConnection:
         deadline = time.monotonic() + self.lock_timeout
         delay = 0.005
         while True:
@@ -121,11 +149,27 @@ class EventStore:
                     ) from exc
                 time.sleep(delay)
                 delay = min(delay * 2, 0.2)
+        con.execute("SET TimeZone = 'UTC'")
+        return con
+
+    @contextmanager
+    def _connect(self, read_only: bool) -> Iterator[duckdb.DuckDBPyConnection]:
+        con = self._open(read_only)
         try:
-            con.execute("SET TimeZone = 'UTC'")
             yield con
         finally:
             con.close()
+
+    @contextmanager
+    def lease(self, hold_seconds: float = 2.0) -> Iterator[WriterLease]:
+        """A writer for a long job (an import) that lets readers in every `hold_seconds`."""
+        if not self.path.exists():
+            self.create()
+        lease = WriterLease(self, hold_seconds)
+        try:
+            yield lease
+        finally:
+            lease.release()
 
     @contextmanager
     def reader(self) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -241,42 +285,55 @@ class EventStore:
 
 
 def insert_new(con: duckdb.DuckDBPyConnection, rows: pa.Table) -> AppendResult:
-    """One transaction: new events in, identity links updated. Duplicate ids are dropped."""
+    """Insert an Arrow table of EVENT_SCHEMA rows (see insert_from)."""
     con.register("incoming_raw", rows)
     try:
+        return insert_from(con, "incoming_raw")
+    finally:
+        con.unregister("incoming_raw")
+
+
+def insert_from(con: duckdb.DuckDBPyConnection, relation: str, where: str = "true") -> AppendResult:
+    """One transaction: the rows of `relation` matching `where` go in, identity links are updated.
+
+    Event ids already stored, or repeated within the rows, are dropped (the first received wins).
+    """
+    rows = f"(SELECT {COLUMNS} FROM {relation} WHERE {where})"
+    try:
         con.execute("BEGIN")
-        con.execute(
-            "CREATE OR REPLACE TEMP TABLE incoming AS SELECT * FROM incoming_raw "
-            "QUALIFY row_number() OVER (PARTITION BY event_id ORDER BY received_at) = 1"
-        )
-        con.execute(
+        received, distinct = con.execute(
+            f"SELECT count(*), count(DISTINCT event_id) FROM {rows}"
+        ).fetchone()  # type: ignore[misc]
+        if received != distinct:
+            con.execute(
+                f"CREATE OR REPLACE TEMP TABLE incoming_once AS SELECT * FROM {rows} "
+                "QUALIFY row_number() OVER (PARTITION BY event_id ORDER BY received_at) = 1"
+            )
+            rows = "incoming_once"
+        seen = con.execute(
             "CREATE OR REPLACE TEMP TABLE seen AS SELECT DISTINCT event_id FROM events "
-            "WHERE event_id IN (SELECT event_id FROM incoming)"
-        )
-        inserted = con.execute(
-            f"INSERT INTO events SELECT {COLUMNS} FROM incoming "
-            "WHERE event_id NOT IN (SELECT event_id FROM seen)"
+            f"WHERE event_id IN (SELECT event_id FROM {rows})"
         ).fetchone()[0]  # type: ignore[index]
-        _link_identities(con)
+        new_only = "WHERE event_id NOT IN (SELECT event_id FROM seen)" if seen else ""
+        inserted = con.execute(f"INSERT INTO events SELECT {COLUMNS} FROM {rows} {new_only}").fetchone()[0]  # type: ignore[index]
+        _link_identities(con, rows)
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")
         raise
-    finally:
-        con.unregister("incoming_raw")
-    return AppendResult(rows.num_rows, int(inserted))
+    return AppendResult(int(received), int(inserted))
 
 
-def _link_identities(con: duckdb.DuckDBPyConnection) -> None:
+def _link_identities(con: duckdb.DuckDBPyConnection, rows: str) -> None:
     """First link by client timestamp wins: an anonymous id (or an aliased id) belongs to one user."""
     con.execute(
-        """
+        f"""
         CREATE OR REPLACE TEMP TABLE new_links AS
         SELECT alias_id, arg_min(user_id, ts) AS user_id, min(ts) AS linked_at FROM (
-            SELECT anonymous_id AS alias_id, user_id, timestamp AS ts FROM incoming
+            SELECT anonymous_id AS alias_id, user_id, timestamp AS ts FROM {rows}
              WHERE anonymous_id IS NOT NULL AND user_id IS NOT NULL AND anonymous_id <> user_id
             UNION ALL
-            SELECT previous_id, user_id, timestamp FROM incoming
+            SELECT previous_id, user_id, timestamp FROM {rows}
              WHERE type = 'alias' AND previous_id IS NOT NULL AND user_id IS NOT NULL
                AND previous_id <> user_id
         ) GROUP BY alias_id

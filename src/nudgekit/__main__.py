@@ -1,0 +1,3 @@
+from nudgekit.cli import app
+
+app()

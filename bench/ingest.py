@@ -93,6 +93,7 @@ def baseline_python_script(path: Path, work: Path, limit: int) -> tuple[float, i
     good_rows = pa.Table.from_pylist(good)
     con = duckdb.connect(str(work / "baseline.duckdb"))
     con.execute(DDL)
+    con.register("good_rows", good_rows)
     con.execute("INSERT INTO events SELECT message_id, 'track', event, user_id, NULL, NULL, timestamp, now(), "
                 "properties, context, 'import' FROM good_rows")
     con.close()

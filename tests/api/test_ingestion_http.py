@@ -8,8 +8,8 @@ from collections.abc import Iterator
 import httpx
 import orjson
 import pytest
-
 from conftest import LiveServer, wait_for
+
 from nudgekit.vocabulary import KeyScope
 from nudgekit.workspace import Workspace
 
@@ -86,7 +86,8 @@ def test_segment_size_limits(api) -> None:
     client, ws = api
     big = {"userId": "u1", "event": "x", "properties": {"blob": "가" * 12_000}}  # ~36 KB in UTF-8
     assert client.post("/v1/track", json=big).status_code == 413
-    in_batch = client.post("/v1/batch", json={"batch": [{**big, "type": "track"}, {"userId": "u1", "event": "small", "type": "track"}]})
+    small = {"userId": "u1", "event": "small", "type": "track"}
+    in_batch = client.post("/v1/batch", json={"batch": [{**big, "type": "track"}, small]})
     assert in_batch.status_code == 200
     assert in_batch.json()["rejected"][0]["field"] == "message"
     huge = {"batch": [{"type": "track", "userId": "u1", "event": "x", "properties": {"p": "a" * 20_000}}] * 30}

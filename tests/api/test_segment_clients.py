@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import logging
 
+from conftest import LiveServer, wait_for
 from rudderstack.analytics.client import Client as RudderClient
 from segment.analytics.client import Client as SegmentClient
 
-from conftest import LiveServer, wait_for
 from nudgekit.vocabulary import KeyScope
 from nudgekit.workspace import Workspace
 

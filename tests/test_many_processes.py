@@ -1,0 +1,143 @@
+"""One workspace, many processes: `nudge serve` ingests while other commands read and import."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from conftest import free_port, wait_for
+from nudgekit.workspace import Workspace
+
+
+def start_server(home: Path) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    env = {**os.environ, "NUDGE_HOME": str(home)}
+    proc = subprocess.Popen([sys.executable, "-m", "nudgekit", "serve", "--port", str(port)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    url = f"http://127.0.0.1:{port}"
+
+    def up() -> bool:
+        try:
+            return httpx.get(f"{url}/health", timeout=1).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    wait_for(up, timeout=30, interval=0.1)
+    return proc, url
+
+
+def nudge(home: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "NUDGE_HOME": str(home)}
+    return subprocess.run([sys.executable, "-m", "nudgekit", *args], env=env, capture_output=True, text=True,
+                          timeout=120)
+
+
+def batch(prefix: str, n: int, user: str = "u1") -> dict:
+    return {"batch": [{"type": "track", "userId": user, "event": "product_viewed", "messageId": f"{prefix}-{i}",
+                       "properties": {"i": i}} for i in range(n)]}
+
+
+@pytest.fixture
+def workspace(tmp_path: Path) -> tuple[Path, str]:
+    home = tmp_path / "ws"
+    ws, key = Workspace.init(home)
+    ws.identify("u1", {"name": "김민지", "phone": "010-1234-5678"})
+    ws.close()
+    return home, key
+
+
+def test_reads_and_an_import_work_while_the_server_ingests(workspace, tmp_path) -> None:
+    home, key = workspace
+    proc, url = start_server(home)
+    acked: list[str] = []
+    stop = threading.Event()
+
+    def send() -> None:
+        with httpx.Client(base_url=url, auth=(key, ""), timeout=30) as client:
+            n = 0
+            while not stop.is_set():
+                body = batch(f"live{n}", 50)
+                if client.post("/v1/batch", json=body).status_code == 200:
+                    acked.extend(m["messageId"] for m in body["batch"])
+                n += 1
+
+    sender = threading.Thread(target=send)
+    sender.start()
+    try:
+        wait_for(lambda: len(acked) >= 500, timeout=30)
+        events_csv = tmp_path / "events.csv"
+        events_csv.write_text("user_id,event,message_id\n" + "".join(f"u2,app_opened,imp-{i}\n" for i in range(2000)))
+        importer = subprocess.Popen([sys.executable, "-m", "nudgekit", "import", "events", str(events_csv), "--json"],
+                                    env={**os.environ, "NUDGE_HOME": str(home)}, stdout=subprocess.PIPE, text=True)
+        for _ in range(3):
+            tail = nudge(home, "events", "tail", "-n", "5", "--json")
+            assert tail.returncode == 0, tail.stderr
+            assert len(json.loads(tail.stdout)) == 5
+            shown = nudge(home, "users", "show", "u1", "--json")
+            assert shown.returncode == 0, shown.stderr
+            assert json.loads(shown.stdout)["profile"]["phone"] == "+821012345678"
+        out, _ = importer.communicate(timeout=120)
+        assert importer.returncode == 0
+        assert json.loads(out)["stored"] == 2000
+    finally:
+        stop.set()
+        sender.join(timeout=30)
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=30)
+    ws = Workspace.open(home)
+    try:
+        ws.flush()
+        stored = {r["event_id"] for r in ws.events.query("SELECT event_id FROM events WHERE source = 'http'")}
+        assert set(acked) <= stored  # every acknowledged event is there
+        assert ws.events.count() == len(stored) + 2000 + 1  # + the import and the identify
+    finally:
+        ws.close()
+
+
+def test_a_server_killed_mid_ingest_loses_no_acknowledged_event(workspace) -> None:
+    home, key = workspace
+    proc, url = start_server(home)
+    acked: list[str] = []
+    with httpx.Client(base_url=url, auth=(key, ""), timeout=30) as client:
+        for n in range(40):
+            body = batch(f"k{n}", 100)
+            assert client.post("/v1/batch", json=body).status_code == 200
+            acked.extend(m["messageId"] for m in body["batch"])
+    proc.send_signal(signal.SIGKILL)  # no shutdown: whatever was only in the spool must survive
+    proc.wait(timeout=30)
+    ws = Workspace.open(home)
+    try:
+        ws.flush()
+        stored = {r["event_id"] for r in ws.events.query("SELECT event_id FROM events WHERE source = 'http'")}
+        assert stored == set(acked)
+        assert not ws.events.pending_parts()
+    finally:
+        ws.close()
+
+
+def test_a_reader_holding_the_store_delays_the_drain_but_loses_nothing(workspace) -> None:
+    home, key = workspace
+    ws = Workspace.open(home)
+    proc, url = start_server(home)
+    try:
+        with ws.events.reader() as con:  # a long lifecycle query in another process would do the same
+            con.execute("SELECT count(*) FROM events").fetchall()
+            with httpx.Client(base_url=url, auth=(key, ""), timeout=30) as client:
+                started = time.monotonic()
+                assert client.post("/v1/batch", json=batch("held", 100)).status_code == 200
+                assert time.monotonic() - started < 5  # acknowledged from the spool, not blocked by the reader
+            assert ws.events.pending_parts()
+        wait_for(lambda: ws.events.count() == 101, timeout=30)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=30)
+        ws.close()

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-
 from conftest import free_port, wait_for
+
 from nudgekit.workspace import Workspace
 
 

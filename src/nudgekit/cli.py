@@ -121,6 +121,84 @@ def _safe_url(url: str) -> str:
     return f"{scheme}://{creds.split(':')[0]}:***@{tail}" if ":" in creds else url
 
 
+# -- demo ----------------------------------------------------------------------------------------
+
+
+@app.command()
+def demo(
+    home: HomeOpt = None,
+    users: Annotated[int, typer.Option(min=1, max=5_000_000, help="How many users to generate.")] = 20_000,
+    seed: Annotated[int, typer.Option(help="Same seed and --as-of give the same data.")] = 7,
+    days: Annotated[int, typer.Option(min=30, max=730, help="How many days of history.")] = 180,
+    as_of: Annotated[datetime | None, typer.Option(
+        help="The demo's 'now' (default: the start of today in the workspace time zone).", formats=TIME_FORMATS)] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Generate a health-food shop's users and behaviour, ingest it through the normal import, summarise it."""
+    from nudgekit.config import CONFIG_FILE
+    from nudgekit.demo.generator import generate
+    from nudgekit.demo.summary import summarize
+
+    target = home or home_from_env()
+    key = None
+    if (target / CONFIG_FILE).exists():
+        ws = Workspace.open(target)
+    else:
+        ws, key = Workspace.init(target, brand="건강한하루")
+    try:
+        zone = ws.settings.zone
+        moment = (as_of.replace(tzinfo=as_of.tzinfo or zone) if as_of
+                  else datetime.now(zone).replace(hour=0, minute=0, second=0, microsecond=0))
+        out = ws.settings.home / "demo"
+        out.mkdir(parents=True, exist_ok=True)
+        with progress_bar("generating users", users, as_json) as advance:
+            files = generate(out, users=users, seed=seed, as_of=moment, days=days, progress=advance)
+        with progress_bar("importing users", files.users_count, as_json) as advance:
+            user_report = ws.import_users(files.users, progress=advance)
+        with progress_bar("importing events", files.events_count, as_json) as advance:
+            event_report = ws.import_events(files.events, progress=advance)
+        summary = summarize(ws, as_of=moment)
+    finally:
+        ws.close()
+    result = {"workspace": str(target.resolve()), "write_key": key, "as_of": moment.isoformat(), "seed": seed,
+              "imports": {"users": user_report.as_dict(), "events": event_report.as_dict()}, "summary": summary}
+    if as_json:
+        emit_json(result)
+        return
+    _print_demo(result)
+
+
+def _print_demo(result: dict[str, Any]) -> None:
+    s = result["summary"]
+    imports = result["imports"]
+    console.print(f"\n[bold green]Demo workspace ready[/] at {result['workspace']} (as of {result['as_of']})")
+    if result["write_key"]:
+        console.print(f"write key [bold]{result['write_key']}[/] (shown once)")
+    for kind in ("users", "events"):
+        r = imports[kind]
+        console.print(f"  imported {kind}: {r['stored']:,} stored, {r['duplicates']:,} already there, "
+                      f"{r['rejected']:,} rejected in {r['seconds']:.1f}s")
+    head = Table(show_header=False, box=None, title="the shop")
+    for label, value in [("users", s["users"]), ("events", s["events"]), ("active last 7 days", s["active_users_7d"]),
+                         ("active last 30 days", s["active_users_30d"]), ("buyers", s["buyers"]),
+                         ("revenue", f"{s['revenue_krw']:,}원")]:
+        head.add_row(label, f"{value:,}" if isinstance(value, int) else str(value))
+    console.print(head)
+    events = Table("event", "count", title="events by name")
+    for name, count in s["events_by_name"].items():
+        events.add_row(name, f"{count:,}")
+    console.print(events)
+    consent = Table("channel", "advertising", "night", title="consent granted (users)")
+    for channel, purposes in s["consent_granted"].items():
+        consent.add_row(channel, f"{purposes.get('advertising', 0):,}", f"{purposes.get('night', 0):,}")
+    console.print(consent)
+    sources = Table("utm_source", "users", title="acquisition")
+    for source, count in list(s["acquisition"].items())[:8]:
+        sources.add_row(source, f"{count:,}")
+    console.print(sources)
+    console.print("next: [bold]nudge users show u0000001[/], [bold]nudge events tail[/], [bold]nudge serve[/]")
+
+
 # -- serve ---------------------------------------------------------------------------------------
 
 

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from types import SimpleNamespace
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -79,7 +81,7 @@ def current(session: Session, profile_id: str) -> dict[tuple[Channel, Purpose], 
     return states
 
 
-def _latest(records: list[ConsentRecord], update: ConsentUpdate) -> ConsentRecord | None:
+def _latest(records: list[Any], update: ConsentUpdate) -> ConsentRecord | None:
     latest = None
     for rec in records:
         if rec.channel == update.channel and rec.purpose == update.purpose:
@@ -87,7 +89,7 @@ def _latest(records: list[ConsentRecord], update: ConsentUpdate) -> ConsentRecor
     return latest
 
 
-def _is_repeat(records: list[ConsentRecord], update: ConsentUpdate) -> bool:
+def _is_repeat(records: list[Any], update: ConsentUpdate) -> bool:
     for rec in records:
         if (rec.channel, rec.purpose, rec.change, rec.at, rec.source) == (
             update.channel, update.purpose, update.change, update.at, update.source
@@ -106,33 +108,77 @@ def record(
     *,
     now: datetime,
     dedupe_key: str | None = None,
-) -> list[ConsentRecord]:
-    """Append the updates (see the module doc for what is skipped). `dedupe_key` makes retries safe."""
-    records = _ordered(session, profile_id)
+    records: list[Any] | None = None,
+    taken_keys: set[str] | None = None,
+    sink: list[dict[str, Any]] | None = None,
+) -> list[Any]:
+    """Append the updates (see the module doc for what is skipped). `dedupe_key` makes retries safe.
+
+    A batch passes the profile's `records` (in time order) and the dedupe keys already used, read up
+    front, so recording costs no query; both are kept up to date here. With a `sink`, new records are
+    appended to it as rows for one bulk insert instead of being added to the session.
+    """
+    if records is None:
+        records = _ordered(session, profile_id)
     written: list[ConsentRecord] = []
     for update in updates:
         key = f"{dedupe_key}:{update.channel}:{update.purpose}" if dedupe_key else None
-        if key and session.scalar(select(ConsentRecord.id).where(ConsentRecord.dedupe_key == key)):
-            continue
+        if key:
+            if taken_keys is None:
+                if session.scalar(select(ConsentRecord.id).where(ConsentRecord.dedupe_key == key)):
+                    continue
+            elif key in taken_keys:
+                continue
         if _is_repeat(records, update):
             continue
-        rec = ConsentRecord(
-            profile_id=profile_id,
-            channel=update.channel.value,
-            purpose=update.purpose.value,
-            change=update.change.value,
-            at=update.at,
-            source=update.source.value,
-            recorded_at=now,
-            evidence=update.evidence,
-            dedupe_key=key,
-        )
-        session.add(rec)
+        values = {
+            "profile_id": profile_id,
+            "channel": update.channel.value,
+            "purpose": update.purpose.value,
+            "change": update.change.value,
+            "at": update.at,
+            "source": update.source.value,
+            "recorded_at": now,
+            "evidence": update.evidence,
+            "dedupe_key": key,
+        }
+        rec: Any
+        if sink is None:
+            rec = ConsentRecord(**values)
+            session.add(rec)
+        else:
+            sink.append(values)
+            rec = SimpleNamespace(**values)
         records.append(rec)
         records.sort(key=lambda r: r.at)
+        if key and taken_keys is not None:
+            taken_keys.add(key)
         written.append(rec)
-    session.flush()
     return written
+
+
+def for_profiles(session: Session, profile_ids: list[str]) -> dict[str, list[ConsentRecord]]:
+    """Every consent record of these profiles, in time order, in one query."""
+    found: dict[str, list[ConsentRecord]] = {pid: [] for pid in profile_ids}
+    for chunk in _chunks(profile_ids):
+        stmt = (
+            select(ConsentRecord).where(ConsentRecord.profile_id.in_(chunk))
+            .order_by(ConsentRecord.at, ConsentRecord.id)
+        )
+        for rec in session.scalars(stmt):
+            found[rec.profile_id].append(rec)
+    return found
+
+
+def used_keys(session: Session, keys: list[str]) -> set[str]:
+    taken: set[str] = set()
+    for chunk in _chunks(keys):
+        taken.update(session.scalars(select(ConsentRecord.dedupe_key).where(ConsentRecord.dedupe_key.in_(chunk))))
+    return taken
+
+
+def _chunks(values: list[str], size: int = 5000) -> list[list[str]]:
+    return [values[i:i + size] for i in range(0, len(values), size)]
 
 
 def copy_to(session: Session, source_profile: str, target_profile: str, *, now: datetime) -> int:

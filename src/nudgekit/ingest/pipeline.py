@@ -93,12 +93,22 @@ class Ingestor:
         created = consents = 0
         with self.sessions.begin() as session:
             registry = TraitRegistry(session, self.declared_traits)
+            pending: list[identify.IdentifyPlan] = []
+
+            def write_pending() -> None:
+                nonlocal created, consents
+                for outcome in identify.apply_many(session, pending, registry, now):
+                    created += outcome.created
+                    consents += outcome.consents_recorded
+                pending.clear()
+
             for i in wanted:
                 message = messages[order[i]]
+                if kinds[i] == MessageType.ALIAS:
+                    write_pending()
+                    self._alias(session, message, now)
+                    continue
                 try:
-                    if kinds[i] == MessageType.ALIAS:
-                        self._alias(session, message, now)
-                        continue
                     plan = identify.prepare(
                         user_id=_id(message.get("userId")),
                         anonymous_id=_id(message.get("anonymousId")),
@@ -114,9 +124,9 @@ class Ingestor:
                     dropped.append(Reject(order[i], exc.field, exc.reason))
                     keep[i] = False
                     continue
-                outcome = identify.apply(session, plan, registry, now)
-                created += outcome.created
-                consents += outcome.consents_recorded
+                registry.remember(plan.new_trait_types)
+                pending.append(plan)
+            write_pending()
         kept = rows.filter(pa.array(keep)) if not all(keep) else rows
         return IngestResult(without_row(kept), dropped, created, consents)
 

@@ -14,10 +14,12 @@ custom trait. The `consent` trait carries consent changes:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from nudgekit.consent import history
@@ -31,7 +33,7 @@ from nudgekit.profiles.contacts import (
     to_bool,
 )
 from nudgekit.profiles.traits import TraitRegistry, TraitType
-from nudgekit.store.state import Profile, PushToken
+from nudgekit.store.state import ConsentRecord, Profile, PushToken
 from nudgekit.vocabulary import Channel, ConsentChange, ConsentSource, Platform, Purpose, TokenStatus
 
 ATTRIBUTION = ("utm_source", "utm_medium", "utm_campaign", "install_source")
@@ -199,49 +201,132 @@ def prepare(
     return plan
 
 
+PROFILE_FIELDS = ("phone", "email", "language", "timezone", "kakao_reachable", *ATTRIBUTION)
+
+
+class Preloaded:
+    """A batch of identifies: the rows it touches are read in a few queries, new rows written in bulk.
+
+    :TRICKY: new profiles, push tokens and consent records are plain dicts until `write_new`, so a
+    100,000-user import costs a few bulk INSERTs, not 100,000 ORM objects. Anything that needs them
+    in the database first (an anonymous merge) calls `write_new` before it runs.
+    """
+
+    def __init__(self, session: Session, plans: list[IdentifyPlan]) -> None:
+        self.session = session
+        ids = {p.user_id for p in plans if p.user_id}
+        ids |= {anonymous_profile_id(p.anonymous_id) for p in plans if p.anonymous_id}
+        self.profiles: dict[str, Profile] = {}
+        for chunk in _chunks(sorted(ids)):
+            for profile in session.scalars(select(Profile).where(Profile.profile_id.in_(chunk))):
+                self.profiles[profile.profile_id] = profile
+        tokens = sorted({t.token for p in plans for t in p.tokens})
+        self.tokens: dict[str, PushToken] = {}
+        for chunk in _chunks(tokens):
+            for row in session.scalars(select(PushToken).where(PushToken.token.in_(chunk))):
+                self.tokens[row.token] = row
+        keys = [f"{p.message_id}:{c.channel}:{c.purpose}" for p in plans if p.message_id for c in p.consents]
+        self.taken_keys = history.used_keys(session, keys)
+        with_consent = sorted({p.user_id or anonymous_profile_id(p.anonymous_id or "") for p in plans if p.consents})
+        self.consents: dict[str, list[Any]] = history.for_profiles(session, with_consent)
+        self.new_profiles: dict[str, dict[str, Any]] = {}
+        self.new_tokens: dict[str, dict[str, Any]] = {}
+        self.new_consents: list[dict[str, Any]] = []
+
+    def consents_of(self, profile_id: str) -> list[Any]:
+        if profile_id not in self.consents:
+            self.write_new()
+            self.consents.update(history.for_profiles(self.session, [profile_id]))
+        return self.consents[profile_id]
+
+    def write_new(self) -> None:
+        self.session.flush()
+        connection = self.session.connection()
+        for table, rows in ((Profile.__table__, list(self.new_profiles.values())),
+                            (PushToken.__table__, list(self.new_tokens.values())),
+                            (ConsentRecord.__table__, self.new_consents)):
+            if rows:
+                connection.execute(insert(table), rows)  # Core executemany: no ORM bookkeeping per row
+        self.new_profiles.clear()
+        self.new_tokens.clear()
+        self.new_consents.clear()
+
+
+def _chunks(values: list[str], size: int = 5000) -> list[list[str]]:
+    return [values[i:i + size] for i in range(0, len(values), size)]
+
+
+def apply_many(session: Session, plans: list[IdentifyPlan], registry: TraitRegistry, now: datetime) -> list[IdentifyResult]:
+    """Write prepared identifies in order. Idempotent for retried messages (same message ids)."""
+    pre = Preloaded(session, plans)
+    with session.no_autoflush:
+        results = [_apply(session, plan, registry, now, pre) for plan in plans]
+    pre.write_new()
+    return results
+
+
 def apply(session: Session, plan: IdentifyPlan, registry: TraitRegistry, now: datetime) -> IdentifyResult:
-    """Write a prepared identify. Idempotent for a retried message (same message id)."""
+    return apply_many(session, [plan], registry, now)[0]
+
+
+def _apply(session: Session, plan: IdentifyPlan, registry: TraitRegistry, now: datetime,
+           pre: Preloaded) -> IdentifyResult:
     merged_from = None
+    anon_id = anonymous_profile_id(plan.anonymous_id) if plan.anonymous_id else None
+    anon = pre.profiles.get(anon_id) if anon_id else None
+    if anon_id and anon is None and anon_id in pre.new_profiles:
+        pre.write_new()  # an anonymous profile made earlier in this batch: make it a row to merge
+        anon = pre.profiles[anon_id] = session.get(Profile, anon_id)  # type: ignore[assignment]
     if plan.user_id:
         target_id = plan.user_id
-        if plan.anonymous_id:
-            merged_from = merge_anonymous(session, plan.anonymous_id, plan.user_id, now)
+        if anon is not None and anon.merged_into is None:
+            pre.write_new()
+            merged_from = merge_anonymous(session, plan.anonymous_id or "", plan.user_id, now)
+            pre.profiles[target_id] = session.get(Profile, target_id)  # type: ignore[assignment]
+            pre.consents.pop(target_id, None)  # the copied records are read again when needed
     else:
-        assert plan.anonymous_id is not None
-        anon = session.get(Profile, anonymous_profile_id(plan.anonymous_id))
-        target_id = anon.merged_into if anon and anon.merged_into else anonymous_profile_id(plan.anonymous_id)
-    profile = session.get(Profile, target_id)
-    created = profile is None
-    if profile is None:
-        profile = Profile(
-            profile_id=target_id,
-            user_id=target_id if plan.user_id or not target_id.startswith("anon:") else None,
-            anonymous_id=plan.anonymous_id,
-            traits={},
-            created_at=now,
-            updated_at=now,
-        )
-        session.add(profile)
+        target_id = anon.merged_into if anon and anon.merged_into else anon_id  # type: ignore[assignment]
+    profile = pre.profiles.get(target_id)
+    row = pre.new_profiles.get(target_id)
+    created = profile is None and row is None
+    if created:
+        row = pre.new_profiles[target_id] = {
+            "profile_id": target_id, "user_id": plan.user_id, "anonymous_id": plan.anonymous_id,
+            "merged_into": None, "traits": {}, "created_at": now, "updated_at": now,
+            **{column: None for column in PROFILE_FIELDS},
+        }
+    if profile is not None:
+        _apply_fields(plan, lambda c: getattr(profile, c), lambda c, v: setattr(profile, c, v))
+        profile.updated_at = now
+    else:
+        assert row is not None
+        _apply_fields(plan, row.get, row.__setitem__)
+        row["updated_at"] = now
+    for token in plan.tokens:
+        _upsert_token(pre, target_id, token, now)
+    written = []
+    if plan.consents:
+        written = history.record(session, target_id, plan.consents, now=now, dedupe_key=plan.message_id,
+                                 records=pre.consents_of(target_id), taken_keys=pre.taken_keys,
+                                 sink=pre.new_consents)
+    registry.adopt(plan.new_trait_types, now)
+    return IdentifyResult(target_id, created, merged_from, len(written))
+
+
+def _apply_fields(plan: IdentifyPlan, get: Callable[[str], Any], put: Callable[[str, Any], None]) -> None:
     for column, value in plan.columns.items():
-        setattr(profile, column, value)
+        put(column, value)
     for column, value in plan.first_touch.items():
-        if getattr(profile, column) is None:
-            setattr(profile, column, value)
+        if get(column) is None:
+            put(column, value)
     if plan.traits:
-        merged = dict(profile.traits or {})
+        merged = dict(get("traits") or {})
         for name, value in plan.traits.items():
             if value is None:
                 merged.pop(name, None)
             else:
                 merged[name] = value
-        profile.traits = merged
-    profile.updated_at = now
-    session.flush()
-    for token in plan.tokens:
-        _upsert_token(session, profile.profile_id, token, now)
-    written = history.record(session, profile.profile_id, plan.consents, now=now, dedupe_key=plan.message_id)
-    registry.adopt(plan.new_trait_types, now)
-    return IdentifyResult(profile.profile_id, created, merged_from, len(written))
+        put("traits", merged)
 
 
 def merge_anonymous(session: Session, anonymous_id: str, user_id: str, now: datetime) -> str | None:
@@ -255,7 +340,7 @@ def merge_anonymous(session: Session, anonymous_id: str, user_id: str, now: date
                        created_at=now, updated_at=now)
         session.add(user)
     user.traits = {**(anon.traits or {}), **(user.traits or {})}
-    for column in ("phone", "email", "language", "timezone", "kakao_reachable", *ATTRIBUTION):
+    for column in PROFILE_FIELDS:
         if getattr(user, column) is None:
             setattr(user, column, getattr(anon, column))
     session.flush()
@@ -267,16 +352,24 @@ def merge_anonymous(session: Session, anonymous_id: str, user_id: str, now: date
     return anon.profile_id
 
 
-def _upsert_token(session: Session, profile_id: str, update: TokenUpdate, now: datetime) -> None:
-    row = session.get(PushToken, update.token)
+def _upsert_token(pre: Preloaded, profile_id: str, update: TokenUpdate, now: datetime) -> None:
+    values = {"token": update.token, "profile_id": profile_id, "platform": update.platform.value,
+              "app_id": update.app_id, "device_id": update.device_id, "status": update.status.value,
+              "status_reason": "reported by the app" if update.status == TokenStatus.INVALID else None,
+              "updated_at": now}
+    row = pre.tokens.get(update.token)
     if row is None:
-        row = PushToken(token=update.token, profile_id=profile_id, platform=update.platform.value, updated_at=now)
-        session.add(row)
+        pending = pre.new_tokens.get(update.token)
+        if pending is None:
+            pre.new_tokens[update.token] = values
+        else:
+            pending.update({k: v for k, v in values.items() if v is not None or k == "status_reason"})
+        return
     row.profile_id = profile_id
     row.platform = update.platform.value
     row.app_id = update.app_id or row.app_id
     row.device_id = update.device_id or row.device_id
     if row.status != update.status.value:
         row.status = update.status.value
-        row.status_reason = "reported by the app" if update.status == TokenStatus.INVALID else None
+        row.status_reason = values["status_reason"]
     row.updated_at = now

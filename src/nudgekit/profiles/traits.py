@@ -76,17 +76,22 @@ class TraitRegistry:
         self.types = {d.name: TraitType(d.type) for d in session.scalars(select(TraitDefinition))}
         for name, kind in (declared or {}).items():
             self.types.setdefault(name, TraitType(kind))
+        self._pending: dict[str, TraitType] = {}
 
     def check(self, traits: dict[str, Any]) -> tuple[dict[str, Any], dict[str, TraitType]]:
         """Values in their trait's type, plus the types this message would introduce. Changes nothing."""
         out: dict[str, Any] = {}
         new: dict[str, TraitType] = {}
         for name, value in traits.items():
-            kind = self.types.get(name) or new.get(name)
+            kind = self.types.get(name) or self._pending.get(name) or new.get(name)
             if kind is None and value is not None:
                 kind = new[name] = infer(value)
             out[name] = coerce(name, value, kind) if kind else value
         return out, new
+
+    def remember(self, new: dict[str, TraitType]) -> None:
+        """Types a prepared (valid) message introduces, so later messages in the batch are checked against them."""
+        self._pending.update({k: v for k, v in new.items() if k not in self.types})
 
     def adopt(self, new: dict[str, TraitType], now: datetime) -> None:
         for name, kind in new.items():

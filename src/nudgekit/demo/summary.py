@@ -11,7 +11,6 @@ from nudgekit.store.state import ConsentRecord, Profile, PushToken
 from nudgekit.vocabulary import Channel, Purpose
 from nudgekit.workspace import Workspace
 
-
 ACTIVE = "type IN ('track', 'page', 'screen') AND coalesce(event, '') NOT IN ('app_uninstalled', 'push_permission_changed')"
 """Behaviour that counts as activity (lifecycle rules in issue #3 will make this configurable)."""
 
@@ -53,8 +52,8 @@ def summarize(ws: Workspace, *, as_of: datetime) -> dict[str, Any]:
     by_name = ws.events.query(
         "SELECT event, count(*) AS n FROM events WHERE type = 'track' GROUP BY event ORDER BY n DESC"
     )
-    activity = ws.events.query(
-        """
+    stamps = {"$as_of": as_of, "$week": as_of - timedelta(days=7), "$month": as_of - timedelta(days=30)}
+    sql = """
         SELECT count(*) AS events,
                count(DISTINCT person_id) FILTER (WHERE timestamp > $week AND $active) AS active_7d,
                count(DISTINCT person_id) FILTER (WHERE timestamp > $month AND $active) AS active_30d,
@@ -63,9 +62,10 @@ def summarize(ws: Workspace, *, as_of: datetime) -> dict[str, Any]:
                         FILTER (WHERE event = 'order_completed'), 0) AS revenue,
                min(timestamp) AS first_event, max(timestamp) AS last_event
         FROM events_resolved WHERE timestamp <= $as_of
-        """.replace("$as_of", f"TIMESTAMPTZ '{as_of.isoformat()}'").replace("$week", f"TIMESTAMPTZ '{(as_of - timedelta(days=7)).isoformat()}'")
-        .replace("$month", f"TIMESTAMPTZ '{(as_of - timedelta(days=30)).isoformat()}'")
-    )[0]
+    """.replace("$active", ACTIVE)
+    for name, moment in stamps.items():
+        sql = sql.replace(name, f"TIMESTAMPTZ '{moment.isoformat()}'")
+    activity = ws.events.query(sql)[0]
     return {
         "users": users,
         "events": activity["events"],

@@ -14,6 +14,7 @@ Users: one row per user; see docs/import.md for the column names.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -354,7 +355,9 @@ def user_row_to_identify(row: dict[str, Any]) -> dict[str, Any]:
     for column, value in row.items():
         if value is None or (isinstance(value, str) and not value.strip()):
             continue
-        if column in USER_ID_COLUMNS:
+        if column in ("message_id", "messageId"):
+            message["messageId"] = str(value)
+        elif column in USER_ID_COLUMNS:
             message["userId"] = str(value)
         elif column in ANON_COLUMNS:
             message["anonymousId"] = str(value)
@@ -376,6 +379,9 @@ def user_row_to_identify(row: dict[str, Any]) -> dict[str, Any]:
     if token:
         traits["push_tokens"] = [token]
     message["traits"] = traits
+    # the same row imported again is the same message: its identify event and consent records are not repeated
+    message.setdefault("messageId", "import-" + hashlib.md5(
+        orjson.dumps(row, default=str, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS)).hexdigest())
     return message
 
 

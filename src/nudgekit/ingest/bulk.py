@@ -214,26 +214,29 @@ def _event_mapping_sql(schema: pa.Schema) -> str:
         kind = schema.field(source).type
         col = _quote(source)
         if pa.types.is_integer(kind) or pa.types.is_floating(kind):
-            return (f"CAST(to_timestamp(CASE WHEN {col} > 100000000000 THEN {col} / 1000.0 "
-                    f"ELSE {col} END) AS VARCHAR)")
+            return f"to_timestamp(CASE WHEN {col} > 100000000000 THEN {col} / 1000.0 ELSE {col} END)"
+        if pa.types.is_timestamp(kind) or pa.types.is_date(kind):
+            return col  # typed already: the rules' TRY_CAST reads a naive one in the workspace zone
         return f"CAST({col} AS VARCHAR)"
 
     def as_json(source: str | None) -> str:
+        """Text columns pass as they are (the shared rules check them); structs and maps become JSON text."""
         if not source:
-            return "'{}'::JSON"
+            return "'{}'"
         kind = schema.field(source).type
         col = _quote(source)
         if pa.types.is_string(kind) or pa.types.is_large_string(kind):
-            return f"coalesce(TRY_CAST({col} AS JSON), to_json({col}))"
-        return f"coalesce(to_json({col}), '{{}}')"
+            return col
+        return f"CAST(to_json({col}) AS VARCHAR)"
 
     props = as_json(taken.get("properties"))
     if extra:
         packed = ", ".join(f"{_quote(n)} := {_quote(n)}" for n in extra)
         merged = f"json_merge_patch(coalesce({props}, '{{}}'), to_json(struct_pack({packed})))"
         # a properties value that is not an object stays as it is, so the shared rule rejects it
-        props = f"CASE WHEN {props} IS NULL OR json_type({props}) = 'OBJECT' THEN {merged} ELSE {props} END"
-    context = as_json(taken.get("context")) if taken.get("context") else "NULL::JSON"
+        props = (f"CASE WHEN {props} IS NULL OR (json_valid({props}) AND json_type({props}) = 'OBJECT') "
+                 f"THEN {merged} ELSE {props} END")
+    context = as_json(taken.get("context")) if taken.get("context") else "NULL::VARCHAR"
     kind = f"coalesce(nullif(trim({text('type')}), ''), 'track')"
     return f"""
         SELECT *, strlen(properties) + coalesce(strlen(context), 0) AS _size FROM (

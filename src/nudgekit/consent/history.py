@@ -22,7 +22,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from nudgekit.store.state import ConsentRecord
+from nudgekit.store.state import ConsentRecord, in_batches
 from nudgekit.vocabulary import Channel, ConsentChange, ConsentSource, Purpose
 
 
@@ -160,7 +160,7 @@ def record(
 def for_profiles(session: Session, profile_ids: list[str]) -> dict[str, list[ConsentRecord]]:
     """Every consent record of these profiles, in time order, in one query."""
     found: dict[str, list[ConsentRecord]] = {pid: [] for pid in profile_ids}
-    for chunk in _chunks(profile_ids):
+    for chunk in in_batches(profile_ids):
         stmt = (
             select(ConsentRecord).where(ConsentRecord.profile_id.in_(chunk))
             .order_by(ConsentRecord.at, ConsentRecord.id)
@@ -172,13 +172,10 @@ def for_profiles(session: Session, profile_ids: list[str]) -> dict[str, list[Con
 
 def used_keys(session: Session, keys: list[str]) -> set[str]:
     taken: set[str] = set()
-    for chunk in _chunks(keys):
+    for chunk in in_batches(keys):
         taken.update(session.scalars(select(ConsentRecord.dedupe_key).where(ConsentRecord.dedupe_key.in_(chunk))))
     return taken
 
-
-def _chunks(values: list[str], size: int = 5000) -> list[list[str]]:
-    return [values[i:i + size] for i in range(0, len(values), size)]
 
 
 def copy_to(session: Session, source_profile: str, target_profile: str, *, now: datetime) -> int:

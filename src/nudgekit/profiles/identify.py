@@ -33,7 +33,7 @@ from nudgekit.profiles.contacts import (
     to_bool,
 )
 from nudgekit.profiles.traits import TraitRegistry, TraitType
-from nudgekit.store.state import ConsentRecord, Profile, PushToken
+from nudgekit.store.state import ConsentRecord, Profile, PushToken, in_batches
 from nudgekit.vocabulary import Channel, ConsentChange, ConsentSource, Platform, Purpose, TokenStatus
 
 ATTRIBUTION = ("utm_source", "utm_medium", "utm_campaign", "install_source")
@@ -217,12 +217,12 @@ class Preloaded:
         ids = {p.user_id for p in plans if p.user_id}
         ids |= {anonymous_profile_id(p.anonymous_id) for p in plans if p.anonymous_id}
         self.profiles: dict[str, Profile] = {}
-        for chunk in _chunks(sorted(ids)):
+        for chunk in in_batches(sorted(ids)):
             for profile in session.scalars(select(Profile).where(Profile.profile_id.in_(chunk))):
                 self.profiles[profile.profile_id] = profile
         tokens = sorted({t.token for p in plans for t in p.tokens})
         self.tokens: dict[str, PushToken] = {}
-        for chunk in _chunks(tokens):
+        for chunk in in_batches(tokens):
             for row in session.scalars(select(PushToken).where(PushToken.token.in_(chunk))):
                 self.tokens[row.token] = row
         keys = [f"{p.message_id}:{c.channel}:{c.purpose}" for p in plans if p.message_id for c in p.consents]
@@ -251,9 +251,6 @@ class Preloaded:
         self.new_tokens.clear()
         self.new_consents.clear()
 
-
-def _chunks(values: list[str], size: int = 5000) -> list[list[str]]:
-    return [values[i:i + size] for i in range(0, len(values), size)]
 
 
 def apply_many(session: Session, plans: list[IdentifyPlan], registry: TraitRegistry, now: datetime) -> list[IdentifyResult]:

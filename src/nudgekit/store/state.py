@@ -130,6 +130,11 @@ class ApiKey(Base):
     __table_args__ = (UniqueConstraint("secret_hash"),)
 
 
+def in_batches(values: list[str], size: int = 5000) -> list[list[str]]:
+    """Split the values of an IN (...) list so no backend meets its parameter limit."""
+    return [values[i:i + size] for i in range(0, len(values), size)]
+
+
 def make_engine(url: str) -> Engine:
     """An engine tuned for many processes sharing one workspace."""
     if url.startswith("sqlite"):

@@ -141,3 +141,31 @@ def test_a_reader_holding_the_store_delays_the_drain_but_loses_nothing(workspace
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=30)
         ws.close()
+
+
+def test_segment_library_to_nudge_serve_then_events_tail_and_users_show(workspace) -> None:
+    """The issue's check, literally: an unmodified Segment client, `nudge serve`, and the two CLI commands."""
+    from segment.analytics.client import Client
+
+    home, key = workspace
+    proc, url = start_server(home)
+    try:
+        client = Client(write_key=key, host=url, sync_mode=True, gzip=True)
+        client.identify("u-seg", {"name": "한지우", "email": "jiwoo@naver.com"}, anonymous_id="anon-seg")
+        client.track("u-seg", "checkout_started", {"cart_value": 65800})
+        client.flush()
+
+        def tail_has_checkout() -> bool:
+            tail = nudge(home, "events", "tail", "-n", "5", "--json")
+            return tail.returncode == 0 and any(e["event"] == "checkout_started" for e in json.loads(tail.stdout))
+
+        wait_for(tail_has_checkout, timeout=30, interval=0.3)
+        shown = nudge(home, "users", "show", "u-seg", "--json")
+        assert shown.returncode == 0, shown.stderr
+        profile = json.loads(shown.stdout)
+        assert profile["profile"]["email"] == "jiwoo@naver.com"
+        assert {e["event"] for e in profile["recent_events"]} >= {"checkout_started"}
+        assert profile["activity"]["anonymous_ids"] == ["anon-seg"]
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=30)

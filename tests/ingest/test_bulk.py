@@ -140,3 +140,41 @@ def test_unknown_file_type_is_refused(sqlite_ws: Workspace, tmp_path) -> None:
     source.write_bytes(b"PK")
     with pytest.raises(ValueError, match="cannot tell the format"):
         sqlite_ws.import_events(source)
+
+
+def test_excel_csv_in_cp949_with_a_bom_less_header_is_read(ws: Workspace, tmp_path) -> None:
+    source = tmp_path / "고객.csv"
+    source.write_bytes("user_id,name,phone,등급\nu1,김민지,010-1234-5678,골드\n".encode("cp949"))
+    assert ws.import_users(source).accepted == 1
+    assert ws.profile("u1")["profile"]["traits"] == {"name": "김민지", "등급": "골드"}
+
+
+def test_utf8_bom_is_not_part_of_the_first_column(sqlite_ws: Workspace, tmp_path) -> None:
+    source = tmp_path / "users.csv"
+    source.write_bytes("\ufeffuser_id,name\nu1,김민지\n".encode())
+    assert sqlite_ws.import_users(source).accepted == 1
+
+
+def test_lines_with_the_wrong_number_of_fields_are_rejected_not_fatal(sqlite_ws: Workspace, tmp_path) -> None:
+    source = tmp_path / "events.csv"
+    source.write_text("user_id,event,price\nu1,product_viewed,12900\nu2,product_viewed,1,2\nu3,app_opened,\n",
+                      encoding="utf-8")
+    rejects = tmp_path / "rejects.jsonl"
+    report = sqlite_ws.import_events(source, reject_file=rejects)
+    assert (report.accepted, report.rejected) == (2, 1)
+    line = json.loads(rejects.read_text())
+    assert line["field"] == "row" and "has 4 values but the header has 3" in line["reason"]
+    assert line["record"] == "u2,product_viewed,1,2"
+
+
+def test_a_column_that_changes_type_halfway_does_not_stop_the_import(sqlite_ws: Workspace, tmp_path) -> None:
+    source = tmp_path / "events.csv"
+    lines = [f"u{i},order_completed,{12900 + i},0{i % 10}1234" for i in range(3000)]
+    lines.append('u9,order_completed,"12,900",01234')
+    source.write_text("user_id,event,revenue,zip\n" + "\n".join(lines) + "\n", encoding="utf-8")
+    report = sqlite_ws.import_events(source, chunk_rows=1000)
+    assert (report.accepted, report.rejected) == (3001, 0)
+    rows = sqlite_ws.events.query("SELECT user_id, properties FROM events WHERE user_id IN ('u1', 'u9')")
+    props = {r["user_id"]: json.loads(r["properties"]) for r in rows}
+    assert props["u1"] == {"revenue": 12901, "zip": "011234"}
+    assert props["u9"] == {"revenue": "12,900", "zip": "01234"}

@@ -14,7 +14,9 @@ Users: one row per user; see docs/import.md for the column names.
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import re
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -28,6 +30,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from nudgekit.ingest.validate import STORED_WHERE, Reject
+from nudgekit.profiles.identify import RESERVED
 from nudgekit.store.events import AppendResult, WriterLease, insert_from
 from nudgekit.vocabulary import ConsentSource, EventSource
 
@@ -52,9 +55,6 @@ EVENT_ALIASES: dict[str, tuple[str, ...]] = {
     "sent_at": ("sent_at", "sentAt"),
     "properties": ("properties",),
     "context": ("context",),
-}
-TEXT_COLUMNS = {alias for names in EVENT_ALIASES.values() for alias in names} | {
-    "phone", "push_token", "zip", "postal_code",
 }
 
 
@@ -90,7 +90,7 @@ class RejectWriter:
         self.report = report
         self._handle: Any = None
 
-    def write(self, reject: Reject, record: Any, row_number: int) -> None:
+    def write(self, reject: Reject, record: Any, row_number: int | None) -> None:
         entry = {"row": row_number, "field": reject.field, "reason": reject.reason, "record": record}
         if self._handle is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -126,20 +126,56 @@ def count_rows(path: Path, fmt: str) -> int | None:
     return max(lines - (1 if fmt == "csv" else 0), 0)
 
 
-def _csv_batches(path: Path, chunk_rows: int) -> Iterator[pa.RecordBatch]:
+def csv_encoding(path: Path) -> str:
+    """UTF-8, or CP949 (EUC-KR and its superset), which is what Korean Excel saves as "CSV"."""
     with open(path, "rb") as handle:
-        header = handle.readline().decode("utf-8-sig")
+        sample = handle.read(1 << 20)
+    try:
+        sample.decode("utf-8")
+        return "utf-8"
+    except UnicodeDecodeError as exc:
+        if exc.start >= len(sample) - 3:  # a character cut by the end of the sample
+            return "utf-8"
+    try:
+        sample.decode("cp949")
+        return "cp949"
+    except UnicodeDecodeError as exc:
+        if exc.start >= len(sample) - 1:
+            return "cp949"
+    raise ValueError(f"{path.name}: the text is neither UTF-8 nor CP949/EUC-KR; save the file as UTF-8 CSV")
+
+
+class BrokenLines:
+    """CSV lines with the wrong number of fields: skipped by the reader, reported as rejects."""
+
+    def __init__(self) -> None:
+        self.found: list[tuple[str, str]] = []
+
+    def skip(self, row: Any) -> str:
+        reason = f"has {row.actual_columns} values but the header has {row.expected_columns} columns"
+        self.found.append((reason, row.text))
+        return "skip"
+
+    def report(self, rejects: RejectWriter) -> None:
+        for reason, text in self.found:
+            rejects.write(Reject(-1, "row", reason), text, None)
+        self.found.clear()
+
+
+def _csv_batches(path: Path, chunk_rows: int, broken: BrokenLines) -> Iterator[pa.RecordBatch]:
+    """CSV rows as text columns: types are read per value later, so a file cannot change type halfway."""
+    encoding = csv_encoding(path)
+    with open(path, "rb") as handle:
+        header = handle.readline().decode("utf-8-sig" if encoding == "utf-8" else encoding)
     delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
-    names = [n.strip().strip('"') for n in header.rstrip("\r\n").split(delimiter)]
-    convert = pacsv.ConvertOptions(
-        column_types={n: pa.string() for n in names if n in TEXT_COLUMNS or n.startswith("consent")},
-        strings_can_be_null=True,
-    )
+    names = next(csv.reader([header], delimiter=delimiter))
     reader = pacsv.open_csv(
         path,
-        read_options=pacsv.ReadOptions(block_size=16 << 20, encoding="utf-8"),
-        parse_options=pacsv.ParseOptions(delimiter=delimiter, newlines_in_values=True),
-        convert_options=convert,
+        read_options=pacsv.ReadOptions(block_size=16 << 20, encoding=encoding),
+        parse_options=pacsv.ParseOptions(delimiter=delimiter, newlines_in_values=True,
+                                         invalid_row_handler=broken.skip),
+        convert_options=pacsv.ConvertOptions(column_types={n.strip(): pa.string() for n in names},
+                                             strings_can_be_null=True),
     )
     yield from _rechunk(reader, chunk_rows)
 
@@ -150,11 +186,11 @@ def _rechunk(batches: Any, chunk_rows: int) -> Iterator[pa.RecordBatch]:
             yield batch.slice(start, chunk_rows)
 
 
-def _table_batches(path: Path, fmt: str, chunk_rows: int) -> Iterator[pa.RecordBatch]:
+def _table_batches(path: Path, fmt: str, chunk_rows: int, broken: BrokenLines) -> Iterator[pa.RecordBatch]:
     if fmt == "parquet":
         yield from pq.ParquetFile(path).iter_batches(batch_size=chunk_rows)
     else:
-        yield from _csv_batches(path, chunk_rows)
+        yield from _csv_batches(path, chunk_rows, broken)
 
 
 def _jsonl_chunks(path: Path, chunk_rows: int) -> Iterator[list[Any]]:
@@ -192,7 +228,31 @@ def _quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def _event_mapping_sql(schema: pa.Schema) -> str:
+NUMBER = r"-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][-+]?[0-9]+)?"
+"""A number as a CSV cell writes it; "01234" (a zip code, a phone) is not one and stays text."""
+
+
+def _typed_json(name: str) -> str:
+    """A CSV cell as a JSON value: numbers and true/false typed, empty cells left out, the rest text."""
+    col = _quote(name)
+    return (f"CASE WHEN {col} IS NULL OR trim({col}) = '' THEN NULL::JSON "
+            f"WHEN regexp_full_match(trim({col}), '{NUMBER}') THEN CAST(trim({col}) AS JSON) "
+            f"WHEN lower(trim({col})) IN ('true', 'false') THEN CAST(lower(trim({col})) AS JSON) "
+            f"ELSE to_json({col}) END")
+
+
+def typed_text(value: str) -> Any:
+    """The same reading of a CSV cell in Python (for user traits)."""
+    text = value.strip()
+    if re.fullmatch(NUMBER, text):
+        number = float(text)
+        return int(number) if re.fullmatch(r"-?(0|[1-9][0-9]*)", text) else number
+    if text.lower() in ("true", "false"):
+        return text.lower() == "true"
+    return value
+
+
+def _event_mapping_sql(schema: pa.Schema, text_values: bool = False) -> str:
     """SQL turning any event file's columns into RAW_SCHEMA rows."""
     names = list(schema.names)
     taken: dict[str, str] = {}
@@ -231,7 +291,8 @@ def _event_mapping_sql(schema: pa.Schema) -> str:
 
     props = as_json(taken.get("properties"))
     if extra:
-        packed = ", ".join(f"{_quote(n)} := {_quote(n)}" for n in extra)
+        value = _typed_json if text_values else _quote
+        packed = ", ".join(f"{_quote(n)} := {value(n)}" for n in extra)
         merged = f"json_merge_patch(coalesce({props}, '{{}}'), to_json(struct_pack({packed})))"
         # a properties value that is not an object stays as it is, so the shared rule rejects it
         props = (f"CASE WHEN {props} IS NULL OR (json_valid({props}) AND json_type({props}) = 'OBJECT') "
@@ -253,7 +314,7 @@ PROFILE_TYPES = ("identify", "alias")
 
 
 def _import_table_chunk(ws: Workspace, lease: WriterLease, batch: pa.RecordBatch, offset: int, source: str,
-                        rejects: RejectWriter, report: ImportReport) -> None:
+                        rejects: RejectWriter, report: ImportReport, *, text_values: bool) -> None:
     """Map, judge and insert one chunk in one writer transaction — no round trip through Python."""
     table = pa.Table.from_batches([batch]).append_column("_row", pa.array(range(batch.num_rows), pa.int64()))
     profile_types = ", ".join(f"'{t}'" for t in PROFILE_TYPES)
@@ -262,7 +323,7 @@ def _import_table_chunk(ws: Workspace, lease: WriterLease, batch: pa.RecordBatch
     con.execute("SET preserve_insertion_order = false")  # lets DuckDB append in parallel
     con.register("src", table)
     try:
-        con.execute(f"CREATE OR REPLACE TEMP VIEW raw_rows AS {_event_mapping_sql(table.schema)}")
+        con.execute(f"CREATE OR REPLACE TEMP VIEW raw_rows AS {_event_mapping_sql(table.schema, text_values)}")
         found = ws.validator.judge_sql(con, "raw_rows", received_at=ws.clock(), source_name=source)
         for row, kind in con.execute(
             f"SELECT _row, type FROM judged WHERE rule IS NULL AND type IN ({profile_types})"
@@ -298,9 +359,11 @@ def import_events(ws: Workspace, path: Path, *, reject_file: Path | None = None,
                 if progress:
                     progress(len(chunk))
         else:
+            broken = BrokenLines()
             with ws.events.lease() as lease:
-                for batch in _table_batches(path, fmt, chunk_rows):
-                    _import_table_chunk(ws, lease, batch, offset, source, rejects, report)
+                for batch in _table_batches(path, fmt, chunk_rows, broken):
+                    _import_table_chunk(ws, lease, batch, offset, source, rejects, report, text_values=fmt == "csv")
+                    broken.report(rejects)
                     offset += batch.num_rows
                     report.rows = offset
                     if progress:
@@ -349,7 +412,7 @@ PUSH_COLUMNS = {"push_token": "token", "push_platform": "platform", "push_app_id
 CONSENT_META = {"consent_at": "at", "consent_source": "source", "consent_evidence": "evidence"}
 
 
-def user_row_to_identify(row: dict[str, Any]) -> dict[str, Any]:
+def user_row_to_identify(row: dict[str, Any], *, text_values: bool = False) -> dict[str, Any]:
     """One user row as an identify message (consent_sms_advertising, push_token, ... understood)."""
     message: dict[str, Any] = {"type": "identify"}
     traits: dict[str, Any] = {}
@@ -374,6 +437,8 @@ def user_row_to_identify(row: dict[str, Any]) -> dict[str, Any]:
             parts = column.replace(".", "_").split("_")[1:]
             channel, purpose = parts[0], "_".join(parts[1:]) or "advertising"
             consent.setdefault(channel, {})[purpose] = value
+        elif text_values and isinstance(value, str) and column not in RESERVED:
+            traits[column] = typed_text(value)
         else:
             traits[column] = value.isoformat() if isinstance(value, datetime) else value
     if consent:
@@ -396,21 +461,24 @@ def import_users(ws: Workspace, path: Path, *, reject_file: Path | None = None,
     rejects = RejectWriter(reject_file or _default_reject_path(ws, path), report)
     started = time.perf_counter()
     offset = 0
+    broken = BrokenLines()
     try:
         chunks: Iterator[list[Any]]
         if fmt == "jsonl":
             chunks = _jsonl_chunks(path, chunk_rows)
         else:
-            chunks = (b.to_pylist() for b in _table_batches(path, fmt, chunk_rows))
+            chunks = (b.to_pylist() for b in _table_batches(path, fmt, chunk_rows, broken))
         for chunk in chunks:
-            messages = [user_row_to_identify(r) if isinstance(r, dict) and "__blank__" not in r else r
-                        for r in chunk]
+            broken.report(rejects)
+            messages = [user_row_to_identify(r, text_values=fmt == "csv")
+                        if isinstance(r, dict) and "__blank__" not in r else r for r in chunk]
             rows = _ingest_messages(ws, messages, offset, source, rejects, default_type=None, originals=chunk)
             _store(ws, rows, report)
             offset += len(chunk)
             report.rows = offset
             if progress:
                 progress(len(chunk))
+        broken.report(rejects)
     finally:
         rejects.close()
         report.seconds = time.perf_counter() - started

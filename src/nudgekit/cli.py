@@ -12,6 +12,7 @@ from typing import Annotated, Any
 
 import orjson
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -52,12 +53,24 @@ def fail(message: str, code: int = 1) -> None:
     raise typer.Exit(code)
 
 
-@contextmanager
-def workspace(home: Path | None) -> Iterator[Workspace]:
+def settings_problem(exc: ValidationError) -> str:
+    problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+    return f"the settings (nudge.toml or NUDGE_* variables) are not valid: {problems}"
+
+
+def open_workspace(home: Path | None) -> Workspace:
     try:
-        ws = Workspace.open(home)
+        return Workspace.open(home)
     except WorkspaceNotFound as exc:
         fail(str(exc))
+    except ValidationError as exc:
+        fail(settings_problem(exc), 2)
+    raise AssertionError("unreachable")
+
+
+@contextmanager
+def workspace(home: Path | None) -> Iterator[Workspace]:
+    ws = open_workspace(home)
     try:
         yield ws
     except (FieldError, ValueError) as exc:
@@ -98,7 +111,10 @@ def init(
     overrides: dict[str, Any] = {"brand": brand}
     if database_url:
         overrides["database_url"] = database_url
-    ws, key = Workspace.init(home, **overrides)
+    try:
+        ws, key = Workspace.init(home, **overrides)
+    except ValidationError as exc:
+        fail(settings_problem(exc), 2)
     out = {"workspace": str(ws.settings.home.resolve()), "state_db": _safe_url(ws.settings.state_url),
            "event_store": str(ws.events.path.resolve()), "write_key": key}
     ws.close()
@@ -142,9 +158,12 @@ def demo(
     target = home or home_from_env()
     key = None
     if (target / CONFIG_FILE).exists():
-        ws = Workspace.open(target)
+        ws = open_workspace(target)
     else:
-        ws, key = Workspace.init(target, brand="건강한하루")
+        try:
+            ws, key = Workspace.init(target, brand="건강한하루")
+        except ValidationError as exc:
+            fail(settings_problem(exc), 2)
     try:
         zone = ws.settings.zone
         moment = (as_of.replace(tzinfo=as_of.tzinfo or zone) if as_of
@@ -213,10 +232,7 @@ def serve(
 
     from nudgekit.api.app import create_app
 
-    try:
-        ws = Workspace.open(home)
-    except WorkspaceNotFound as exc:
-        fail(str(exc))
+    ws = open_workspace(home)
     bind_host, bind_port = host or ws.settings.host, port or ws.settings.port
     err.print(f"nudgekit serving {ws.settings.home.resolve()} on http://{bind_host}:{bind_port} (docs at /docs)")
     try:

@@ -63,6 +63,15 @@ class Settings(BaseSettings):
             raise ValueError(f"unknown time zone {value!r} (use an IANA name like Asia/Seoul)") from exc
         return value
 
+    @field_validator("traits")
+    @classmethod
+    def _known_trait_types(cls, value: dict[str, str]) -> dict[str, str]:
+        known = ("string", "number", "boolean", "datetime", "list", "object")
+        for name, kind in value.items():
+            if kind not in known:
+                raise ValueError(f'trait "{name}": unknown type "{kind}"; use one of {", ".join(known)}')
+        return value
+
     @property
     def state_url(self) -> str:
         return self.database_url or f"sqlite:///{(self.home / 'state.db').resolve()}"

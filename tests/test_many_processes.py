@@ -169,3 +169,22 @@ def test_segment_library_to_nudge_serve_then_events_tail_and_users_show(workspac
     finally:
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=30)
+
+
+def test_events_tail_follow_prints_each_new_event_once(workspace) -> None:
+    home, _ = workspace
+    env = {**os.environ, "NUDGE_HOME": str(home)}
+    tail = subprocess.Popen([sys.executable, "-m", "nudgekit", "events", "tail", "-f", "-n", "1", "--json"], env=env,
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        first = json.loads(tail.stdout.readline())  # type: ignore[union-attr]
+        assert first["type"] == "identify"
+        ws = Workspace.open(home)
+        for i in range(3):
+            ws.track("app_opened", "u1", {"i": i})
+        ws.close()
+        lines = [json.loads(tail.stdout.readline()) for _ in range(3)]  # type: ignore[union-attr]
+        assert sorted(json.loads(line["properties"])["i"] for line in lines) == [0, 1, 2]
+    finally:
+        tail.kill()
+        tail.wait(timeout=10)

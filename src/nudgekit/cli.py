@@ -6,7 +6,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -370,13 +370,22 @@ def events_tail(
     with workspace(home) as ws:
         rows = ws.events.tail(limit, name=name)
         _show_tail(rows, as_json, follow)
-        last = rows[-1]["received_at"] if rows else None
+        # :TRICKY: events reach the store in drains, not strictly in received_at order (several servers,
+        # a slow request), so look back a little and skip what was already printed.
+        shown = {r["event_id"]: r["received_at"] for r in rows}
+        if follow and rows:
+            recent = ws.events.tail(10_000, after=rows[-1]["received_at"] - timedelta(seconds=30), name=name)
+            shown.update((r["event_id"], r["received_at"]) for r in recent)
         while follow:
             time.sleep(1.0)
-            fresh = ws.events.tail(10_000, after=last, name=name) if last else ws.events.tail(limit, name=name)
+            since = max(shown.values(), default=None)
+            since = since - timedelta(seconds=30) if since else None
+            fresh = [r for r in ws.events.tail(10_000, after=since, name=name) if r["event_id"] not in shown]
             if fresh:
                 _show_tail(fresh, as_json, True)
-                last = fresh[-1]["received_at"]
+                shown.update((r["event_id"], r["received_at"]) for r in fresh)
+                newest = max(shown.values())
+                shown = {k: v for k, v in shown.items() if v > newest - timedelta(seconds=60)}
 
 
 def _show_tail(rows: list[dict[str, Any]], as_json: bool, lines: bool) -> None:

@@ -221,6 +221,7 @@ class EventStore:
                 fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 return AppendResult(0, 0)
+            self._sweep_abandoned()
             parts = self.pending_parts()[:max_parts]
             if not parts:
                 return AppendResult(0, 0)
@@ -229,6 +230,13 @@ class EventStore:
             for part in parts:
                 part.unlink(missing_ok=True)
             return result
+
+    def _sweep_abandoned(self, older_than: float = 3600.0) -> None:
+        """Temporary part files left by a process killed mid-write were never acknowledged: remove them."""
+        cutoff = time.time() - older_than
+        for tmp in self.spool_dir.glob(".*.tmp"):
+            if tmp.stat().st_mtime < cutoff:
+                tmp.unlink(missing_ok=True)
 
     def append(self, rows: pa.Table) -> AppendResult:
         """Insert rows (EVENT_SCHEMA) that passed validation, skipping event ids already stored."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -171,19 +172,27 @@ def test_segment_library_to_nudge_serve_then_events_tail_and_users_show(workspac
         proc.wait(timeout=30)
 
 
+def read_line(proc: subprocess.Popen, timeout: float = 30.0) -> str:
+    """One line of a child's output, or a failed test (never a hung suite)."""
+    ready, _, _ = select.select([proc.stdout], [], [], timeout)
+    if not ready:
+        pytest.fail(f"no output within {timeout}s")
+    return proc.stdout.readline()  # type: ignore[union-attr]
+
+
 def test_events_tail_follow_prints_each_new_event_once(workspace) -> None:
     home, _ = workspace
     env = {**os.environ, "NUDGE_HOME": str(home)}
     tail = subprocess.Popen([sys.executable, "-m", "nudgekit", "events", "tail", "-f", "-n", "1", "--json"], env=env,
                             stdout=subprocess.PIPE, text=True)
     try:
-        first = json.loads(tail.stdout.readline())  # type: ignore[union-attr]
+        first = json.loads(read_line(tail))
         assert first["type"] == "identify"
         ws = Workspace.open(home)
         for i in range(3):
             ws.track("app_opened", "u1", {"i": i})
         ws.close()
-        lines = [json.loads(tail.stdout.readline()) for _ in range(3)]  # type: ignore[union-attr]
+        lines = [json.loads(read_line(tail)) for _ in range(3)]
         assert sorted(json.loads(line["properties"])["i"] for line in lines) == [0, 1, 2]
     finally:
         tail.kill()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-import select
+import queue
 import signal
 import subprocess
 import sys
@@ -172,12 +172,18 @@ def test_segment_library_to_nudge_serve_then_events_tail_and_users_show(workspac
         proc.wait(timeout=30)
 
 
-def read_line(proc: subprocess.Popen, timeout: float = 30.0) -> str:
-    """One line of a child's output, or a failed test (never a hung suite)."""
-    ready, _, _ = select.select([proc.stdout], [], [], timeout)
-    if not ready:
-        pytest.fail(f"no output within {timeout}s")
-    return proc.stdout.readline()  # type: ignore[union-attr]
+class Lines:
+    """A child's output lines, read by a thread, so a test waits with a deadline instead of hanging."""
+
+    def __init__(self, proc: subprocess.Popen) -> None:
+        self.lines: queue.Queue[str] = queue.Queue()
+        threading.Thread(target=lambda: [self.lines.put(line) for line in proc.stdout], daemon=True).start()  # type: ignore[union-attr]
+
+    def next(self, timeout: float = 30.0) -> str:
+        try:
+            return self.lines.get(timeout=timeout)
+        except queue.Empty:
+            pytest.fail(f"no output within {timeout}s")
 
 
 def test_events_tail_follow_prints_each_new_event_once(workspace) -> None:
@@ -186,13 +192,14 @@ def test_events_tail_follow_prints_each_new_event_once(workspace) -> None:
     tail = subprocess.Popen([sys.executable, "-m", "nudgekit", "events", "tail", "-f", "-n", "1", "--json"], env=env,
                             stdout=subprocess.PIPE, text=True)
     try:
-        first = json.loads(read_line(tail))
+        output = Lines(tail)
+        first = json.loads(output.next())
         assert first["type"] == "identify"
         ws = Workspace.open(home)
         for i in range(3):
             ws.track("app_opened", "u1", {"i": i})
         ws.close()
-        lines = [json.loads(read_line(tail)) for _ in range(3)]
+        lines = [json.loads(output.next()) for _ in range(3)]
         assert sorted(json.loads(line["properties"])["i"] for line in lines) == [0, 1, 2]
     finally:
         tail.kill()

@@ -6,7 +6,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, tzinfo
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -305,15 +305,24 @@ def users_show(
     """A user's profile, consents (with history), push tokens and recent events."""
     with workspace(home) as ws:
         found = ws.profile(user_id, events=events)
+        zone = ws.settings.zone
     if found is None:
         fail(f'no user or visitor "{user_id}"')
     if as_json:
         emit_json(found)
         return
-    _print_profile(found)
+    _print_profile(found, zone)
 
 
-def _print_profile(found: dict[str, Any]) -> None:
+def _when(value: Any, zone: tzinfo) -> str | None:
+    """A time as a person in the workspace reads it: local, to the minute."""
+    if value is None:
+        return None
+    moment = datetime.fromisoformat(value) if isinstance(value, str) else value
+    return moment.astimezone(zone).strftime("%Y-%m-%d %H:%M")
+
+
+def _print_profile(found: dict[str, Any], zone: tzinfo) -> None:
     p = found["profile"] or {}
     act = found["activity"]
     title = f"[bold]{found['profile_id']}[/]" + ("" if found["identified"] else " (not identified yet)")
@@ -321,7 +330,8 @@ def _print_profile(found: dict[str, Any]) -> None:
     rows = [("phone", p.get("phone")), ("email", p.get("email")), ("language", p.get("language")),
             ("time zone", p.get("timezone")), ("kakao reachable", p.get("kakao_reachable"))]
     rows += [(k.replace("_", " "), v) for k, v in (p.get("attribution") or {}).items()]
-    rows += [("events", act["events"]), ("first seen", act["first_seen"]), ("last seen", act["last_seen"]),
+    rows += [("events", act["events"]), ("first seen", _when(act["first_seen"], zone)),
+             ("last seen", _when(act["last_seen"], zone)),
              ("anonymous ids", ", ".join(act["anonymous_ids"]) or None)]
     table = Table(show_header=False, box=None)
     for key, value in rows:
@@ -332,26 +342,28 @@ def _print_profile(found: dict[str, Any]) -> None:
         for key, value in sorted(p["traits"].items()):
             traits.add_row(key, str(value))
         console.print(traits)
-    consents = Table("channel", "purpose", "state", "since", "source", title="consent")
+    consents = Table("channel", "purpose", "state", f"since ({zone})", "source", title="consent")
     for c in found["consents"]:
         consents.add_row(c["channel"], c["purpose"], "[green]granted[/]" if c["granted"] else "[red]withdrawn[/]",
-                         c["at"], c["source"])
+                         _when(c["at"], zone), c["source"])
     console.print(consents)
     if found["push_tokens"]:
         tokens = Table("platform", "app", "status", "token", title="push tokens")
         for t in found["push_tokens"]:
             tokens.add_row(t["platform"], t["app_id"] or "—", t["status"], t["token"][:16] + "…")
         console.print(tokens)
-    _print_events(found["recent_events"], "recent events")
+    _print_events(found["recent_events"], "recent events", zone)
 
 
-def _print_events(events: list[dict[str, Any]], title: str) -> None:
-    table = Table("time (UTC)", "type", "event", "user", "anonymous", "properties", title=title)
+def _print_events(events: list[dict[str, Any]], title: str, zone: tzinfo) -> None:
+    table = Table(title=f"{title} (times in {zone})")
+    for name in ("time", "type", "event", "who", "properties"):
+        table.add_column(name, no_wrap=name == "time")
     for e in events:
-        stamp = e["timestamp"] if isinstance(e["timestamp"], str) else e["timestamp"].isoformat()
+        who = e["user_id"] or f"anon:{e['anonymous_id']}"
         props = e["properties"] or ""
-        table.add_row(stamp[:19], e["type"], e["event"] or "", e["user_id"] or "", e["anonymous_id"] or "",
-                      props if len(props) < 60 else props[:57] + "…")
+        table.add_row(_when(e["timestamp"], zone), e["type"], e["event"] or "", who,
+                      props if len(props) <= 48 else props[:47] + "…")
     console.print(table)
 
 
@@ -368,8 +380,9 @@ def events_tail(
 ) -> None:
     """The latest events (with --follow, new ones as they arrive; JSON lines with --json)."""
     with workspace(home) as ws:
+        zone = ws.settings.zone
         rows = ws.events.tail(limit, name=name)
-        _show_tail(rows, as_json, follow)
+        _show_tail(rows, as_json, follow, zone)
         # :TRICKY: events reach the store in drains, not strictly in received_at order (several servers,
         # a slow request), so look back a little and skip what was already printed.
         shown = {r["event_id"]: r["received_at"] for r in rows}
@@ -382,13 +395,13 @@ def events_tail(
             since = since - timedelta(seconds=30) if since else None
             fresh = [r for r in ws.events.tail(10_000, after=since, name=name) if r["event_id"] not in shown]
             if fresh:
-                _show_tail(fresh, as_json, True)
+                _show_tail(fresh, as_json, True, zone)
                 shown.update((r["event_id"], r["received_at"]) for r in fresh)
                 newest = max(shown.values())
                 shown = {k: v for k, v in shown.items() if v > newest - timedelta(seconds=60)}
 
 
-def _show_tail(rows: list[dict[str, Any]], as_json: bool, lines: bool) -> None:
+def _show_tail(rows: list[dict[str, Any]], as_json: bool, lines: bool, zone: tzinfo) -> None:
     if as_json and lines:
         for row in rows:
             sys.stdout.write(orjson.dumps(row, default=str).decode() + "\n")
@@ -396,7 +409,7 @@ def _show_tail(rows: list[dict[str, Any]], as_json: bool, lines: bool) -> None:
     elif as_json:
         emit_json(rows)
     else:
-        _print_events(rows, "events")
+        _print_events(rows, "events", zone)
 
 
 # -- keys ----------------------------------------------------------------------------------------

@@ -115,6 +115,8 @@ def init(
         ws, key = Workspace.init(home, **overrides)
     except ValidationError as exc:
         fail(settings_problem(exc), 2)
+    except ValueError as exc:
+        fail(str(exc), 2)
     out = {"workspace": str(ws.settings.home.resolve()), "state_db": _safe_url(ws.settings.state_url),
            "event_store": str(ws.events.path.resolve()), "write_key": key}
     ws.close()

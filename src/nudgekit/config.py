@@ -108,6 +108,13 @@ def _init_home(source: PydanticBaseSettingsSource) -> Path | None:
     return Path(home) if home else None
 
 
+def toml_string(value: str) -> str:
+    """A TOML basic string (JSON's escaping is valid TOML)."""
+    import json
+
+    return json.dumps(value, ensure_ascii=False)
+
+
 def load_settings(home: Path | str | None = None, **overrides: Any) -> Settings:
     if home is not None:
         overrides["home"] = Path(home)
@@ -119,7 +126,7 @@ DEFAULT_TOML = """\
 timezone = "Asia/Seoul"     # workspace time zone; a user's `timezone` trait overrides it
 phone_region = "KR"         # region for phone numbers written without +country code
 brand = "{brand}"
-# database_url = "postgresql+psycopg://user@host:5432/nudge"   # default: SQLite file state.db here
+{database_line}
 
 [ingest]
 max_message_bytes = 32768

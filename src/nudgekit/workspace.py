@@ -13,13 +13,13 @@ import pyarrow as pa
 from sqlalchemy import select
 
 from nudgekit.apikeys import Keys
-from nudgekit.config import CONFIG_FILE, DEFAULT_TOML, Settings, load_settings
+from nudgekit.config import CONFIG_FILE, DEFAULT_TOML, Settings, load_settings, toml_string
 from nudgekit.consent import history
 from nudgekit.consent.history import ConsentUpdate
 from nudgekit.ingest.pipeline import Ingestor, IngestResult
 from nudgekit.ingest.validate import Validator
-from nudgekit.profiles.contacts import FieldError
-from nudgekit.profiles.identify import anonymous_profile_id
+from nudgekit.profiles.contacts import FieldError, check_user_id
+from nudgekit.profiles.identify import anonymous_profile_id, check_consent_time
 from nudgekit.store import migrate
 from nudgekit.store.events import AppendResult, EventStore
 from nudgekit.store.state import Profile, PushToken, make_engine, make_sessionmaker
@@ -75,7 +75,16 @@ class Workspace:
         settings.home.mkdir(parents=True, exist_ok=True)
         config = settings.home / CONFIG_FILE
         if not config.exists():
-            config.write_text(DEFAULT_TOML.format(brand=settings.brand), encoding="utf-8")
+            database_line = (f"database_url = {toml_string(settings.database_url)}" if settings.database_url
+                             else '# database_url = "postgresql+psycopg://user@host/nudge"   # default: SQLite state.db')
+            config.write_text(DEFAULT_TOML.format(brand=settings.brand, database_line=database_line), encoding="utf-8")
+        elif overrides.get("database_url"):
+            stored = load_settings(home).database_url
+            if stored != overrides["database_url"]:
+                raise ValueError(
+                    f"this workspace's nudge.toml says database_url = {stored or '(SQLite in the workspace)'}; "
+                    "edit nudge.toml to move it to another database"
+                )
         ws = cls(settings, clock=clock)
         migrate.upgrade(ws.engine)
         ws.events.create()
@@ -172,6 +181,7 @@ class Workspace:
 
     def profile(self, user_id: str, *, events: int = 10) -> dict[str, Any] | None:
         """Everything we know of one person: profile, consents with history, push tokens, recent events."""
+        check_user_id(user_id)
         self.flush()
         profile_id = self.resolve(user_id) or user_id
         with self.sessions() as session:
@@ -219,9 +229,12 @@ class Workspace:
         dedupe_key: str | None = None,
     ) -> ConsentResult:
         """Record one consent change for a known user (or an anonymous id)."""
-        moment = at or self.clock()
+        now = self.clock()
+        check_user_id(user_id)
+        moment = at or now
         if moment.tzinfo is None:
             moment = moment.replace(tzinfo=self.settings.zone)
+        check_consent_time(moment, now, "at")
         update = ConsentUpdate(
             _enum(Channel, channel, "channel"),
             _enum(Purpose, purpose, "purpose"),
@@ -230,7 +243,6 @@ class Workspace:
             _enum(ConsentSource, source, "source"),
             evidence,
         )
-        now = self.clock()
         profile_id = self.resolve(user_id)
         with self.sessions.begin() as session:
             if profile_id is None:

@@ -79,3 +79,22 @@ def test_unknown_channel_in_set_consent_names_the_field(ws: Workspace) -> None:
     with pytest.raises(FieldError) as caught:
         ws.set_consent("u1", channel="fax", purpose="advertising", granted=True, source="api")
     assert caught.value.field == "channel"
+
+
+def test_a_consent_dated_in_the_future_is_refused(ws: Workspace, clock) -> None:
+    with pytest.raises(FieldError) as caught:
+        ws.set_consent("u1", channel="sms", purpose="advertising", granted=True, source="api",
+                       at=clock() + timedelta(hours=2))
+    assert caught.value.field == "at" and "future" in caught.value.reason
+    result = ws.ingest([{"type": "identify", "userId": "u1", "traits": {
+        "consent": {"sms": True, "at": (clock() + timedelta(days=300)).isoformat()}}}])
+    assert result.accepted == 0 and result.rejects[0].field == "traits.consent.at"
+
+
+def test_a_device_clock_running_fast_does_not_date_consent_in_the_future(ws: Workspace, clock) -> None:
+    ahead = (clock() + timedelta(hours=3)).isoformat()  # within the 24 h an event may be ahead
+    ws.ingest([{"type": "identify", "userId": "u1", "timestamp": ahead, "traits": {"consent": {"sms": True}}}])
+    ws.set_consent("u1", channel="sms", purpose="advertising", granted=False, source="unsubscribe_link")
+    [state] = ws.profile("u1")["consents"]
+    assert state["granted"] is False  # the unsubscribe, recorded now, is the latest
+    assert ws.profile("u1")["consent_history"][0]["at"] == clock().isoformat()

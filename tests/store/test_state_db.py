@@ -41,3 +41,12 @@ def test_open_without_init_says_how_to_fix(tmp_path) -> None:
 
     with pytest.raises(WorkspaceNotFound, match="nudge init"):
         Workspace.open(tmp_path / "nowhere")
+
+
+def test_init_remembers_the_database_and_refuses_to_switch_silently(tmp_path, state_url: str) -> None:
+    home = tmp_path / "ws"
+    ws, _ = Workspace.init(home, database_url=state_url)
+    ws.close()
+    assert Workspace.open(home).settings.state_url == state_url  # read back from nudge.toml
+    with pytest.raises(ValueError, match="edit nudge.toml"):
+        Workspace.init(home, database_url="sqlite:///elsewhere.db")

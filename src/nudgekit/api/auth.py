@@ -37,6 +37,7 @@ def require(ws: Workspace, request: Request, scope: KeyScope, body_key: str | No
         )
     granted = ws.keys.scope_of(key)
     if granted is None:
-        raise ApiError(401, "writeKey", "this key is unknown or was revoked", CHALLENGE)
+        field = "writeKey" if scope == KeyScope.WRITE else "authorization"
+        raise ApiError(401, field, "this key is unknown or was revoked", CHALLENGE)
     if scope == KeyScope.ADMIN and granted != KeyScope.ADMIN:
         raise ApiError(403, "authorization", "this endpoint needs an admin key (nudge keys create --scope admin)")

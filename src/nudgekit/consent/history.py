@@ -15,7 +15,7 @@ match the current state, so they do not bury the real changes.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from types import SimpleNamespace
 from typing import Any
 
@@ -53,7 +53,7 @@ class ConsentState:
             "channel": self.channel.value,
             "purpose": self.purpose.value,
             "granted": self.granted,
-            "at": self.at.isoformat(),
+            "at": self.at.astimezone(UTC).isoformat(),
             "source": self.source.value,
         }
 

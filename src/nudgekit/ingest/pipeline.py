@@ -119,6 +119,7 @@ class Ingestor:
                         registry=registry,
                         phone_region=self.phone_region,
                         consent_source=consent_source,
+                        now=now,
                     )
                 except FieldError as exc:
                     dropped.append(Reject(order[i], exc.field, exc.reason))

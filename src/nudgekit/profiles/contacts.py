@@ -18,6 +18,16 @@ class FieldError(ValueError):
         self.reason = reason
 
 
+MAX_ID_LENGTH = 255
+
+
+def check_user_id(value: str, field: str = "user_id") -> None:
+    if not value or not value.strip():
+        raise FieldError(field, "a user id cannot be empty")
+    if len(value) > MAX_ID_LENGTH:
+        raise FieldError(field, f"a user id is at most {MAX_ID_LENGTH} characters; this one has {len(value)}")
+
+
 def normalize_phone(value: object, region: str, field: str = "phone") -> str:
     text = str(value).strip()
     try:

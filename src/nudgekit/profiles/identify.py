@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import insert, select
@@ -91,7 +91,17 @@ def _parse_time(value: Any, field_name: str) -> datetime:
     return moment
 
 
-def parse_consent(value: Any, default_at: datetime, default_source: ConsentSource) -> list[ConsentUpdate]:
+CONSENT_CLOCK_SKEW = timedelta(minutes=10)
+
+
+def check_consent_time(at: datetime, now: datetime, field: str) -> None:
+    """A consent dated in the future would outrank every real change until then: refuse it."""
+    if at > now + CONSENT_CLOCK_SKEW:
+        raise FieldError(field, f"{at.isoformat()} is in the future; a consent change is recorded when it happened")
+
+
+def parse_consent(value: Any, default_at: datetime, default_source: ConsentSource,
+                  now: datetime | None = None) -> list[ConsentUpdate]:
     if not isinstance(value, dict):
         raise FieldError("traits.consent", 'must be an object like {"sms": {"advertising": true}}')
     source = default_source
@@ -102,7 +112,12 @@ def parse_consent(value: Any, default_at: datetime, default_source: ConsentSourc
             known = ", ".join(s.value for s in ConsentSource)
             raise FieldError("traits.consent.source", f'unknown source "{value["source"]}"; use one of {known}') from None
     echo = not value.get("at")
-    at = default_at if echo else _parse_time(value["at"], "traits.consent.at")
+    if echo:  # the message's own time; a device clock running fast must not date consent in the future
+        at = min(default_at, now) if now else default_at
+    else:
+        at = _parse_time(value["at"], "traits.consent.at")
+        if now is not None:
+            check_consent_time(at, now, "traits.consent.at")
     evidence = str(value["evidence"]) if value.get("evidence") else None
     updates: list[ConsentUpdate] = []
     for key, choice in value.items():
@@ -161,6 +176,7 @@ def prepare(
     registry: TraitRegistry,
     phone_region: str,
     consent_source: ConsentSource = ConsentSource.API,
+    now: datetime | None = None,
 ) -> IdentifyPlan:
     """Check everything an identify says; raise FieldError on the first thing we cannot store."""
     if not user_id and not anonymous_id:
@@ -187,7 +203,7 @@ def prepare(
         if campaign.get(key) and column not in columns:
             plan.first_touch[column] = str(campaign[key])
     if traits.get("consent") is not None:
-        plan.consents = parse_consent(traits["consent"], at, consent_source)
+        plan.consents = parse_consent(traits["consent"], at, consent_source, now)
     if traits.get("push_tokens") is not None:
         plan.tokens = _parse_tokens(traits["push_tokens"])
     device = context.get("device") if isinstance(context.get("device"), dict) else {}

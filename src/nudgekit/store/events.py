@@ -270,7 +270,8 @@ class EventStore:
             params.append(name)
         sql = (
             f"SELECT * FROM (SELECT {COLUMNS} FROM events WHERE {' AND '.join(where)} "
-            f"ORDER BY received_at DESC, event_id DESC LIMIT {int(limit)}) ORDER BY received_at, event_id"
+            f"ORDER BY received_at DESC, timestamp DESC, event_id DESC LIMIT {int(limit)}) "
+            "ORDER BY received_at, timestamp, event_id"
         )
         return self.query(sql, params)
 

@@ -67,3 +67,19 @@ def test_an_anonymous_id_stays_with_the_first_user_it_was_linked_to(ws: Workspac
     ws.flush()
     assert ws.profile("mom")["activity"]["events"] == 2
     assert ws.profile("kid")["activity"]["events"] == 1
+
+
+def test_alias_chains_resolve_to_the_last_user(ws: Workspace) -> None:
+    ws.track("app_opened", None, {}, anonymous_id="device-1", timestamp="2026-11-20T09:00:00Z")
+    ws.identify("old-id", {}, anonymous_id="device-1", timestamp="2026-11-20T09:01:00Z")
+    ws.track("order_completed", "old-id", {"revenue": 1000}, timestamp="2026-11-20T09:02:00Z")
+    ws.flush()
+    ws.alias("old-id", "new-id", timestamp="2026-11-21T09:00:00Z")  # the account moved to a new id
+    ws.alias("new-id", "newest-id", timestamp="2026-11-22T09:00:00Z")  # and again
+    ws.flush()
+    events = {e["event"] for e in ws.profile("newest-id")["recent_events"]}
+    assert {"app_opened", "order_completed"} <= events
+    # a cycle back does not undo the first link
+    ws.alias("newest-id", "old-id", timestamp="2026-11-22T10:00:00Z")
+    ws.flush()
+    assert ws.profile("newest-id")["activity"]["events"] >= 4

@@ -9,7 +9,7 @@ event or event_name, timestamp, message_id, ...); every other column becomes
 a property. Naive timestamps are read in the workspace time zone; integer
 timestamps as Unix seconds (or milliseconds when larger than 10^11).
 Events (JSONL): one Segment message per line (type defaults to track).
-Users: one row per user; see docs/import.md for the column names.
+Users: one row per user; see docs/ingestion.md for the column names.
 """
 
 from __future__ import annotations

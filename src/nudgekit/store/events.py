@@ -348,6 +348,11 @@ def _link_identities(con: duckdb.DuckDBPyConnection, rows: str) -> None:
         ) GROUP BY alias_id
         """
     )
+    # chains stay one hop long: a link to an id that is itself an alias points at that alias's user ...
+    con.execute(
+        "UPDATE new_links SET user_id = l.user_id FROM identity_links l WHERE new_links.user_id = l.alias_id"
+    )
+    con.execute("DELETE FROM new_links WHERE alias_id = user_id")  # B -> A after A -> B: the first link stands
     con.execute(
         "DELETE FROM identity_links WHERE alias_id IN (SELECT n.alias_id FROM new_links n "
         "JOIN identity_links l USING (alias_id) WHERE n.linked_at < l.linked_at)"
@@ -356,3 +361,16 @@ def _link_identities(con: duckdb.DuckDBPyConnection, rows: str) -> None:
         "INSERT INTO identity_links SELECT * FROM new_links n "
         "WHERE n.alias_id NOT IN (SELECT alias_id FROM identity_links)"
     )
+    # ... and links to a user id that has just become an alias move on to its user (repeated for chains
+    # that arrived in one batch; each pass moves a link one hop, and no chain is longer than the batch)
+    for _ in range(16):
+        moved = con.execute(
+            "UPDATE identity_links SET user_id = n.user_id FROM new_links n "
+            "WHERE identity_links.user_id = n.alias_id AND identity_links.alias_id <> n.user_id"
+        ).fetchone()[0]  # type: ignore[index]
+        if not moved:
+            break
+        con.execute(
+            "UPDATE new_links SET user_id = l.user_id FROM identity_links l "
+            "WHERE new_links.alias_id = l.alias_id AND new_links.user_id <> l.user_id"
+        )

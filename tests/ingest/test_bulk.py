@@ -74,9 +74,11 @@ def test_parquet_events_with_typed_columns_and_naive_local_times(sqlite_ws: Work
     })
     source = tmp_path / "events.parquet"
     pq.write_table(table, source)
-    report = sqlite_ws.import_events(source)
+    rejects = tmp_path / "rejects.jsonl"
+    report = sqlite_ws.import_events(source, reject_file=rejects)
     assert (report.accepted, report.rejected) == (2, 1)
-    assert report.sample[0]["field"] == "properties"
+    assert report.sample[0] == {"row": 3, "field": "properties", "reason": report.sample[0]["reason"]}
+    assert json.loads(rejects.read_text())["record"]["userId"] == "u3"
     rows = sqlite_ws.events.query("SELECT user_id, timestamp, properties FROM events ORDER BY user_id")
     assert rows[0]["timestamp"] == datetime(2026, 11, 1, 0, 0, tzinfo=UTC)  # 09:00 in Seoul
     assert json.loads(rows[0]["properties"]) == {"coupon": "WELCOME", "revenue": 32900}

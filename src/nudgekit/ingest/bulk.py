@@ -313,17 +313,19 @@ def _event_mapping_sql(schema: pa.Schema, text_values: bool = False) -> str:
 PROFILE_TYPES = ("identify", "alias")
 
 
-def _import_table_chunk(ws: Workspace, lease: WriterLease, batch: pa.RecordBatch, offset: int, source: str,
-                        rejects: RejectWriter, report: ImportReport, *, text_values: bool) -> None:
-    """Map, judge and insert one chunk in one writer transaction — no round trip through Python."""
-    table = pa.Table.from_batches([batch]).append_column("_row", pa.array(range(batch.num_rows), pa.int64()))
+def _import_chunk(ws: Workspace, lease: WriterLease, rows_sql: str, schema: pa.Schema, offset: int, source: str,
+                  rejects: RejectWriter, report: ImportReport, *, text_values: bool) -> None:
+    """Map, judge and insert one chunk in one writer transaction — no round trip through Python.
+
+    `rows_sql` selects the chunk's rows (columns as in `schema`) plus `_row`, their place in the chunk.
+    """
     profile_types = ", ".join(f"'{t}'" for t in PROFILE_TYPES)
     con = lease.connection()
     ws.validator.prepare(con)
     con.execute("SET preserve_insertion_order = false")  # lets DuckDB append in parallel
-    con.register("src", table)
     try:
-        con.execute(f"CREATE OR REPLACE TEMP VIEW raw_rows AS {_event_mapping_sql(table.schema, text_values)}")
+        con.execute(f"CREATE OR REPLACE TEMP VIEW src AS {rows_sql}")
+        con.execute(f"CREATE OR REPLACE TEMP VIEW raw_rows AS {_event_mapping_sql(schema, text_values)}")
         found = ws.validator.judge_sql(con, "raw_rows", received_at=ws.clock(), source_name=source)
         for row, kind in con.execute(
             f"SELECT _row, type FROM judged WHERE rule IS NULL AND type IN ({profile_types})"
@@ -331,14 +333,63 @@ def _import_table_chunk(ws: Workspace, lease: WriterLease, batch: pa.RecordBatch
             found.append(Reject(row, "type", f"{kind} rows change profiles: import them with "
                                              "`nudge import users` or as JSONL"))
         result = insert_from(con, "judged", f"{STORED_WHERE} AND type NOT IN ({profile_types})")
+        records = {}
+        if found:
+            wanted = ", ".join(str(r.row) for r in found)
+            for record in con.sql(f"SELECT * FROM src WHERE _row IN ({wanted})").to_arrow_table().to_pylist():
+                records[record.pop("_row")] = record
     finally:
-        con.execute("DROP VIEW IF EXISTS raw_rows")
+        for view in ("raw_rows", "src"):
+            con.execute(f"DROP VIEW IF EXISTS {view}")
         con.execute("DROP TABLE IF EXISTS judged")
-        con.unregister("src")
     for reject in sorted(found, key=lambda r: r.row):
-        rejects.write(reject, batch.slice(reject.row, 1).to_pylist()[0], offset + reject.row + 1)
+        rejects.write(reject, records.get(reject.row), offset + reject.row + 1)
     report.accepted += result.received
     report.stored += result.inserted
+
+
+def _sql_text(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _import_parquet(ws: Workspace, path: Path, chunk_rows: int, source: str, rejects: RejectWriter,
+                    report: ImportReport, progress: Progress | None) -> None:
+    """DuckDB reads the file itself, chunk by chunk of row numbers (row groups outside a chunk are skipped)."""
+    parquet = pq.ParquetFile(path)
+    total, schema = parquet.metadata.num_rows, parquet.schema_arrow
+    if "_row" in schema.names:
+        raise ValueError(f"{path.name}: a column may not be called _row")
+    with ws.events.lease() as lease:
+        for start in range(0, total, chunk_rows):
+            end = min(start + chunk_rows, total)
+            rows_sql = (f"SELECT * EXCLUDE (file_row_number), file_row_number - {start} AS _row "
+                        f"FROM read_parquet({_sql_text(str(path.resolve()))}, file_row_number = true) "
+                        f"WHERE file_row_number >= {start} AND file_row_number < {end}")
+            _import_chunk(ws, lease, rows_sql, schema, start, source, rejects, report, text_values=False)
+            report.rows = end
+            if progress:
+                progress(end - start)
+
+
+def _import_csv(ws: Workspace, path: Path, chunk_rows: int, source: str, rejects: RejectWriter,
+                report: ImportReport, progress: Progress | None) -> None:
+    broken = BrokenLines()
+    offset = 0
+    with ws.events.lease() as lease:
+        for batch in _csv_batches(path, chunk_rows, broken):
+            table = pa.Table.from_batches([batch]).append_column("_row", pa.array(range(batch.num_rows), pa.int64()))
+            con = lease.connection()
+            con.register("csv_chunk", table)
+            try:
+                _import_chunk(ws, lease, "SELECT * FROM csv_chunk", batch.schema, offset, source, rejects, report,
+                              text_values=True)
+            finally:
+                con.unregister("csv_chunk")
+            broken.report(rejects)
+            offset += batch.num_rows
+            report.rows = offset
+            if progress:
+                progress(batch.num_rows)
 
 
 def import_events(ws: Workspace, path: Path, *, reject_file: Path | None = None,
@@ -358,16 +409,10 @@ def import_events(ws: Workspace, path: Path, *, reject_file: Path | None = None,
                 report.rows = offset
                 if progress:
                     progress(len(chunk))
+        elif fmt == "parquet":
+            _import_parquet(ws, path, chunk_rows, source, rejects, report, progress)
         else:
-            broken = BrokenLines()
-            with ws.events.lease() as lease:
-                for batch in _table_batches(path, fmt, chunk_rows, broken):
-                    _import_table_chunk(ws, lease, batch, offset, source, rejects, report, text_values=fmt == "csv")
-                    broken.report(rejects)
-                    offset += batch.num_rows
-                    report.rows = offset
-                    if progress:
-                        progress(batch.num_rows)
+            _import_csv(ws, path, chunk_rows, source, rejects, report, progress)
     finally:
         rejects.close()
         report.seconds = time.perf_counter() - started

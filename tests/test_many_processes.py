@@ -204,3 +204,25 @@ def test_events_tail_follow_prints_each_new_event_once(workspace) -> None:
     finally:
         tail.kill()
         tail.wait(timeout=10)
+
+
+def test_events_tail_follow_prints_a_burst_larger_than_a_page(workspace, tmp_path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    home, _ = workspace
+    source = tmp_path / "burst.parquet"
+    pq.write_table(pa.table({"user_id": [f"u{i % 50}" for i in range(25_000)], "event": ["app_opened"] * 25_000,
+                             "message_id": [f"burst-{i}" for i in range(25_000)]}), source)
+    env = {**os.environ, "NUDGE_HOME": str(home)}
+    tail = subprocess.Popen([sys.executable, "-m", "nudgekit", "events", "tail", "-f", "-n", "1", "--json"], env=env,
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        output = Lines(tail)
+        output.next()
+        assert nudge(home, "import", "events", str(source), "--json").returncode == 0
+        ids = {json.loads(output.next())["event_id"] for _ in range(25_000)}
+        assert len(ids) == 25_000
+    finally:
+        tail.kill()
+        tail.wait(timeout=10)

@@ -6,7 +6,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import datetime, timedelta, tzinfo
+from datetime import UTC, datetime, timedelta, tzinfo
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -261,12 +261,20 @@ def _import(kind: str, file: Path, home: Path | None, rejects: Path | None, as_j
             report = runner(file, reject_file=rejects, progress=advance)
     if as_json:
         emit_json(report.as_dict())
+        if report.rows and not report.accepted:
+            raise typer.Exit(1)
         return
     rate = report.rows / report.seconds if report.seconds else 0
     console.print(
         f"[bold]{report.rows:,}[/] rows in {report.seconds:.1f}s ({rate:,.0f}/s): [green]{report.accepted:,} accepted[/]"
         f" ({report.stored:,} stored, {report.duplicates:,} already there), [red]{report.rejected:,} rejected[/]"
     )
+    _print_rejects(report)
+    if report.rows and not report.accepted:
+        fail("no row was accepted; see the reasons above", 1)
+
+
+def _print_rejects(report: Any) -> None:
     if report.sample:
         table = Table("row", "field", "reason", title="first rejects")
         for r in report.sample:
@@ -281,7 +289,7 @@ def import_users(
     rejects: Annotated[Path | None, typer.Option(help="Where to write rejected rows (JSONL).")] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Import users: user_id, phone, email, traits, consent_<channel>_<purpose>, push_token ... (docs/import.md)."""
+    """Import users: user_id, phone, email, traits, consent_<channel>_<purpose>, push_token ... (docs/ingestion.md)."""
     _import("users", file, home, rejects, as_json)
 
 
@@ -301,7 +309,7 @@ def import_events(
 @users_app.command("show")
 def users_show(
     user_id: str, home: HomeOpt = None,
-    events: Annotated[int, typer.Option(help="How many recent events to show.")] = 10,
+    events: Annotated[int, typer.Option(min=0, max=10_000, help="How many recent events to show.")] = 10,
     as_json: JsonOpt = False,
 ) -> None:
     """A user's profile, consents (with history), push tokens and recent events."""
@@ -375,7 +383,7 @@ def _print_events(events: list[dict[str, Any]], title: str, zone: tzinfo) -> Non
 @events_app.command("tail")
 def events_tail(
     home: HomeOpt = None,
-    limit: Annotated[int, typer.Option("-n", "--limit", help="How many of the latest events.")] = 20,
+    limit: Annotated[int, typer.Option("-n", "--limit", min=1, max=100_000, help="How many of the latest events.")] = 20,
     follow: Annotated[bool, typer.Option("-f", "--follow", help="Keep printing new events as they arrive.")] = False,
     name: Annotated[str | None, typer.Option("--event", help="Only events with this name.")] = None,
     as_json: JsonOpt = False,
@@ -383,24 +391,41 @@ def events_tail(
     """The latest events (with --follow, new ones as they arrive; JSON lines with --json)."""
     with workspace(home) as ws:
         zone = ws.settings.zone
+        ws.flush()  # what a stopped server left in the spool
         rows = ws.events.tail(limit, name=name)
         _show_tail(rows, as_json, follow, zone)
-        # :TRICKY: events reach the store in drains, not strictly in received_at order (several servers,
-        # a slow request), so look back a little and skip what was already printed.
-        shown = {r["event_id"]: r["received_at"] for r in rows}
-        if follow and rows:
-            recent = ws.events.tail(10_000, after=rows[-1]["received_at"] - timedelta(seconds=30), name=name)
-            shown.update((r["event_id"], r["received_at"]) for r in recent)
-        while follow:
-            time.sleep(1.0)
-            since = max(shown.values(), default=None)
-            since = since - timedelta(seconds=30) if since else None
-            fresh = [r for r in ws.events.tail(10_000, after=since, name=name) if r["event_id"] not in shown]
+        if follow:
+            _follow(ws, rows, name, as_json, zone)
+
+
+def _follow(ws: Workspace, rows: list[dict[str, Any]], name: str | None, as_json: bool, zone: tzinfo) -> None:
+    """Print new events as they arrive, each once.
+
+    :TRICKY: events reach the store in drains, not strictly in received_at order (several servers, a slow
+    request), so each poll looks back 30 s and skips ids already printed; a burst larger than a page
+    (an import) is read page by page, oldest first, so nothing is skipped.
+    """
+    newest = max((r["received_at"] for r in rows), default=datetime(2000, 1, 1, tzinfo=UTC))
+    shown = {r["event_id"] for r in ws.events.since(newest - timedelta(seconds=30), name=name)}
+    while True:
+        time.sleep(1.0)
+        window, key = newest - timedelta(seconds=30), None
+        while True:
+            page = ws.events.since(window, PAGE, name=name, key=key)
+            fresh = [r for r in page if r["event_id"] not in shown]
             if fresh:
                 _show_tail(fresh, as_json, True, zone)
-                shown.update((r["event_id"], r["received_at"]) for r in fresh)
-                newest = max(shown.values())
-                shown = {k: v for k, v in shown.items() if v > newest - timedelta(seconds=60)}
+                shown.update(r["event_id"] for r in fresh)
+                newest = max(newest, max(r["received_at"] for r in fresh))
+            if len(page) < PAGE:
+                break
+            key = (page[-1]["received_at"], page[-1]["event_id"])
+        if len(shown) > 4 * PAGE:  # forget what is long past the look-back window
+            keep = ws.events.since(newest - timedelta(seconds=60), 4 * PAGE, name=name)
+            shown = {r["event_id"] for r in keep}
+
+
+PAGE = 10_000
 
 
 def _show_tail(rows: list[dict[str, Any]], as_json: bool, lines: bool, zone: tzinfo) -> None:

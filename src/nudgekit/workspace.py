@@ -240,7 +240,7 @@ class Workspace:
             _enum(Purpose, purpose, "purpose"),
             ConsentChange.GRANTED if granted else ConsentChange.WITHDRAWN,
             moment,
-            _enum(ConsentSource, source, "source"),
+            _source(source),
             evidence,
         )
         profile_id = self.resolve(user_id)
@@ -266,6 +266,13 @@ def _enum(kind: Any, value: Any, field: str) -> Any:
     except ValueError:
         known = ", ".join(v.value for v in kind)
         raise FieldError(field, f'"{value}" is not one of {known}') from None
+
+
+def _source(value: Any) -> ConsentSource:
+    source = _enum(ConsentSource, value, "source")
+    if source == ConsentSource.MERGE:
+        raise FieldError("source", "merge is recorded by nudgekit itself when it links a visitor to a user")
+    return source
 
 
 def _camel(fields: dict[str, Any]) -> dict[str, Any]:

@@ -95,11 +95,15 @@ def create_app(ws: Workspace, *, drain: bool = True) -> FastAPI:
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         return refusal(exc.status_code, [{"reason": exc.detail}], exc.headers)
 
-    @app.exception_handler(Exception)
-    async def _fault(_: Request, exc: Exception) -> JSONResponse:
-        log.exception("unexpected fault while handling a request")
-        reason = "nudgekit could not store this right now; nothing was written, retry later"
-        return refusal(503, [{"reason": reason}], {"Retry-After": "5"})
+    @app.middleware("http")
+    async def _fault(request: Request, call_next: Any) -> Any:
+        """An unexpected fault answers 503 and keeps the connection (Starlette would re-raise and drop it)."""
+        try:
+            return await call_next(request)
+        except Exception:
+            log.exception("unexpected fault while handling a request")
+            reason = "nudgekit could not store this right now; nothing was written, retry later"
+            return refusal(503, [{"reason": reason}], {"Retry-After": "5"})
 
     @app.get("/health", tags=["ops"])
     def health() -> dict[str, Any]:

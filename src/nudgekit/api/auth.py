@@ -14,7 +14,7 @@ from nudgekit.workspace import Workspace
 CHALLENGE = {"WWW-Authenticate": 'Basic realm="nudgekit"'}
 
 
-def presented_key(request: Request, body_key: str | None = None) -> str | None:
+def presented_key(request: Request, body_key: object = None) -> str | None:
     header = request.headers.get("authorization", "")
     scheme, _, value = header.partition(" ")
     if scheme.lower() == "basic" and value:
@@ -25,10 +25,10 @@ def presented_key(request: Request, body_key: str | None = None) -> str | None:
         return decoded.partition(":")[0] or None
     if scheme.lower() == "bearer" and value:
         return value.strip()
-    return body_key
+    return body_key if isinstance(body_key, str) else None
 
 
-def require(ws: Workspace, request: Request, scope: KeyScope, body_key: str | None = None) -> None:
+def require(ws: Workspace, request: Request, scope: KeyScope, body_key: object = None) -> None:
     key = presented_key(request, body_key)
     if not key:
         raise ApiError(

@@ -20,7 +20,7 @@ class ApiError(Exception):
 
 
 CODES = {400: "invalid_request", 401: "unauthorized", 403: "forbidden", 404: "not_found", 413: "too_large",
-         503: "unavailable"}
+         415: "unsupported_encoding", 503: "unavailable"}
 
 
 def refusal(status: int, errors: list[dict[str, Any]], headers: dict[str, str] | None = None) -> JSONResponse:

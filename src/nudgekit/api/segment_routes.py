@@ -35,7 +35,8 @@ async def _body(request: Request, limit: int) -> Any:
         data.extend(chunk)
         if len(data) > limit:
             raise ApiError(413, "body", f"the request is larger than the limit of {limit} bytes")
-    if request.headers.get("content-encoding", "").lower() == "gzip":
+    encoding = request.headers.get("content-encoding", "").strip().lower()
+    if encoding == "gzip":
         inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
         try:
             plain = inflater.decompress(bytes(data), limit + 1)
@@ -43,7 +44,11 @@ async def _body(request: Request, limit: int) -> Any:
             raise ApiError(400, "body", "the body says gzip but is not valid gzip data") from None
         if len(plain) > limit or inflater.unconsumed_tail:
             raise ApiError(413, "body", f"the unpacked request is larger than the limit of {limit} bytes")
+        if not inflater.eof or inflater.unused_data:
+            raise ApiError(400, "body", "the gzip data is cut short or has bytes after its end")
         data = bytearray(plain)
+    elif encoding not in ("", "identity"):
+        raise ApiError(415, "content-encoding", f'"{encoding}" is not supported; send plain JSON or gzip')
     if not data:
         raise ApiError(400, "body", "the request body is empty; send a JSON object")
     try:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import math
 import re
 import time
 from collections.abc import Callable, Iterator
@@ -162,13 +163,14 @@ class BrokenLines:
         self.found.clear()
 
 
-def _csv_batches(path: Path, chunk_rows: int, broken: BrokenLines) -> Iterator[pa.RecordBatch]:
+def _csv_batches(path: Path, chunk_rows: int, broken: BrokenLines, kind: str) -> Iterator[pa.RecordBatch]:
     """CSV rows as text columns: types are read per value later, so a file cannot change type halfway."""
     encoding = csv_encoding(path)
     with open(path, "rb") as handle:
         header = handle.readline().decode("utf-8-sig" if encoding == "utf-8" else encoding)
     delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
     names = next(csv.reader([header], delimiter=delimiter))
+    require_columns(path, [n.strip() for n in names], kind)
     reader = pacsv.open_csv(
         path,
         read_options=pacsv.ReadOptions(block_size=16 << 20, encoding=encoding),
@@ -186,11 +188,13 @@ def _rechunk(batches: Any, chunk_rows: int) -> Iterator[pa.RecordBatch]:
             yield batch.slice(start, chunk_rows)
 
 
-def _table_batches(path: Path, fmt: str, chunk_rows: int, broken: BrokenLines) -> Iterator[pa.RecordBatch]:
+def _user_batches(path: Path, fmt: str, chunk_rows: int, broken: BrokenLines) -> Iterator[pa.RecordBatch]:
     if fmt == "parquet":
-        yield from pq.ParquetFile(path).iter_batches(batch_size=chunk_rows)
+        parquet = pq.ParquetFile(path)
+        require_columns(path, parquet.schema_arrow.names, "user")
+        yield from parquet.iter_batches(batch_size=chunk_rows)
     else:
-        yield from _csv_batches(path, chunk_rows, broken)
+        yield from _csv_batches(path, chunk_rows, broken, "user")
 
 
 def _jsonl_chunks(path: Path, chunk_rows: int) -> Iterator[list[Any]]:
@@ -241,6 +245,25 @@ def _typed_json(name: str) -> str:
             f"ELSE to_json({col}) END")
 
 
+EPOCH_MS = 100_000_000_000
+"""Integer times above this are milliseconds (10^11 seconds is the year 5138)."""
+
+
+def _epoch(col: str) -> str:
+    """Unix seconds or milliseconds as text DuckDB reads back as a time; out of range stays digits (refused)."""
+    return (f"CASE WHEN abs({col}) < {EPOCH_MS} THEN CAST(to_timestamp({col}) AS VARCHAR) "
+            f"WHEN abs({col}) < {EPOCH_MS * 1000} THEN CAST(to_timestamp({col} / 1000.0) AS VARCHAR) "
+            f"ELSE CAST({col} AS VARCHAR) END")
+
+
+def _json_value(name: str, schema: pa.Schema) -> str:
+    """A typed column as a JSON value; NaN and infinities are not JSON, so they are left out."""
+    col = _quote(name)
+    if pa.types.is_floating(schema.field(name).type):
+        return f"CASE WHEN isnan({col}) OR isinf({col}) THEN NULL ELSE {col} END"
+    return col
+
+
 def typed_text(value: str) -> Any:
     """The same reading of a CSV cell in Python (for user traits)."""
     text = value.strip()
@@ -274,9 +297,12 @@ def _event_mapping_sql(schema: pa.Schema, text_values: bool = False) -> str:
         kind = schema.field(source).type
         col = _quote(source)
         if pa.types.is_integer(kind) or pa.types.is_floating(kind):
-            return f"to_timestamp(CASE WHEN {col} > 100000000000 THEN {col} / 1000.0 ELSE {col} END)"
+            return _epoch(col)
         if pa.types.is_timestamp(kind) or pa.types.is_date(kind):
             return col  # typed already: the rules' TRY_CAST reads a naive one in the workspace zone
+        if text_values:  # a CSV cell of digits is an epoch too
+            return (f"CASE WHEN regexp_full_match(trim({col}), '-?[0-9]{{9,15}}') "
+                    f"THEN {_epoch(f'CAST(trim({col}) AS BIGINT)')} ELSE CAST({col} AS VARCHAR) END")
         return f"CAST({col} AS VARCHAR)"
 
     def as_json(source: str | None) -> str:
@@ -291,9 +317,9 @@ def _event_mapping_sql(schema: pa.Schema, text_values: bool = False) -> str:
 
     props = as_json(taken.get("properties"))
     if extra:
-        value = _typed_json if text_values else _quote
-        packed = ", ".join(f"{_quote(n)} := {value(n)}" for n in extra)
-        merged = f"json_merge_patch(coalesce({props}, '{{}}'), to_json(struct_pack({packed})))"
+        packed = ", ".join(f"{_quote(n)} := {_typed_json(n) if text_values else _json_value(n, schema)}"
+                           for n in extra)
+        merged = f"json_merge_patch(coalesce(TRY_CAST({props} AS JSON), '{{}}'), to_json(struct_pack({packed})))"
         # a properties value that is not an object stays as it is, so the shared rule rejects it
         props = (f"CASE WHEN {props} IS NULL OR (json_valid({props}) AND json_type({props}) = 'OBJECT') "
                  f"THEN {merged} ELSE {props} END")
@@ -352,11 +378,24 @@ def _sql_text(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
+def require_columns(path: Path, names: list[str], kind: str) -> None:
+    """A file without any id column is a file-level mistake (wrong delimiter, wrong file), not a million rejects."""
+    ids = ("user_id", "userId", "anonymous_id", "anonymousId")
+    if any(n in names for n in ids):
+        return
+    hint = ""
+    if len(names) == 1 and any(sep in names[0] for sep in ";|\t"):
+        hint = f'; the header "{names[0][:60]}" looks separated by something other than commas — save it as CSV'
+    raise ValueError(f"{path.name}: no user_id (or anonymous_id) column among {', '.join(names[:12])}{hint}"
+                     f" — every {kind} row needs one")
+
+
 def _import_parquet(ws: Workspace, path: Path, chunk_rows: int, source: str, rejects: RejectWriter,
                     report: ImportReport, progress: Progress | None) -> None:
     """DuckDB reads the file itself, chunk by chunk of row numbers (row groups outside a chunk are skipped)."""
     parquet = pq.ParquetFile(path)
     total, schema = parquet.metadata.num_rows, parquet.schema_arrow
+    require_columns(path, schema.names, "event")
     if "_row" in schema.names:
         raise ValueError(f"{path.name}: a column may not be called _row")
     with ws.events.lease() as lease:
@@ -376,7 +415,7 @@ def _import_csv(ws: Workspace, path: Path, chunk_rows: int, source: str, rejects
     broken = BrokenLines()
     offset = 0
     with ws.events.lease() as lease:
-        for batch in _csv_batches(path, chunk_rows, broken):
+        for batch in _csv_batches(path, chunk_rows, broken, "event"):
             table = pa.Table.from_batches([batch]).append_column("_row", pa.array(range(batch.num_rows), pa.int64()))
             con = lease.connection()
             con.register("csv_chunk", table)
@@ -464,7 +503,8 @@ def user_row_to_identify(row: dict[str, Any], *, text_values: bool = False) -> d
     consent: dict[str, Any] = {}
     token: dict[str, Any] = {}
     for column, value in row.items():
-        if value is None or (isinstance(value, str) and not value.strip()):
+        if value is None or (isinstance(value, str) and not value.strip()) or (isinstance(value, float)
+                                                                              and not math.isfinite(value)):
             continue
         if column in ("message_id", "messageId"):
             message["messageId"] = str(value)
@@ -512,7 +552,7 @@ def import_users(ws: Workspace, path: Path, *, reject_file: Path | None = None,
         if fmt == "jsonl":
             chunks = _jsonl_chunks(path, chunk_rows)
         else:
-            chunks = (b.to_pylist() for b in _table_batches(path, fmt, chunk_rows, broken))
+            chunks = (b.to_pylist() for b in _user_batches(path, fmt, chunk_rows, broken))
         for chunk in chunks:
             broken.report(rejects)
             messages = [user_row_to_identify(r, text_values=fmt == "csv")

@@ -120,6 +120,7 @@ class Ingestor:
                         phone_region=self.phone_region,
                         consent_source=consent_source,
                         now=now,
+                        zone=self.validator.zone,
                     )
                 except FieldError as exc:
                     dropped.append(Reject(order[i], exc.field, exc.reason))

@@ -61,8 +61,15 @@ def to_raw(
         return Reject(index, "message", "each message must be a JSON object")
     for key in ID_FIELDS:
         value = message.get(key)
-        if value is not None and not isinstance(value, str | int):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, str | int)):
             return Reject(index, key, f"{key} must be a string")
+    try:
+        encoded = orjson.dumps(message, option=orjson.OPT_NON_STR_KEYS, default=str)
+    except (orjson.JSONEncodeError, TypeError, RecursionError):
+        return Reject(index, "message", "the message is nested more than 250 levels deep or holds values that "
+                                        "are not JSON; flatten it")
+    if b"\\u0000" in encoded:
+        return Reject(index, "message", "the message contains a NUL character (\\u0000), which cannot be stored")
     kind = message.get("type") or default_type
     if default_type and message.get("type") and message["type"] != default_type:
         return Reject(index, "type", f'"{message["type"]}" sent to the /v1/{default_type} endpoint')
@@ -98,5 +105,5 @@ def to_raw(
         "sent_at": _text(message.get("sentAt") or sent_at),
         "properties": _json(properties),
         "context": _json(context),
-        "_size": len(orjson.dumps(message, option=orjson.OPT_NON_STR_KEYS, default=str)),
+        "_size": len(encoded),
     }

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 
 from sqlalchemy import insert, select
@@ -78,7 +78,8 @@ class IdentifyResult:
     consents_recorded: int
 
 
-def _parse_time(value: Any, field_name: str) -> datetime:
+def _parse_time(value: Any, field_name: str, zone: tzinfo | None = None) -> datetime:
+    """An ISO time; without an offset it is read in `zone` (the workspace's), as everywhere else."""
     if isinstance(value, datetime):
         moment = value
     else:
@@ -87,27 +88,36 @@ def _parse_time(value: Any, field_name: str) -> datetime:
         except ValueError:
             raise FieldError(field_name, f'"{value}" is not a date and time; use e.g. 2026-11-22T09:30:00+09:00') from None
     if moment.tzinfo is None:
-        raise FieldError(field_name, f'"{value}" has no time zone; add one, e.g. +09:00')
+        if zone is None:
+            raise FieldError(field_name, f'"{value}" has no time zone; add one, e.g. +09:00')
+        moment = moment.replace(tzinfo=zone)
     return moment
 
 
 CONSENT_CLOCK_SKEW = timedelta(minutes=10)
 
 
+EARLIEST_CONSENT = datetime(2000, 1, 1, tzinfo=UTC)
+
+
 def check_consent_time(at: datetime, now: datetime, field: str) -> None:
-    """A consent dated in the future would outrank every real change until then: refuse it."""
+    """A consent dated in the future would outrank every real change until then: refuse it (and typos of 1900)."""
     if at > now + CONSENT_CLOCK_SKEW:
         raise FieldError(field, f"{at.isoformat()} is in the future; a consent change is recorded when it happened")
+    if at < EARLIEST_CONSENT:
+        raise FieldError(field, f"{at.isoformat()} is before the year 2000; check the date")
 
 
 def parse_consent(value: Any, default_at: datetime, default_source: ConsentSource,
-                  now: datetime | None = None) -> list[ConsentUpdate]:
+                  now: datetime | None = None, zone: tzinfo | None = None) -> list[ConsentUpdate]:
     if not isinstance(value, dict):
         raise FieldError("traits.consent", 'must be an object like {"sms": {"advertising": true}}')
     source = default_source
     if "source" in value:
         try:
             source = ConsentSource(str(value["source"]))
+            if source == ConsentSource.MERGE:
+                raise ValueError
         except ValueError:
             known = ", ".join(s.value for s in ConsentSource)
             raise FieldError("traits.consent.source", f'unknown source "{value["source"]}"; use one of {known}') from None
@@ -115,7 +125,7 @@ def parse_consent(value: Any, default_at: datetime, default_source: ConsentSourc
     if echo:  # the message's own time; a device clock running fast must not date consent in the future
         at = min(default_at, now) if now else default_at
     else:
-        at = _parse_time(value["at"], "traits.consent.at")
+        at = _parse_time(value["at"], "traits.consent.at", zone)
         if now is not None:
             check_consent_time(at, now, "traits.consent.at")
     evidence = str(value["evidence"]) if value.get("evidence") else None
@@ -177,6 +187,7 @@ def prepare(
     phone_region: str,
     consent_source: ConsentSource = ConsentSource.API,
     now: datetime | None = None,
+    zone: tzinfo | None = None,
 ) -> IdentifyPlan:
     """Check everything an identify says; raise FieldError on the first thing we cannot store."""
     if not user_id and not anonymous_id:
@@ -203,7 +214,7 @@ def prepare(
         if campaign.get(key) and column not in columns:
             plan.first_touch[column] = str(campaign[key])
     if traits.get("consent") is not None:
-        plan.consents = parse_consent(traits["consent"], at, consent_source, now)
+        plan.consents = parse_consent(traits["consent"], at, consent_source, now, zone)
     if traits.get("push_tokens") is not None:
         plan.tokens = _parse_tokens(traits["push_tokens"])
     device = context.get("device") if isinstance(context.get("device"), dict) else {}

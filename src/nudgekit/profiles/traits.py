@@ -7,6 +7,7 @@ is lost ("42" for a number trait) and refused otherwise, naming the trait.
 
 from __future__ import annotations
 
+import math
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -47,6 +48,8 @@ def coerce(name: str, value: Any, kind: TraitType) -> Any:
         return None
     field = f"traits.{name}"
     actual = infer(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        raise FieldError(field, f"{value} is not a number a segment can compare; use a finite number")
     if actual == kind:
         return value.isoformat() if isinstance(value, datetime) else value
     if kind == TraitType.STRING and actual in (TraitType.NUMBER, TraitType.BOOLEAN):
@@ -57,7 +60,9 @@ def coerce(name: str, value: Any, kind: TraitType) -> Any:
             number = float(text)
         except ValueError:
             raise FieldError(field, f'expected a number like the earlier values of "{name}", got "{value}"') from None
-        return int(number) if number.is_integer() and "." not in text else number
+        if not math.isfinite(number):
+            raise FieldError(field, f'"{value}" is not a number a segment can compare; use a finite number')
+        return int(number) if number.is_integer() and "." not in text and "e" not in text.lower() else number
     if kind == TraitType.BOOLEAN and actual in (TraitType.STRING, TraitType.NUMBER):
         return to_bool(value, field)
     if kind == TraitType.DATETIME and actual == TraitType.STRING:

@@ -275,6 +275,25 @@ class EventStore:
         )
         return self.query(sql, params)
 
+    def since(self, after: datetime, limit: int = 10_000, *, name: str | None = None,
+              key: tuple[datetime, str] | None = None) -> list[dict[str, Any]]:
+        """The earliest events received after `after`, oldest first.
+
+        Page through with `key` = (received_at, event_id) of the last row of the previous page: an import
+        gives every row of a chunk the same received_at, so time alone cannot say where a page ended.
+        """
+        where, params = ["received_at > ?"], [after]
+        if key is not None:
+            where.append("(received_at > ? OR (received_at = ? AND event_id > ?))")
+            params += [key[0], key[0], key[1]]
+        if name:
+            where.append("event = ?")
+            params.append(name)
+        return self.query(
+            f"SELECT {COLUMNS} FROM events WHERE {' AND '.join(where)} "
+            f"ORDER BY received_at, event_id LIMIT {int(limit)}", params,
+        )
+
     def person_events(self, person_id: str, limit: int = 20) -> list[dict[str, Any]]:
         """The latest events of one person, anonymous history included once it was linked."""
         sql = (

@@ -321,8 +321,8 @@ def _event_mapping_sql(schema: pa.Schema, text_values: bool = False) -> str:
                            for n in extra)
         merged = f"json_merge_patch(coalesce(TRY_CAST({props} AS JSON), '{{}}'), to_json(struct_pack({packed})))"
         # a properties value that is not an object stays as it is, so the shared rule rejects it
-        props = (f"CASE WHEN {props} IS NULL OR (json_valid({props}) AND json_type({props}) = 'OBJECT') "
-                 f"THEN {merged} ELSE {props} END")
+        props = (f"CASE WHEN {props} IS NULL OR coalesce(json_type(TRY_CAST({props} AS JSON)) = 'OBJECT', false) "
+                 f"THEN CAST({merged} AS VARCHAR) ELSE {props} END")  # both text: never cast the bad one to JSON
     context = as_json(taken.get("context")) if taken.get("context") else "NULL::VARCHAR"
     kind = f"coalesce(nullif(trim({text('type')}), ''), 'track')"
     return f"""

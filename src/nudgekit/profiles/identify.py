@@ -201,9 +201,9 @@ def prepare(
     language = traits.get("language") or context.get("locale")
     if language:
         columns["language"] = normalize_language(language, "traits.language")
-    zone = traits.get("timezone") or context.get("timezone")
-    if zone:
-        columns["timezone"] = normalize_timezone(zone, "traits.timezone")
+    user_zone = traits.get("timezone") or context.get("timezone")
+    if user_zone:
+        columns["timezone"] = normalize_timezone(user_zone, "traits.timezone")
     if traits.get("kakao_reachable") is not None:
         columns["kakao_reachable"] = to_bool(traits["kakao_reachable"], "traits.kakao_reachable")
     for name in ATTRIBUTION:

@@ -11,9 +11,9 @@ import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from conftest import LiveServer
 from typer.testing import CliRunner
 
-from conftest import LiveServer
 from nudgekit.cli import app
 from nudgekit.vocabulary import KeyScope
 from nudgekit.workspace import Workspace

@@ -80,9 +80,13 @@ def test_reads_and_an_import_work_while_the_server_ingests(workspace, tmp_path) 
         importer = subprocess.Popen([sys.executable, "-m", "nudgekit", "import", "events", str(events_csv), "--json"],
                                     env={**os.environ, "NUDGE_HOME": str(home)}, stdout=subprocess.PIPE, text=True)
         for _ in range(3):
-            tail = nudge(home, "events", "tail", "-n", "5", "--json")
-            assert tail.returncode == 0, tail.stderr
-            assert len(json.loads(tail.stdout)) == 5
+            # acknowledged events are in the spool at once and in the store after the next drain (about 1 s)
+            def five_events() -> bool:
+                tail = nudge(home, "events", "tail", "-n", "5", "--json")
+                assert tail.returncode == 0, tail.stderr
+                return len(json.loads(tail.stdout)) == 5
+
+            wait_for(five_events, timeout=20, interval=0.2)
             shown = nudge(home, "users", "show", "u1", "--json")
             assert shown.returncode == 0, shown.stderr
             assert json.loads(shown.stdout)["profile"]["phone"] == "+821012345678"

@@ -144,3 +144,11 @@ def test_negative_limits_are_usage_errors(tmp_path, args: list[str]) -> None:
     home = tmp_path / "ws"
     Workspace.init(home)[0].close()
     assert CliRunner().invoke(app, [*args, "--home", str(home)]).exit_code == 2
+
+
+def test_with_json_a_failure_is_json_too(tmp_path) -> None:
+    home = tmp_path / "ws"
+    Workspace.init(home)[0].close()
+    result = CliRunner().invoke(app, ["users", "show", "nosuch", "--home", str(home), "--json"])
+    assert result.exit_code == 1
+    assert json.loads(result.stdout) == {"error": 'no user or visitor "nosuch"', "exit_code": 1}

@@ -48,7 +48,18 @@ def emit_json(data: Any) -> None:
     sys.stdout.write("\n")
 
 
+_errors_as_json = False
+
+
+def json_errors(on: bool) -> None:
+    """With --json, a failure is a JSON object on stdout too, so a script never has nothing to parse."""
+    global _errors_as_json
+    _errors_as_json = on
+
+
 def fail(message: str, code: int = 1) -> None:
+    if _errors_as_json:
+        emit_json({"error": message, "exit_code": code})
     err.print(f"[bold red]error:[/] {message}")
     raise typer.Exit(code)
 
@@ -107,6 +118,7 @@ def init(
     as_json: JsonOpt = False,
 ) -> None:
     """Create a workspace: state DB (migrated), event store, nudge.toml and a first write key."""
+    json_errors(as_json)
     home = directory or home_from_env()
     overrides: dict[str, Any] = {"brand": brand}
     if database_url:
@@ -153,6 +165,7 @@ def demo(
     as_json: JsonOpt = False,
 ) -> None:
     """Generate a health-food shop's users and behaviour, ingest it through the normal import, summarise it."""
+    json_errors(as_json)
     from nudgekit.config import CONFIG_FILE
     from nudgekit.demo.generator import generate
     from nudgekit.demo.summary import summarize
@@ -249,6 +262,7 @@ def serve(
 def _import(kind: str, file: Path, home: Path | None, rejects: Path | None, as_json: bool) -> None:
     from nudgekit.ingest.bulk import count_rows, file_format
 
+    json_errors(as_json)
     if not file.exists():
         fail(f"{file}: no such file")
     with workspace(home) as ws:
@@ -290,6 +304,7 @@ def import_users(
     as_json: JsonOpt = False,
 ) -> None:
     """Import users: user_id, phone, email, traits, consent_<channel>_<purpose>, push_token ... (docs/ingestion.md)."""
+    json_errors(as_json)
     _import("users", file, home, rejects, as_json)
 
 
@@ -300,6 +315,7 @@ def import_events(
     as_json: JsonOpt = False,
 ) -> None:
     """Import events: user_id/anonymous_id, event, timestamp, message_id; other columns become properties."""
+    json_errors(as_json)
     _import("events", file, home, rejects, as_json)
 
 
@@ -313,6 +329,7 @@ def users_show(
     as_json: JsonOpt = False,
 ) -> None:
     """A user's profile, consents (with history), push tokens and recent events."""
+    json_errors(as_json)
     with workspace(home) as ws:
         found = ws.profile(user_id, events=events)
         zone = ws.settings.zone
@@ -389,6 +406,7 @@ def events_tail(
     as_json: JsonOpt = False,
 ) -> None:
     """The latest events (with --follow, new ones as they arrive; JSON lines with --json)."""
+    json_errors(as_json)
     with workspace(home) as ws:
         zone = ws.settings.zone
         ws.flush()  # what a stopped server left in the spool
@@ -452,6 +470,7 @@ def keys_create(
     as_json: JsonOpt = False,
 ) -> None:
     """Create a key. It is shown once; only its hash is stored."""
+    json_errors(as_json)
     with workspace(home) as ws:
         info, key = ws.keys.create(scope, name, ws.clock())
     if as_json:
@@ -463,6 +482,7 @@ def keys_create(
 @keys_app.command("list")
 def keys_list(home: HomeOpt = None, as_json: JsonOpt = False) -> None:
     """Keys by id, scope and state (the secrets are never shown again)."""
+    json_errors(as_json)
     with workspace(home) as ws:
         keys = ws.keys.list()
     if as_json:
@@ -478,6 +498,7 @@ def keys_list(home: HomeOpt = None, as_json: JsonOpt = False) -> None:
 @keys_app.command("revoke")
 def keys_revoke(key_id: str, home: HomeOpt = None, as_json: JsonOpt = False) -> None:
     """Revoke a key by id; servers stop accepting it within seconds."""
+    json_errors(as_json)
     with workspace(home) as ws:
         info = ws.keys.revoke(key_id, ws.clock())
     if info is None:
@@ -506,6 +527,7 @@ def consent_set(
     as_json: JsonOpt = False,
 ) -> None:
     """Record a consent change for a user (append-only; the history is the legal proof)."""
+    json_errors(as_json)
     with workspace(home) as ws:
         result = ws.set_consent(user_id, channel=channel, purpose=purpose, granted=granted, source=source, at=at,
                                 evidence=evidence)

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -253,11 +252,6 @@ class Workspace:
             written = history.record(session, profile_id, [update], now=now, dedupe_key=dedupe_key)
             state = history.current(session, profile_id)[(update.channel, update.purpose)]
         return ConsentResult(bool(written), state.as_dict())
-
-    @contextmanager
-    def session(self) -> Iterator[Any]:
-        with self.sessions() as session:
-            yield session
 
 
 def _enum(kind: Any, value: Any, field: str) -> Any:

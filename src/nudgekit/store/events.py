@@ -120,10 +120,6 @@ class WriterLease:
             self._con = None
 
 
-def empty_events() -> pa.Table:
-    return EVENT_SCHEMA.empty_table()
-
-
 class EventStore:
     def __init__(self, path: Path, spool_dir: Path, *, lock_timeout: float = 60.0) -> None:
         self.path = Path(path)

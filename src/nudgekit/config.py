@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -35,6 +35,64 @@ class IngestSettings(BaseSettings):
     """How often the server moves spooled events into the event store."""
 
 
+class LifecycleSettings(BaseSettings):
+    """Thresholds of the six stages (docs/lifecycle.md). Days are calendar days in the workspace time zone."""
+
+    new_days: int = Field(7, ge=1, le=365)
+    """New: first seen within the last N days (today counts as one)."""
+    usage_cycle_days: int = Field(30, ge=1, le=365)
+    """Current users are active within this cycle; past it (but before the churn window) they are `lapsing`."""
+    churn_days: int = Field(30, ge=1, le=730)
+    """Churn: no activity for at least this many days."""
+    power_active_days: int = Field(12, ge=1, le=30)
+    """Power: active on at least this many of the last `power_window_days` days ..."""
+    power_window_days: int = Field(28, ge=1, le=30)
+    power_revenue_top_percent: float = Field(10.0, ge=0, le=100)
+    """... or in the top P% of buyers by revenue over the last `power_revenue_days` (0 turns it off)."""
+    power_revenue_days: int = Field(90, ge=1, le=730)
+    resurrected_days: int = Field(14, ge=1, le=365)
+    """Resurrected: stays so for this many days after the return."""
+    activity_events: list[str] = Field(default_factory=list)
+    """Event names that count as activity; empty means every track/page/screen event not ignored below."""
+    ignore_events: list[str] = Field(default_factory=lambda: ["message_*", "app_uninstalled"])
+    """Events that never count as activity (message receipts, the uninstall itself). `*` matches any text."""
+    uninstall_events: list[str] = Field(default_factory=lambda: ["app_uninstalled"])
+    revenue_event: str = "order_completed"
+    revenue_property: str = "revenue"
+
+    @model_validator(mode="after")
+    def _coherent(self) -> LifecycleSettings:
+        if self.usage_cycle_days > self.churn_days:
+            raise ValueError(
+                f"usage_cycle_days ({self.usage_cycle_days}) is longer than churn_days ({self.churn_days}): a user "
+                "cannot still be within the usage cycle after churning; make usage_cycle_days <= churn_days")
+        if self.resurrected_days > self.churn_days:
+            raise ValueError(
+                f"resurrected_days ({self.resurrected_days}) is longer than churn_days ({self.churn_days}): a user "
+                "who comes back could churn and come back again while still Resurrected; make it <= churn_days")
+        if self.power_active_days > self.power_window_days:
+            raise ValueError(f"power_active_days ({self.power_active_days}) cannot exceed power_window_days "
+                             f"({self.power_window_days})")
+        for name in (*self.activity_events, *self.ignore_events, *self.uninstall_events, self.revenue_event):
+            if not name or len(name) > 200:
+                raise ValueError(f'"{name}" is not an event name')
+        return self
+
+
+class WarehouseSettings(BaseSettings):
+    """Warehouse mode: read an existing events table in place through Ibis (docs/lifecycle.md#warehouse-mode)."""
+
+    table: str = "events"
+    """The events table (or view) in the backend `NUDGE_EVENTS_URL` points at; `db.table` for another schema."""
+    user_id: str = "user_id"
+    event: str = "event"
+    timestamp: str = "timestamp"
+    properties: str | None = "properties"
+    """A column of JSON text; None when the table has none."""
+    type: str | None = None
+    """Segment's message type column (track/page/screen/identify) when the table mixes them; None = all are track."""
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="NUDGE_", env_nested_delimiter="__", extra="ignore")
 
@@ -53,6 +111,11 @@ class Settings(BaseSettings):
     ingest: IngestSettings = Field(default_factory=IngestSettings)
     traits: dict[str, str] = Field(default_factory=dict)
     """Declared custom trait types, e.g. {"plan": "string", "points": "number"}."""
+    lifecycle: LifecycleSettings = Field(default_factory=LifecycleSettings)
+    events_url: str | None = None
+    """An Ibis backend URL (e.g. `pyspark://`, `duckdb:///lake.duckdb`) to read events from instead of the
+    workspace's DuckDB file: warehouse mode, read in place with the `[warehouse]` column mapping."""
+    warehouse: WarehouseSettings = Field(default_factory=WarehouseSettings)
 
     @field_validator("timezone")
     @classmethod
@@ -127,6 +190,16 @@ timezone = "Asia/Seoul"     # workspace time zone; a user's `timezone` trait ove
 phone_region = "KR"         # region for phone numbers written without +country code
 brand = "{brand}"
 {database_line}
+
+[lifecycle]                 # stage thresholds in calendar days (docs/lifecycle.md)
+new_days = 7
+usage_cycle_days = 30
+churn_days = 30
+power_active_days = 12      # active on at least 12 of the last 28 days ...
+power_revenue_top_percent = 10   # ... or in the top 10% of buyers by revenue over 90 days
+resurrected_days = 14
+# activity_events = []      # empty: every track/page/screen event except ignore_events
+ignore_events = ["message_*", "app_uninstalled"]
 
 [ingest]
 max_message_bytes = 32768

@@ -118,3 +118,29 @@ class EventName(StrEnum):
     MESSAGE_FAILED = "message_failed"
     MESSAGE_OPENED = "message_opened"
     MESSAGE_CLICKED = "message_clicked"
+
+
+class Stage(StrEnum):
+    """A user's lifecycle stage. Precedence when several apply: the order below (docs/lifecycle.md)."""
+
+    UNINSTALL = "uninstall"
+    """삭제: an uninstall signal after the last activity, and no activity since."""
+    CHURN = "churn"
+    """이탈: no activity for at least the churn window."""
+    NEW = "new"
+    """신규: first seen within the last `new_days` days."""
+    RESURRECTED = "resurrected"
+    """복귀: came back after a gap of at least the churn window (or after uninstalling), recently."""
+    POWER = "power"
+    """파워: active on many recent days, or among the top buyers by revenue."""
+    CURRENT = "current"
+    """기존: everyone else who has been seen."""
+
+
+class TransitionSource(StrEnum):
+    """What noticed a stage change."""
+
+    RUN = "run"
+    """`nudge lifecycle run` (or the scheduled run)."""
+    EVENT = "event"
+    """An incoming event from a Churn or Uninstall user: Resurrected at once."""

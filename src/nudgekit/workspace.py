@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,11 +17,24 @@ from nudgekit.consent import history
 from nudgekit.consent.history import ConsentUpdate
 from nudgekit.ingest.pipeline import Ingestor, IngestResult
 from nudgekit.ingest.validate import Validator
+from nudgekit.lifecycle import resurrect
+from nudgekit.lifecycle import run as lifecycle_run
+from nudgekit.lifecycle.run import RunResult
 from nudgekit.profiles.contacts import FieldError, check_user_id
 from nudgekit.profiles.identify import anonymous_profile_id, check_consent_time
 from nudgekit.store import migrate
+from nudgekit.store.activity import ActivitySpec
+from nudgekit.store.backend import EventsBackend
 from nudgekit.store.events import AppendResult, EventStore
-from nudgekit.store.state import Profile, PushToken, make_engine, make_sessionmaker
+from nudgekit.store.rollup import Rollup
+from nudgekit.store.state import (
+    LifecycleStage,
+    LifecycleTransition,
+    Profile,
+    PushToken,
+    make_engine,
+    make_sessionmaker,
+)
 from nudgekit.vocabulary import Channel, ConsentChange, ConsentSource, EventSource, KeyScope, Purpose
 
 PYTHON_BUFFER_ROWS = 2000
@@ -44,12 +57,17 @@ class ConsentResult:
 class Workspace:
     """Open with `Workspace.open(path)`; create with `Workspace.init(path)`."""
 
-    def __init__(self, settings: Settings, *, clock: Callable[[], datetime] = utcnow) -> None:
+    def __init__(self, settings: Settings, *, clock: Callable[[], datetime] = utcnow,
+                 events_connection: Any = None) -> None:
         self.settings = settings
         self.clock = clock
         self.engine = make_engine(settings.state_url)
         self.sessions = make_sessionmaker(self.engine)
-        self.events = EventStore(settings.events_file, settings.spool_dir)
+        spec = ActivitySpec.from_settings(settings.timezone, settings.lifecycle)
+        self.events = EventStore(settings.events_file, settings.spool_dir, rollup=Rollup(spec))
+        self.events.on_activity = resurrect.listener(self.engine, clock)
+        self.backend = EventsBackend(settings, self.events, events_connection)
+        """Where lifecycle and segments read behaviour: the DuckDB file, or a warehouse (NUDGE_EVENTS_URL)."""
         self.validator = Validator(
             settings.timezone,
             max_message_bytes=settings.ingest.max_message_bytes,
@@ -67,7 +85,8 @@ class Workspace:
 
     @classmethod
     def init(
-        cls, home: Path | str | None = None, *, clock: Callable[[], datetime] = utcnow, **overrides: Any
+        cls, home: Path | str | None = None, *, clock: Callable[[], datetime] = utcnow,
+        events_connection: Any = None, **overrides: Any
     ) -> tuple[Workspace, str | None]:
         """Create (or upgrade) a workspace. Returns it and a new write key when none existed."""
         settings = load_settings(home, **overrides)
@@ -84,7 +103,7 @@ class Workspace:
                     f"this workspace's nudge.toml says database_url = {stored or '(SQLite in the workspace)'}; "
                     "edit nudge.toml to move it to another database"
                 )
-        ws = cls(settings, clock=clock)
+        ws = cls(settings, clock=clock, events_connection=events_connection)
         migrate.upgrade(ws.engine)
         ws.events.create()
         key = None
@@ -94,7 +113,8 @@ class Workspace:
 
     @classmethod
     def open(
-        cls, home: Path | str | None = None, *, clock: Callable[[], datetime] = utcnow, **overrides: Any
+        cls, home: Path | str | None = None, *, clock: Callable[[], datetime] = utcnow,
+        events_connection: Any = None, **overrides: Any
     ) -> Workspace:
         settings = load_settings(home, **overrides)
         if not (settings.home / CONFIG_FILE).exists():
@@ -102,7 +122,7 @@ class Workspace:
                 f"no workspace at {settings.home.resolve()}; run `nudge init {settings.home}` first "
                 "or point NUDGE_HOME at one"
             )
-        ws = cls(settings, clock=clock)
+        ws = cls(settings, clock=clock, events_connection=events_connection)
         if not migrate.is_current(ws.engine):
             migrate.upgrade(ws.engine)
         if not ws.events.path.exists():
@@ -167,6 +187,44 @@ class Workspace:
 
         return import_users(self, Path(path), **kwargs)
 
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    def today(self) -> date:
+        return self.clock().astimezone(self.settings.zone).date()
+
+    def run_lifecycle(self, as_of: date | None = None, *, step: Callable[[str], None] | None = None) -> RunResult:
+        """Classify everyone as of a day (default today), store stages, record transitions."""
+        today = self.today()
+        as_of = as_of or today
+        if as_of > today:
+            raise FieldError("as_of", f"{as_of} is in the future (today is {today} in {self.settings.timezone})")
+        self.flush()
+        if step:
+            step("bringing the activity rollup up to date")
+        rollup = self.backend.prepare(self.clock())
+        with self.backend.open() as view:
+            return lifecycle_run.run(self.engine, view, as_of, self.settings.lifecycle, self.settings.timezone,
+                                     now=self.clock(), rollup=rollup, step=step, remove_missing=as_of >= today)
+
+    def lifecycle_of(self, profile_id: str, *, transitions: int = 10) -> dict[str, Any] | None:
+        """A person's stored stage, since when, and their latest transitions."""
+        with self.sessions() as session:
+            row = session.get(LifecycleStage, profile_id)
+            moves = list(session.scalars(
+                select(LifecycleTransition).where(LifecycleTransition.profile_id == profile_id)
+                .order_by(LifecycleTransition.at.desc(), LifecycleTransition.id.desc()).limit(transitions)))
+        if row is None and not moves:
+            return None
+        return {
+            "stage": row.stage if row else None,
+            "since": _iso(row.since) if row else None,
+            "lapsing": row.lapsing if row else None,
+            "as_of": row.as_of.isoformat() if row else None,
+            "last_active_at": _iso(row.last_active_at) if row else None,
+            "transitions": [{"from": t.from_stage, "to": t.to_stage, "at": _iso(t.at),
+                             "detected_at": _iso(t.detected_at), "source": t.source} for t in moves],
+        }
+
     # -- profiles and consent ------------------------------------------------------------------
 
     def resolve(self, user_or_anonymous_id: str) -> str | None:
@@ -212,6 +270,7 @@ class Workspace:
                 "last_seen": _iso(summary["last_seen"]),
                 "anonymous_ids": summary["anonymous_ids"] or [],
             },
+            "lifecycle": self.lifecycle_of(profile_id),
             "recent_events": [_event_dict(e) for e in self.events.person_events(profile_id, events)],
         }
 

@@ -32,7 +32,7 @@ import pyarrow.parquet as pq
 
 from nudgekit.ingest.validate import STORED_WHERE, Reject
 from nudgekit.profiles.identify import RESERVED
-from nudgekit.store.events import AppendResult, WriterLease, insert_from
+from nudgekit.store.events import AppendResult, WriterLease
 from nudgekit.vocabulary import ConsentSource, EventSource
 
 if TYPE_CHECKING:
@@ -358,7 +358,7 @@ def _import_chunk(ws: Workspace, lease: WriterLease, rows_sql: str, schema: pa.S
         ).fetchall():
             found.append(Reject(row, "type", f"{kind} rows change profiles: import them with "
                                              "`nudge import users` or as JSONL"))
-        result = insert_from(con, "judged", f"{STORED_WHERE} AND type NOT IN ({profile_types})")
+        result = ws.events.insert(con, "judged", f"{STORED_WHERE} AND type NOT IN ({profile_types})")
         records = {}
         if found:
             wanted = ", ".join(str(r.row) for r in found)

@@ -20,9 +20,9 @@ import fcntl
 import os
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -30,6 +30,9 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 import pyarrow.ipc as ipc
+
+from nudgekit.store import rollup as rollup_tables
+from nudgekit.store.rollup import Rollup
 
 EVENT_SCHEMA = pa.schema(
     [
@@ -86,6 +89,8 @@ class EventStoreBusy(RuntimeError):
 class AppendResult:
     received: int
     inserted: int
+    active: list[tuple[str, datetime]] = field(default_factory=list)
+    """(person, last activity) of the people active in the inserted rows."""
 
     @property
     def duplicates(self) -> int:
@@ -120,11 +125,18 @@ class WriterLease:
             self._con = None
 
 
+ActivityListener = Callable[[list[tuple[str, datetime]]], None]
+
+
 class EventStore:
-    def __init__(self, path: Path, spool_dir: Path, *, lock_timeout: float = 60.0) -> None:
+    def __init__(self, path: Path, spool_dir: Path, *, lock_timeout: float = 60.0, rollup: Rollup | None = None,
+                 ) -> None:
         self.path = Path(path)
         self.spool_dir = Path(spool_dir)
         self.lock_timeout = lock_timeout
+        self.rollup = rollup
+        self.on_activity: ActivityListener | None = None
+        """Called after every insert that committed activity (the lifecycle's at-once resurrection)."""
 
     # -- connections ---------------------------------------------------------------------------
 
@@ -185,6 +197,7 @@ class EventStore:
         self.spool_dir.mkdir(parents=True, exist_ok=True)
         with self.writer() as con:
             con.execute(DDL)
+            con.execute(rollup_tables.DDL)
 
     # -- writing -------------------------------------------------------------------------------
 
@@ -222,10 +235,14 @@ class EventStore:
             if not parts:
                 return AppendResult(0, 0)
             tables = [ipc.open_file(pa.memory_map(str(p))).read_all() for p in parts]
-            result = self.append(pa.concat_tables(tables))
+            if not self.path.exists():
+                self.create()
+            with self.writer() as con:
+                result = insert_new(con, pa.concat_tables(tables), self.rollup)
             for part in parts:
                 part.unlink(missing_ok=True)
-            return result
+        self.notify(result)
+        return result
 
     def _sweep_abandoned(self, older_than: float = 3600.0) -> None:
         """Temporary part files left by a process killed mid-write were never acknowledged: remove them."""
@@ -241,7 +258,19 @@ class EventStore:
         if not self.path.exists():
             self.create()
         with self.writer() as con:
-            return insert_new(con, rows)
+            result = insert_new(con, rows, self.rollup)
+        self.notify(result)
+        return result
+
+    def insert(self, con: duckdb.DuckDBPyConnection, relation: str, where: str = "true") -> AppendResult:
+        """insert_from on a connection the caller holds (bulk imports), keeping the rollup and listeners."""
+        result = insert_from(con, relation, where, self.rollup)
+        self.notify(result)
+        return result
+
+    def notify(self, result: AppendResult) -> None:
+        if result.active and self.on_activity is not None:
+            self.on_activity(result.active)
 
     # -- reading -------------------------------------------------------------------------------
 
@@ -308,17 +337,18 @@ class EventStore:
         return rows[0]
 
 
-def insert_new(con: duckdb.DuckDBPyConnection, rows: pa.Table) -> AppendResult:
+def insert_new(con: duckdb.DuckDBPyConnection, rows: pa.Table, rollup: Rollup | None = None) -> AppendResult:
     """Insert an Arrow table of EVENT_SCHEMA rows (see insert_from)."""
     con.register("incoming_raw", rows)
     try:
-        return insert_from(con, "incoming_raw")
+        return insert_from(con, "incoming_raw", rollup=rollup)
     finally:
         con.unregister("incoming_raw")
 
 
-def insert_from(con: duckdb.DuckDBPyConnection, relation: str, where: str = "true") -> AppendResult:
-    """One transaction: the rows of `relation` matching `where` go in, identity links are updated.
+def insert_from(con: duckdb.DuckDBPyConnection, relation: str, where: str = "true",
+                rollup: Rollup | None = None) -> AppendResult:
+    """One transaction: the rows of `relation` matching `where` go in, identity links and the rollup are updated.
 
     Event ids already stored, or repeated within the rows, are dropped (the first received wins).
     """
@@ -341,11 +371,12 @@ def insert_from(con: duckdb.DuckDBPyConnection, relation: str, where: str = "tru
         new_only = "WHERE event_id NOT IN (SELECT event_id FROM seen)" if seen else ""
         inserted = con.execute(f"INSERT INTO events SELECT {COLUMNS} FROM {rows} {new_only}").fetchone()[0]  # type: ignore[index]
         _link_identities(con, rows)
+        active = rollup.add(con, f"(SELECT * FROM {rows} {new_only})") if rollup and inserted else []
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")
         raise
-    return AppendResult(int(received), int(inserted))
+    return AppendResult(int(received), int(inserted), active)
 
 
 def _link_identities(con: duckdb.DuckDBPyConnection, rows: str) -> None:

@@ -7,12 +7,13 @@ migrations in `store/migrations`; these models mirror it.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from sqlalchemy import (
     JSON,
     Boolean,
+    Date,
     DateTime,
     Engine,
     ForeignKey,
@@ -128,6 +129,55 @@ class ApiKey(Base):
     revoked_at: Mapped[datetime | None]
 
     __table_args__ = (UniqueConstraint("secret_hash"),)
+
+
+class LifecycleStage(Base):
+    """A person's current lifecycle stage (written by `nudge lifecycle run` and by at-once resurrection)."""
+
+    __tablename__ = "lifecycle_stages"
+    profile_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    stage: Mapped[str] = mapped_column(String(16), index=True)
+    since: Mapped[datetime]
+    lapsing: Mapped[bool] = mapped_column(Boolean)
+    """Current, but the latest activity is older than the usage cycle."""
+    first_seen_at: Mapped[datetime | None]
+    last_active_at: Mapped[datetime | None]
+    as_of: Mapped[date] = mapped_column(Date)
+    """The day the classification was made for."""
+    updated_at: Mapped[datetime]
+
+
+class LifecycleTransition(Base):
+    """One stage change; journeys trigger on these (becoming Churn starts a win-back)."""
+
+    __tablename__ = "lifecycle_transitions"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    profile_id: Mapped[str] = mapped_column(String(255))
+    from_stage: Mapped[str | None] = mapped_column(String(16))
+    """None for a person's first classification."""
+    to_stage: Mapped[str] = mapped_column(String(16))
+    at: Mapped[datetime]
+    """When the new stage began, as far as the data tells."""
+    detected_at: Mapped[datetime]
+    """When nudgekit noticed (the run, or the event's arrival)."""
+    source: Mapped[str] = mapped_column(String(16))
+
+    __table_args__ = (Index("ix_transition_profile", "profile_id", "at"),
+                      Index("ix_transition_detected", "detected_at"), Index("ix_transition_to", "to_stage", "at"))
+
+
+class LifecycleRun(Base):
+    """One `nudge lifecycle run`: when, as of which day, on which engine, with what result."""
+
+    __tablename__ = "lifecycle_runs"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    as_of: Mapped[date] = mapped_column(Date)
+    started_at: Mapped[datetime]
+    finished_at: Mapped[datetime]
+    engine: Mapped[str] = mapped_column(String(32))
+    users: Mapped[int] = mapped_column(Integer)
+    changed: Mapped[int] = mapped_column(Integer)
+    by_stage: Mapped[dict[str, Any]] = mapped_column(JSON)
 
 
 def in_batches(values: list[str], size: int = 5000) -> list[list[str]]:

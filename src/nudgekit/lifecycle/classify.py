@@ -1,0 +1,148 @@
+"""The six stages as one Ibis expression over person-day rows: one pass, one row per person.
+
+Definitions (all "days" are calendar days in the workspace time zone; D is the as-of day and a day's
+*age* is D minus that day, so today has age 0 and "within the last N days" means age < N):
+
+* first seen      = the oldest day with any event (identify included); never-active people count from it.
+* Uninstall       = the latest uninstall signal (an uninstall event, or every push token invalid) is later
+                    than the latest activity.
+* Churn           = the latest activity (or, never active, the first sighting) has age >= churn_days.
+* New             = first seen has age < new_days.
+* Resurrected     = a return within the last resurrected_days: the first active day in that window
+                    follows the previous active day by >= churn_days, or the first activity after an
+                    uninstall signal falls in that window.
+* Power           = active on >= power_active_days of the last power_window_days days, or revenue over the
+                    last power_revenue_days at or above the top-P% threshold among buyers.
+* Current         = everyone else; `lapsing` marks those whose latest activity is older than the usage cycle.
+
+Precedence: Uninstall > Churn > New > Resurrected > Power > Current.
+
+:TRICKY: "the first active day in the window" is the only day that can be a churn-gap return because the
+settings keep resurrected_days <= churn_days (two active days inside the window are closer than that).
+That is what lets one GROUP BY decide it, instead of a window function over every active day.
+The active-day count uses a bitmap per person (`bit_or(1 << age)`, then `bit_count`), not a
+count(DISTINCT day): rollup rows of one day may come in several pieces until they are compacted.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import date, datetime
+
+import ibis
+import ibis.expr.types as ir
+
+from nudgekit.config import LifecycleSettings
+from nudgekit.vocabulary import Stage
+
+
+@ibis.udf.agg.builtin
+def bit_or(value: int) -> int:  # type: ignore[empty-body]
+    """The backend's own BIT_OR aggregate (DuckDB and Spark both have it; Ibis does not compile it for Spark)."""
+
+
+@ibis.udf.scalar.builtin
+def bit_count(value: int) -> int:  # type: ignore[empty-body]
+    """The backend's own BIT_COUNT (population count)."""
+
+
+def ages(days: ir.Table, as_of: date) -> ir.Table:
+    """Person-day rows up to the as-of day, with the age of each day."""
+    kept = days.filter(days.day <= as_of)
+    return kept.mutate(age=ibis.literal(as_of).delta(kept.day, unit="day").cast("int32"))
+
+
+def person_facts(days: ir.Table, as_of: date, cfg: LifecycleSettings) -> ir.Table:
+    """One row per person: the few facts every stage rule needs."""
+    t = ages(days, as_of)
+    is_active = t.active > 0
+    in_window = t.age < cfg.resurrected_days
+    one = ibis.literal(1, "int32")
+    return t.group_by("person_id").aggregate(
+        first_age=t.age.max(),
+        first_ts=t.first_ts.min(),
+        last_active_age=t.age.min(where=is_active),
+        last_active_ts=t.last_active_ts.max(where=is_active),
+        uninstall_ts=t.last_uninstall_ts.max(),
+        power_bits=bit_or(ibis.ifelse(is_active & (t.age < cfg.power_window_days), one << t.age, 0)),
+        revenue=t.revenue.sum(where=t.age < cfg.power_revenue_days).round(2),
+        before_window_age=t.age.min(where=is_active & ~in_window),
+        before_window_ts=t.last_active_ts.max(where=is_active & ~in_window),
+        window_first_age=t.age.max(where=is_active & in_window),
+        signal_before_window=t.last_uninstall_ts.max(where=~in_window),
+        signal_in_window=t.first_uninstall_ts.min(where=in_window),
+    )
+
+
+def buyers(days: ir.Table, as_of: date, cfg: LifecycleSettings) -> ir.Table:
+    """Revenue per person over the revenue window, for people who spent anything."""
+    t = ages(days, as_of)
+    recent = t.filter(t.age < cfg.power_revenue_days)
+    return recent.group_by("person_id").aggregate(revenue=recent.revenue.sum().round(2)).filter(ibis._.revenue > 0)
+
+
+def top_k(buyers: int, cfg: LifecycleSettings) -> int:
+    """How many buyers make the top P% (at least one when anyone bought)."""
+    return max(1, math.ceil(buyers * cfg.power_revenue_top_percent / 100)) if buyers else 0
+
+
+def _earliest(a: ir.TimestampValue, b: ir.TimestampValue) -> ir.TimestampValue:
+    return ibis.cases((a.isnull(), b), (b.isnull(), a), (b < a, b), else_=a)
+
+
+def _latest(a: ir.TimestampValue, b: ir.TimestampValue) -> ir.TimestampValue:
+    return ibis.cases((a.isnull(), b), (b.isnull(), a), (b > a, b), else_=a)
+
+
+def _with_token_signals(f: ir.Table, signals: ir.Table, window_start: ir.TimestampValue) -> ir.Table:
+    """Every push token invalid is one more uninstall signal, at the moment the last one was reported."""
+    f = f.left_join(signals, f.person_id == signals.person_id).drop("person_id_right")
+    at = f.tokens_invalid_at
+    return f.mutate(
+        uninstall_ts=_latest(f.uninstall_ts, at),
+        signal_before_window=_latest(f.signal_before_window, ibis.ifelse(at < window_start, at, ibis.null())),
+        signal_in_window=_earliest(f.signal_in_window, ibis.ifelse(at >= window_start, at, ibis.null())),
+    ).drop("tokens_invalid_at")
+
+
+def stages(facts: ir.Table, cfg: LifecycleSettings, *, threshold: float | None,
+           token_signals: ir.Table | None = None, window_start: datetime | None = None) -> ir.Table:
+    """Facts -> stage per person, with the inputs `since` is derived from.
+
+    `window_start` is the first instant of the Resurrected window (local midnight), needed to place
+    push-token signals, which are moments rather than days.
+    """
+    f = facts
+    if token_signals is not None:
+        assert window_start is not None
+        f = _with_token_signals(f, token_signals, ibis.literal(window_start))
+    inactive_age = ibis.coalesce(f.last_active_age, f.first_age)
+    uninstalled = f.uninstall_ts.notnull() & (f.last_active_ts.isnull() | (f.uninstall_ts > f.last_active_ts))
+    gap_return = (f.before_window_age.notnull() & f.window_first_age.notnull()
+                  & ((f.before_window_age - f.window_first_age) >= cfg.churn_days))
+    # the first activity after some uninstall signal falls in the window: after a signal inside it, or
+    # after a signal before it with no activity between that signal and the window
+    reinstall_return = (
+        (f.signal_in_window.notnull() & (f.last_active_ts > f.signal_in_window))
+        | (f.signal_before_window.notnull() & f.window_first_age.notnull()
+           & (f.before_window_ts.isnull() | (f.before_window_ts < f.signal_before_window)))
+    )
+    busy = bit_count(f.power_bits.fill_null(0)) >= cfg.power_active_days
+    big_spender = (f.revenue >= threshold) if threshold is not None else ibis.literal(False)
+    stage = ibis.cases(
+        (uninstalled, Stage.UNINSTALL.value),
+        (inactive_age >= cfg.churn_days, Stage.CHURN.value),
+        (f.first_age < cfg.new_days, Stage.NEW.value),
+        (gap_return | reinstall_return, Stage.RESURRECTED.value),
+        (busy | big_spender.fill_null(False), Stage.POWER.value),
+        else_=Stage.CURRENT.value,
+    )
+    return f.select(
+        "person_id", "first_ts", "first_age", "last_active_ts", "last_active_age", "uninstall_ts",
+        stage=stage,
+        gap_return=gap_return,
+        window_first_age=f.window_first_age,
+        return_signal_ts=ibis.ifelse(f.signal_in_window.notnull() & (f.last_active_ts > f.signal_in_window),
+                                     f.signal_in_window, ibis.null()),
+        lapsing=f.last_active_age.isnull() | (f.last_active_age >= cfg.usage_cycle_days),
+    )

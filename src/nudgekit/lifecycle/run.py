@@ -1,0 +1,190 @@
+"""`nudge lifecycle run`: classify everyone as of a day, store stage and since, record every transition.
+
+The classification runs on the events backend (DuckDB or Spark, `lifecycle/classify.py`); the result, one
+small row per person, comes back as Arrow and is compared with the stored stages in an in-memory DuckDB.
+Only what changed is written to the state DB, so a daily run writes the day's transitions, not every user.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from datetime import time as dtime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import duckdb
+import ibis
+import pyarrow as pa
+from sqlalchemy import Engine, delete, insert, select
+from sqlalchemy.dialects import postgresql, sqlite
+
+from nudgekit.config import LifecycleSettings
+from nudgekit.lifecycle import classify
+from nudgekit.store.backend import EventsView
+from nudgekit.store.state import LifecycleRun, LifecycleStage, LifecycleTransition, PushToken, in_batches
+from nudgekit.vocabulary import Stage, TokenStatus, TransitionSource
+
+Step = Callable[[str], None]
+WRITE_BATCH = 5000
+
+
+@dataclass
+class RunResult:
+    as_of: date
+    engine: str
+    users: int
+    by_stage: dict[str, int]
+    changed: int
+    transitions: dict[str, int]
+    """"from -> to" pairs (from "none" on a first classification) and how many made each."""
+    removed: int
+    rollup: str | None
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"as_of": self.as_of.isoformat(), "engine": self.engine, "users": self.users,
+                "by_stage": self.by_stage, "changed": self.changed, "transitions": self.transitions,
+                "removed": self.removed, "rollup": self.rollup, "seconds": self.seconds}
+
+
+def day_start(day: date, zone: str) -> datetime:
+    """The first instant of a local calendar day, in UTC."""
+    return datetime.combine(day, dtime(0), ZoneInfo(zone)).astimezone(UTC)
+
+
+def day_end(day: date, zone: str) -> datetime:
+    """The last instant of a local calendar day, in UTC."""
+    return day_start(day + timedelta(days=1), zone) - timedelta(microseconds=1)
+
+
+def token_signals(engine: Engine, until: datetime) -> pa.Table | None:
+    """People whose every push token was reported invalid (by FCM/APNs), and since when."""
+    with engine.connect() as conn:
+        valid = (PushToken.status == TokenStatus.VALID.value)
+        rows = conn.execute(
+            select(PushToken.profile_id, PushToken.updated_at)
+            .where(PushToken.profile_id.notin_(select(PushToken.profile_id).where(valid)))
+        ).all()
+    latest: dict[str, datetime] = {}
+    for profile_id, at in rows:
+        at = at if at.tzinfo else at.replace(tzinfo=UTC)
+        if at <= until and (profile_id not in latest or at > latest[profile_id]):
+            latest[profile_id] = at
+    if not latest:
+        return None
+    return pa.table({"person_id": pa.array(list(latest), pa.string()),
+                     "tokens_invalid_at": pa.array(list(latest.values()), pa.timestamp("us", tz="UTC"))})
+
+
+def classify_everyone(view: EventsView, as_of: date, cfg: LifecycleSettings, zone: str,
+                      signals: pa.Table | None = None) -> pa.Table:
+    """Stage (and the facts `since` is derived from) for every person seen up to the as-of day."""
+    threshold = None
+    if cfg.power_revenue_top_percent > 0:
+        buyers = classify.buyers(view.person_days, as_of, cfg)
+        k = classify.top_k(int(view.con.execute(buyers.count())), cfg)
+        if k:
+            kth = buyers.order_by([ibis.desc("revenue"), "person_id"]).limit(1, offset=k - 1).revenue
+            threshold = float(view.con.execute(kth).iloc[0])
+    facts = classify.person_facts(view.person_days, as_of, cfg)
+    signal_table = ibis.memtable(signals) if signals is not None else None
+    expr = classify.stages(facts, cfg, threshold=threshold, token_signals=signal_table,
+                           window_start=day_start(as_of - timedelta(days=cfg.resurrected_days - 1), zone))
+    return view.con.to_pyarrow(expr)
+
+
+def _stored(engine: Engine) -> pa.Table:
+    with engine.connect() as conn:
+        rows = conn.execute(select(LifecycleStage.profile_id, LifecycleStage.stage, LifecycleStage.since,
+                                   LifecycleStage.lapsing)).all()
+    return pa.table({
+        "person_id": pa.array([r[0] for r in rows], pa.string()),
+        "stage": pa.array([r[1] for r in rows], pa.string()),
+        "since": pa.array([r[2] for r in rows], pa.timestamp("us", tz="UTC")),
+        "lapsing": pa.array([r[3] for r in rows], pa.bool_()),
+    })
+
+
+def _changes(new: pa.Table, old: pa.Table, as_of: date, cfg: LifecycleSettings, zone: str) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB with `changed` (rows to write, with since and the old stage) and `gone`."""
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    con.register("new", new)
+    con.register("old", old)
+    midnight = f"timezone('{zone}', (DATE '{as_of.isoformat()}' - CAST({{}} AS INTEGER))::TIMESTAMP)"
+    inactive = "coalesce(n.last_active_age, n.first_age)"
+    con.execute(f"""
+        CREATE TABLE changed AS
+        SELECT n.person_id, n.stage, o.stage AS old_stage, n.lapsing, n.first_ts, n.last_active_ts,
+          CASE WHEN o.stage = n.stage THEN o.since
+               WHEN n.stage = 'uninstall' THEN n.uninstall_ts
+               WHEN n.stage = 'churn' THEN {midnight.format(f"({inactive} - {cfg.churn_days})")}
+               WHEN n.stage = 'new' THEN n.first_ts
+               WHEN n.stage = 'resurrected' AND n.gap_return THEN {midnight.format("n.window_first_age")}
+               WHEN n.stage = 'resurrected' THEN coalesce(n.return_signal_ts, {midnight.format("n.window_first_age")})
+               ELSE {midnight.format("0")} END AS since
+        FROM new n LEFT JOIN old o USING (person_id)
+        WHERE o.stage IS DISTINCT FROM n.stage OR o.lapsing IS DISTINCT FROM n.lapsing
+    """)
+    con.execute("CREATE TABLE gone AS SELECT person_id FROM old ANTI JOIN new USING (person_id)")
+    return con
+
+
+def _upsert(engine: Engine):  # type: ignore[no-untyped-def]
+    module = postgresql if engine.dialect.name == "postgresql" else sqlite
+    stmt = module.insert(LifecycleStage)
+    keep = ("stage", "since", "lapsing", "first_seen_at", "last_active_at", "as_of", "updated_at")
+    return stmt.on_conflict_do_update(index_elements=["profile_id"], set_={k: stmt.excluded[k] for k in keep})
+
+
+def run(engine: Engine, view: EventsView, as_of: date, cfg: LifecycleSettings, zone: str, *,
+        now: datetime, rollup: str | None = None, step: Step | None = None, remove_missing: bool = True,
+        ) -> RunResult:
+    """Classify, compare with what is stored, write changes and transitions. Returns what happened."""
+    step = step or (lambda _label: None)
+    seconds: dict[str, float] = {}
+    started = time.perf_counter()
+    step("classifying")
+    new = classify_everyone(view, as_of, cfg, zone, token_signals(engine, day_end(as_of, zone)))
+    seconds["classify"] = time.perf_counter() - started
+    mark = time.perf_counter()
+    step("comparing with the stored stages")
+    diff = _changes(new, _stored(engine), as_of, cfg, zone)
+    changed = diff.sql("SELECT * FROM changed").to_arrow_table().to_pylist()
+    gone = [r[0] for r in diff.execute("SELECT person_id FROM gone").fetchall()] if remove_missing else []
+    by_stage = dict(diff.execute("SELECT stage, count(*) FROM new GROUP BY 1 ORDER BY 1").fetchall())
+    diff.close()
+    seconds["compare"] = time.perf_counter() - mark
+    mark = time.perf_counter()
+    step(f"storing {len(changed):,} changes")
+    pairs: dict[str, int] = {}
+    with engine.begin() as conn:
+        upsert = _upsert(engine)
+        for start in range(0, len(changed), WRITE_BATCH):
+            rows = changed[start:start + WRITE_BATCH]
+            conn.execute(upsert, [
+                {"profile_id": r["person_id"], "stage": r["stage"], "since": r["since"], "lapsing": r["lapsing"],
+                 "first_seen_at": r["first_ts"], "last_active_at": r["last_active_ts"], "as_of": as_of,
+                 "updated_at": now} for r in rows])
+            moves = [r for r in rows if r["old_stage"] != r["stage"]]
+            if moves:
+                conn.execute(insert(LifecycleTransition), [
+                    {"profile_id": r["person_id"], "from_stage": r["old_stage"], "to_stage": r["stage"],
+                     "at": r["since"], "detected_at": now, "source": TransitionSource.RUN.value} for r in moves])
+            for r in moves:
+                key = f"{r['old_stage'] or 'none'} -> {r['stage']}"
+                pairs[key] = pairs.get(key, 0) + 1
+        for batch in in_batches(gone):
+            conn.execute(delete(LifecycleStage).where(LifecycleStage.profile_id.in_(batch)))
+        users = sum(by_stage.values())
+        conn.execute(insert(LifecycleRun).values(
+            as_of=as_of, started_at=now, finished_at=now + timedelta(seconds=time.perf_counter() - started),
+            engine=view.engine, users=users,
+            changed=sum(pairs.values()), by_stage=by_stage))
+    seconds["store"] = time.perf_counter() - mark
+    ordered = {s.value: by_stage.get(s.value, 0) for s in Stage}
+    return RunResult(as_of, view.engine, users, ordered, sum(pairs.values()), dict(sorted(pairs.items())),
+                     len(gone), rollup, seconds)

@@ -1,0 +1,119 @@
+"""What counts as activity, written once as an Ibis expression: raw events -> one row per person and day.
+
+Lifecycle stages and behaviour segments never look at single events; they look at *person-days*: for each
+person and calendar day (in the workspace time zone) how many events they sent, how many of them were
+activity, what they spent, and the first/last moments of activity and of an uninstall signal. The same
+expression runs on DuckDB (where it also feeds the rollup kept up to date at ingestion, see
+`store/rollup.py`) and on any other Ibis backend (Spark over a lake: warehouse mode).
+
+:TRICKY: the calendar day is `CAST(timestamp AS DATE)` under the backend's *session* time zone, so whoever
+runs these expressions sets the session time zone to the workspace's first (`EventsBackend` does).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+
+import ibis
+import ibis.expr.types as ir
+
+from nudgekit.config import LifecycleSettings
+
+BEHAVIOUR_TYPES = ("track", "page", "screen")
+SEEN_TYPES = ("identify", "track", "page", "screen")
+"""Events that show a person exists (first seen). Aliases and groups do not."""
+
+ROLLUP_VERSION = 1
+"""Bump when the person-day columns change: stored rollups are then rebuilt."""
+
+PERSON_DAY_COLUMNS = ("person_id", "day", "events", "active", "revenue", "first_ts", "first_active_ts",
+                      "last_active_ts", "first_uninstall_ts", "last_uninstall_ts")
+
+
+@dataclass(frozen=True)
+class ActivitySpec:
+    """The settings the person-day rows depend on; a change means rebuilding the rollup."""
+
+    timezone: str
+    activity_events: tuple[str, ...]
+    ignore_events: tuple[str, ...]
+    uninstall_events: tuple[str, ...]
+    revenue_event: str
+    revenue_property: str
+
+    @classmethod
+    def from_settings(cls, timezone: str, lifecycle: LifecycleSettings) -> ActivitySpec:
+        return cls(timezone, tuple(lifecycle.activity_events), tuple(lifecycle.ignore_events),
+                   tuple(lifecycle.uninstall_events), lifecycle.revenue_event, lifecycle.revenue_property)
+
+    def fingerprint(self) -> str:
+        return json.dumps({"rollup": ROLLUP_VERSION, **self.__dict__}, sort_keys=True, ensure_ascii=False)
+
+
+def _glob(name: ir.StringValue, pattern: str) -> ir.BooleanValue:
+    """`message_*` style patterns: `*` matches any text, everything else itself."""
+    parts = pattern.split("*")
+    if len(parts) == 2 and not parts[1]:
+        return name.startswith(parts[0])
+    if len(parts) == 2 and not parts[0]:
+        return name.endswith(parts[1])
+    return name.re_search("^" + ".*".join(re.escape(p) for p in parts) + "$")
+
+
+def _matches(name: ir.StringValue, patterns: tuple[str, ...]) -> ir.BooleanValue:
+    exact = [p for p in patterns if "*" not in p]
+    wild = [p for p in patterns if "*" in p]
+    tests: list[ir.BooleanValue] = []
+    if exact:
+        tests.append(name.isin(exact))
+    tests += [_glob(name, p) for p in wild]
+    if not tests:
+        return ibis.literal(False)
+    out = tests[0]
+    for test in tests[1:]:
+        out = out | test
+    return out
+
+
+def is_activity(t: ir.Table, spec: ActivitySpec) -> ir.BooleanValue:
+    name = t.event.fill_null("")
+    test = t.type.isin(BEHAVIOUR_TYPES) & ~_matches(name, spec.ignore_events)
+    if spec.activity_events:
+        test = test & _matches(name, spec.activity_events)
+    return test
+
+
+def is_uninstall(t: ir.Table, spec: ActivitySpec) -> ir.BooleanValue:
+    return (t.type == "track") & _matches(t.event.fill_null(""), spec.uninstall_events)
+
+
+def revenue(t: ir.Table, spec: ActivitySpec) -> ir.FloatingValue:
+    """The revenue property of revenue events, as a number (text that is not a number counts as nothing)."""
+    if "properties" not in t.columns:
+        return ibis.null("float64")
+    amount = t.properties.cast("json")[spec.revenue_property].try_cast("float64")
+    return ibis.ifelse((t.type == "track") & (t.event == spec.revenue_event), amount, ibis.null("float64"))
+
+
+def person_days(events: ir.Table, spec: ActivitySpec, keys: tuple[str, ...] = ("person_id",)) -> ir.Table:
+    """Raw events (keys..., type, event, timestamp[, properties]) -> one row per person and local day."""
+    seen = events.filter(events.type.isin(SEEN_TYPES))
+    marked = seen.mutate(
+        day=seen.timestamp.date(),
+        _active=is_activity(seen, spec),
+        _uninstall=is_uninstall(seen, spec),
+        _revenue=revenue(seen, spec),
+    )
+    active, uninstall = marked._active, marked._uninstall
+    return marked.group_by([*keys, "day"]).aggregate(
+        events=marked.count(),
+        active=active.cast("int64").sum(),
+        revenue=marked._revenue.sum(),
+        first_ts=marked.timestamp.min(),
+        first_active_ts=marked.timestamp.min(where=active),
+        last_active_ts=marked.timestamp.max(where=active),
+        first_uninstall_ts=marked.timestamp.min(where=uninstall),
+        last_uninstall_ts=marked.timestamp.max(where=uninstall),
+    )

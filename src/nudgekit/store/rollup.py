@@ -1,0 +1,147 @@
+"""The activity rollup in the DuckDB event store: person-day rows kept up to date at every insert.
+
+A daily `lifecycle run` over two years of raw events would re-read every event every day; the rollup
+holds one row per person, day and insert batch (compacted to one per person and day by the next run),
+so the run reads a table many times smaller than the events.
+
+Rows are keyed by the *actor* an event arrived with (its user id, or its anonymous id when it had none),
+not by the resolved person: identity links arrive later than events (a visitor signs up), so the person
+is resolved when the rollup is read, through `identity_links`, exactly as `events_resolved` does.
+
+:TRICKY: the rows depend on settings (time zone, which events are activity, the revenue property).
+`rollup_meta` stores the fingerprint the rows were built with; inserts only add to a rollup whose
+fingerprint matches the workspace's settings, and the next reader rebuilds a stale one from the events.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from functools import cached_property
+
+import duckdb
+import ibis
+
+from nudgekit.store.activity import ActivitySpec, person_days
+
+ROLLUP = "activity_days"
+
+DDL = f"""
+CREATE TABLE IF NOT EXISTS {ROLLUP} (
+    actor VARCHAR NOT NULL,
+    is_anon BOOLEAN NOT NULL,
+    day DATE NOT NULL,
+    events BIGINT NOT NULL,
+    active BIGINT NOT NULL,
+    revenue DOUBLE,
+    first_ts TIMESTAMPTZ NOT NULL,
+    first_active_ts TIMESTAMPTZ,
+    last_active_ts TIMESTAMPTZ,
+    first_uninstall_ts TIMESTAMPTZ,
+    last_uninstall_ts TIMESTAMPTZ,
+    compacted BOOLEAN NOT NULL
+);
+CREATE TABLE IF NOT EXISTS rollup_meta (name VARCHAR PRIMARY KEY, fingerprint VARCHAR NOT NULL,
+                                        built_at TIMESTAMPTZ NOT NULL);
+"""
+
+INPUT_SCHEMA = ibis.schema({"actor": "string", "is_anon": "boolean", "type": "string", "event": "string",
+                            "timestamp": "timestamp('UTC')", "properties": "string"})
+
+RESOLVED_PERSON = ("coalesce(l.user_id, CASE WHEN r.is_anon THEN 'anon:' || r.actor ELSE r.actor END)")
+"""The person a rollup row `r` belongs to, with `identity_links l` joined on `l.alias_id = r.actor`."""
+
+
+class Rollup:
+    def __init__(self, spec: ActivitySpec) -> None:
+        self.spec = spec
+
+    @cached_property
+    def _delta_sql(self) -> str:
+        """The person-day expression compiled once for DuckDB, over a relation named rollup_input."""
+        source = ibis.table(INPUT_SCHEMA, name="rollup_input")
+        return ibis.to_sql(person_days(source, self.spec, keys=("actor", "is_anon")), dialect="duckdb")
+
+    def is_current(self, con: duckdb.DuckDBPyConnection) -> bool:
+        try:
+            rows = con.execute("SELECT fingerprint FROM rollup_meta WHERE name = ?", [ROLLUP]).fetchall()
+        except duckdb.CatalogException:
+            return False
+        return bool(rows) and rows[0][0] == self.spec.fingerprint()
+
+    def _aggregate(self, con: duckdb.DuckDBPyConnection, rows: str, target: str) -> None:
+        """`CREATE TEMP TABLE target` with the person-day rows of the events selected by `rows`."""
+        con.execute(
+            "CREATE OR REPLACE TEMP VIEW rollup_input AS SELECT coalesce(user_id, anonymous_id) AS actor, "
+            "user_id IS NULL AS is_anon, type, event, timestamp, properties "
+            f"FROM {rows} WHERE user_id IS NOT NULL OR anonymous_id IS NOT NULL"
+        )
+        con.execute(f"SET TimeZone = '{self.spec.timezone}'")
+        try:
+            con.execute(f"CREATE OR REPLACE TEMP TABLE {target} AS {self._delta_sql}")
+        finally:
+            con.execute("SET TimeZone = 'UTC'")
+            con.execute("DROP VIEW IF EXISTS rollup_input")
+
+    def add(self, con: duckdb.DuckDBPyConnection, rows: str) -> list[tuple[str, datetime]]:
+        """Inside the insert's transaction: add the inserted rows. Returns (person, last activity) of the
+        people who were active in them, for the lifecycle's at-once resurrection."""
+        self._aggregate(con, rows, "rollup_delta")
+        try:
+            if self.is_current(con):
+                con.execute(f"INSERT INTO {ROLLUP} BY NAME SELECT *, false AS compacted FROM rollup_delta")
+            rows = con.sql(  # Arrow, not fetchall: aware datetimes without pytz
+                f"SELECT {RESOLVED_PERSON} AS person_id, max(r.last_active_ts) AS at FROM rollup_delta r "
+                "LEFT JOIN identity_links l ON l.alias_id = r.actor WHERE r.active > 0 GROUP BY 1"
+            ).to_arrow_table()
+            return list(zip(rows.column("person_id").to_pylist(), rows.column("at").to_pylist(), strict=True))
+        finally:
+            con.execute("DROP TABLE IF EXISTS rollup_delta")
+
+    def rebuild(self, con: duckdb.DuckDBPyConnection, now: datetime) -> None:
+        """Recompute every row from the events (after a settings change, or the first time)."""
+        con.execute("BEGIN")
+        try:
+            con.execute(f"DROP TABLE IF EXISTS {ROLLUP}")
+            con.execute(DDL)
+            self._aggregate(con, "events", "rollup_full")
+            con.execute(f"INSERT INTO {ROLLUP} BY NAME SELECT *, true AS compacted FROM rollup_full")
+            con.execute("DROP TABLE rollup_full")
+            con.execute("INSERT OR REPLACE INTO rollup_meta VALUES (?, ?, ?)", [ROLLUP, self.spec.fingerprint(), now])
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+
+    def compact(self, con: duckdb.DuckDBPyConnection) -> int:
+        """Merge the rows inserts added since the last compaction into one row per person and day."""
+        con.execute("BEGIN")
+        try:
+            dirty = con.execute(
+                f"CREATE OR REPLACE TEMP TABLE dirty AS SELECT DISTINCT actor, is_anon, day FROM {ROLLUP} "
+                "WHERE NOT compacted"
+            ).fetchone()[0]  # type: ignore[index]
+            if dirty:
+                con.execute(
+                    f"""CREATE OR REPLACE TEMP TABLE merged AS
+                    SELECT actor, is_anon, day, sum(events), sum(active), sum(revenue), min(first_ts),
+                           min(first_active_ts), max(last_active_ts), min(first_uninstall_ts),
+                           max(last_uninstall_ts), true
+                    FROM {ROLLUP} a SEMI JOIN dirty USING (actor, is_anon, day) GROUP BY ALL"""
+                )
+                con.execute(f"DELETE FROM {ROLLUP} a USING dirty d "
+                            "WHERE a.actor = d.actor AND a.is_anon = d.is_anon AND a.day = d.day")
+                con.execute(f"INSERT INTO {ROLLUP} SELECT * FROM merged")
+                con.execute("DROP TABLE merged")
+            con.execute("DROP TABLE dirty")
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        return int(dirty)
+
+    def ensure(self, con: duckdb.DuckDBPyConnection, now: datetime) -> str:
+        """Make the rollup current and compact. Returns what it did: "rebuilt" or "compacted N"."""
+        if not self.is_current(con):
+            self.rebuild(con, now)
+            return "rebuilt"
+        return f"compacted {self.compact(con)}"

@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo
 import duckdb
 import ibis
 import pyarrow as pa
+import pyarrow.compute as pc
 from sqlalchemy import Engine, delete, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 
@@ -93,7 +94,16 @@ def classify_everyone(view: EventsView, as_of: date, cfg: LifecycleSettings, zon
     signal_table = ibis.memtable(signals) if signals is not None else None
     expr = classify.stages(facts, cfg, threshold=threshold, token_signals=signal_table,
                            window_start=day_start(as_of - timedelta(days=cfg.resurrected_days - 1), zone))
-    return view.con.to_pyarrow(expr)
+    return aware(view.con.to_pyarrow(expr), zone)
+
+
+def aware(table: pa.Table, zone: str) -> pa.Table:
+    """Timestamps as UTC instants. :TRICKY: Spark hands back naive wall-clock times in its session zone."""
+    for i, f in enumerate(table.schema):
+        if pa.types.is_timestamp(f.type) and f.type.tz is None:
+            local = pc.assume_timezone(table.column(i), zone, ambiguous="earliest", nonexistent="earliest")
+            table = table.set_column(i, f.name, local.cast(pa.timestamp("us", tz="UTC")))
+    return table
 
 
 def _stored(engine: Engine) -> pa.Table:

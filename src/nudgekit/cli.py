@@ -30,11 +30,14 @@ users_app = typer.Typer(help="Look at user profiles.", no_args_is_help=True)
 events_app = typer.Typer(help="Look at the event store.", no_args_is_help=True)
 keys_app = typer.Typer(help="API keys: write keys for ingestion, admin keys for /api/v1.", no_args_is_help=True)
 consent_app = typer.Typer(help="Record consent changes (append-only history).", no_args_is_help=True)
+lifecycle_app = typer.Typer(help="Lifecycle stages: New, Current, Power, Resurrected, Churn, Uninstall.",
+                            no_args_is_help=True)
 app.add_typer(import_app, name="import")
 app.add_typer(users_app, name="users")
 app.add_typer(events_app, name="events")
 app.add_typer(keys_app, name="keys")
 app.add_typer(consent_app, name="consent")
+app.add_typer(lifecycle_app, name="lifecycle")
 
 TIME_FORMATS = ["%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%d"]
 console = Console()
@@ -379,7 +382,23 @@ def _print_profile(found: dict[str, Any], zone: tzinfo) -> None:
         for t in found["push_tokens"]:
             tokens.add_row(t["platform"], t["app_id"] or "—", t["status"], t["token"][:16] + "…")
         console.print(tokens)
+    _print_lifecycle(found.get("lifecycle"), zone)
     _print_events(found["recent_events"], "recent events", zone)
+
+
+def _print_lifecycle(found: dict[str, Any] | None, zone: tzinfo) -> None:
+    if not found:
+        console.print("lifecycle stage: — (run [bold]nudge lifecycle run[/])")
+        return
+    if found["stage"]:
+        lapsing = " [yellow](lapsing: no activity within the usage cycle)[/]" if found["lapsing"] else ""
+        console.print(f"lifecycle stage: [bold]{found['stage']}[/] since {_when(found['since'], zone)}{lapsing}"
+                      f" (classified as of {found['as_of']})")
+    if found["transitions"]:
+        table = Table("at", "from", "to", "noticed", "by", title="stage transitions")
+        for t in found["transitions"]:
+            table.add_row(_when(t["at"], zone), t["from"] or "—", t["to"], _when(t["detected_at"], zone), t["source"])
+        console.print(table)
 
 
 def _print_events(events: list[dict[str, Any]], title: str, zone: tzinfo) -> None:
@@ -537,6 +556,116 @@ def consent_set(
     state = "granted" if result.state["granted"] else "withdrawn"
     note = "recorded" if result.recorded else "unchanged (already in that state then), nothing recorded"
     console.print(f"{user_id}: {channel.value}/{purpose.value} {state} since {result.state['at']} — {note}")
+
+
+# -- lifecycle ------------------------------------------------------------------------------------
+
+DateOpt = Annotated[datetime | None, typer.Option(
+    "--as-of", help="Classify as of the end of this day (workspace time zone; default today).", formats=["%Y-%m-%d"])]
+
+
+@lifecycle_app.command("run")
+def lifecycle_run(home: HomeOpt = None, as_of: DateOpt = None, as_json: JsonOpt = False) -> None:
+    """Classify every user, store stage and since, and record every transition."""
+    json_errors(as_json)
+    with workspace(home) as ws:
+        with progress_steps(as_json) as step:
+            result = ws.run_lifecycle(as_of.date() if as_of else None, step=step)
+    if as_json:
+        emit_json(result.as_dict())
+        return
+    console.print(f"[bold]{result.users:,}[/] people classified as of {result.as_of} on {result.engine}"
+                  f" in {sum(result.seconds.values()):.1f}s; {result.changed:,} changed stage"
+                  + (f", {result.removed:,} merged into others" if result.removed else ""))
+    table = Table("stage", "people", "share", title="stages")
+    for stage, count in result.by_stage.items():
+        table.add_row(stage, f"{count:,}", f"{count / result.users:.1%}" if result.users else "—")
+    console.print(table)
+    if result.transitions:
+        moves = Table("from", "to", "people", title="transitions recorded")
+        for pair, count in sorted(result.transitions.items(), key=lambda kv: -kv[1]):
+            old, new = pair.split(" -> ")
+            moves.add_row(old, new, f"{count:,}")
+        console.print(moves)
+
+
+@lifecycle_app.command("suggest")
+def lifecycle_suggest(
+    home: HomeOpt = None,
+    days: Annotated[int, typer.Option(min=14, max=730, help="Look back this many days.")] = 180,
+    as_json: JsonOpt = False,
+) -> None:
+    """Propose the usage cycle and churn window from the gaps between users' active days."""
+    json_errors(as_json)
+    with workspace(home) as ws:
+        found = ws.suggest_lifecycle(days)
+        current = ws.settings.lifecycle
+    data = found.as_dict()
+    if as_json:
+        emit_json(data)
+        return
+    if not found.returns:
+        fail("no user was active on two different days in the look-back period; nothing to learn from yet")
+    table = Table("gap (days)", "returns", "share", "cumulative", "", title=(
+        f"gaps between active days: {found.returns:,} returns by {found.people:,} people, last {days} days"))
+    width = max(r["share"] for r in data["distribution"])
+    for r in data["distribution"][:45]:
+        bar = "█" * max(1, round(30 * r["share"] / width)) if r["returns"] else ""
+        table.add_row(str(r["gap_days"]), f"{r['returns']:,}", f"{r['share']:.1%}", f"{r['cumulative']:.1%}", bar)
+    console.print(table)
+    if len(data["distribution"]) > 45:
+        console.print(f"… {len(data['distribution']) - 45} longer gaps not shown (--json has them all)")
+    console.print(f"suggested: usage_cycle_days = [bold]{found.usage_cycle_days}[/] (75% of returns within), "
+                  f"churn_days = [bold]{found.churn_days}[/] (90% of returns within)")
+    console.print(f"now in nudge.toml \\[lifecycle]: usage_cycle_days = {current.usage_cycle_days}, "
+                  f"churn_days = {current.churn_days}")
+
+
+@lifecycle_app.command("report")
+def lifecycle_report(
+    home: HomeOpt = None,
+    weeks: Annotated[int, typer.Option(min=1, max=104, help="How many weeks back.")] = 12,
+    date_from: Annotated[datetime | None, typer.Option("--from", help="Transition matrix: first day (default 4 weeks ago).",
+                                                       formats=["%Y-%m-%d"])] = None,
+    date_to: Annotated[datetime | None, typer.Option("--to", help="Transition matrix: last day (default today).",
+                                                     formats=["%Y-%m-%d"])] = None,
+    html: Annotated[Path | None, typer.Option(help="Also write a chart to this HTML file (self-contained).")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """People per stage per week, and the transition matrix between two days."""
+    from nudgekit.lifecycle.report import STAGES, write_html
+
+    json_errors(as_json)
+    with workspace(home) as ws:
+        with progress_steps(as_json) as step:
+            report = ws.lifecycle_report(weeks=weeks, matrix_from=date_from.date() if date_from else None,
+                                         matrix_to=date_to.date() if date_to else None, step=step)
+        brand = ws.settings.brand
+    if html:
+        write_html(report, html, f"{brand}: lifecycle")
+    if as_json:
+        emit_json({**report.as_dict(), "html": str(html) if html else None})
+        return
+    table = Table("week ending", *STAGES, title="people per stage")
+    for i, week in enumerate(report.weeks):
+        table.add_row(week.isoformat(), *[f"{report.counts[s][i]:,}" for s in STAGES])
+    console.print(table)
+    matrix = Table("from \\ to", *STAGES, title=f"transitions {report.matrix_from} → {report.matrix_to}")
+    for source, row in report.matrix.items():
+        matrix.add_row(source, *[f"{row[s]:,}" for s in STAGES])
+    console.print(matrix)
+    if html:
+        console.print(f"chart: {html}")
+
+
+@contextmanager
+def progress_steps(quiet: bool) -> Iterator[Callable[[str], None]]:
+    """A spinner naming the step a long command is on."""
+    if quiet:
+        yield lambda label: None
+        return
+    with err.status("starting") as status:
+        yield lambda label: status.update(label)
 
 
 def main() -> None:  # pragma: no cover

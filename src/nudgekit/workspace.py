@@ -206,6 +206,26 @@ class Workspace:
             return lifecycle_run.run(self.engine, view, as_of, self.settings.lifecycle, self.settings.timezone,
                                      now=self.clock(), rollup=rollup, step=step, remove_missing=as_of >= today)
 
+    def suggest_lifecycle(self, lookback_days: int = 180) -> Any:
+        """Proposed usage cycle and churn window from the gaps between users' active days."""
+        from nudgekit.lifecycle.suggest import suggest
+
+        self.flush()
+        self.backend.prepare(self.clock())
+        with self.backend.open() as view:
+            return suggest(view, self.today(), lookback_days)
+
+    def lifecycle_report(self, *, weeks: int = 12, matrix_from: date | None = None, matrix_to: date | None = None,
+                         step: Callable[[str], None] | None = None) -> Any:
+        """People per stage at the end of each of the last `weeks` weeks, and a transition matrix."""
+        from nudgekit.lifecycle.report import build
+
+        self.flush()
+        self.backend.prepare(self.clock())
+        with self.backend.open() as view:
+            return build(view, self.today(), self.settings.lifecycle, self.settings.timezone, weeks=weeks,
+                         matrix_from=matrix_from, matrix_to=matrix_to, step=step)
+
     def lifecycle_of(self, profile_id: str, *, transitions: int = 10) -> dict[str, Any] | None:
         """A person's stored stage, since when, and their latest transitions."""
         with self.sessions() as session:

@@ -7,6 +7,7 @@ signal — without the engine's one-pass shortcuts (bitmaps, "first active day i
 from __future__ import annotations
 
 import fnmatch
+import hashlib
 import json
 import math
 from collections import defaultdict
@@ -109,8 +110,11 @@ def _returned(active_days: list[date], acts: list[Ev], signals: list[datetime], 
 def to_messages(events: list[Ev]) -> list[dict]:
     """Segment-shaped messages for the Python API."""
     out = []
-    for i, e in enumerate(events):
-        m = {"type": e.type, "userId": e.person, "timestamp": e.at.isoformat(), "messageId": f"m{i}"}
+    seen: dict[str, int] = {}
+    for e in events:
+        key = hashlib.sha1(repr(e).encode()).hexdigest()[:16]
+        seen[key] = seen.get(key, 0) + 1  # the same event twice is two events, in any batch split
+        m = {"type": e.type, "userId": e.person, "timestamp": e.at.isoformat(), "messageId": f"{key}-{seen[key]}"}
         if e.type == "track":
             m["event"] = e.event
             m["properties"] = e.props or {}

@@ -1,0 +1,244 @@
+"""Lifecycle benchmark: `lifecycle run` as ratios to a plain scan of the events and to vectorised pandas.
+
+    .venv/bin/python bench/lifecycle.py [--users 2000000] [--keep DIR] [--json]
+
+Builds a demo shop's events with the demo generator (about 22 events per user), imports them into a
+workspace's DuckDB event store, then measures, each step in a fresh process (wall time and peak memory
+of that process):
+
+* floor      — the plain full scan every full recomputation must pay: one
+               `SELECT user_id, count(*), max(timestamp) FROM events GROUP BY user_id`, on the same engine;
+* full       — classifying everyone from the raw events (no rollup): the full recomputation;
+* rollup     — building the activity rollup from the events (what the first run pays once; afterwards
+               ingestion keeps it up to date);
+* daily      — classifying everyone from the rollup: what a daily run computes;
+* run        — the whole `ws.run_lifecycle()` twice: the first stores every user's stage and transition in
+               the state DB (SQLite), the second (the daily case) only what changed;
+* pandas     — the same rules in vectorised pandas from the same Parquet file, the strongest simple
+               alternative an analyst would write (it skips identity resolution, which we do).
+
+Targets (issue #3): full <= 2x the floor and <= 1.5 GB; daily <= 1x the floor; both >= 4x faster than
+pandas with <= a quarter of its memory. Tests never assert on these numbers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import resource
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+console = Console(stderr=True)
+AS_OF = datetime(2026, 11, 24, 0, 0, tzinfo=UTC)
+ZONE = "Asia/Seoul"
+
+
+def _peak_mb() -> float:
+    """This process's peak resident memory (VmHWM; ru_maxrss would include the parent's, inherited at fork)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _clock():  # type: ignore[no-untyped-def]
+    return lambda: datetime(2026, 11, 24, 3, 0, tzinfo=UTC)
+
+
+def step_floor(home: str) -> dict[str, Any]:
+    from nudgekit.workspace import Workspace
+
+    ws = Workspace.open(home, clock=_clock())
+    started = time.perf_counter()
+    with ws.events.reader() as con:
+        rows = con.sql("SELECT user_id, count(*), max(timestamp) FROM events GROUP BY user_id").to_arrow_table().num_rows
+    return {"seconds": time.perf_counter() - started, "rows": rows}
+
+
+def _classify(home: str, use_rollup: bool) -> dict[str, Any]:
+    from nudgekit.lifecycle.run import classify_everyone
+    from nudgekit.workspace import Workspace
+
+    ws = Workspace.open(home, clock=_clock())
+    started = time.perf_counter()
+    with ws.backend.open(use_rollup=use_rollup) as view:
+        assert view.from_rollup == use_rollup
+        result = classify_everyone(view, date(2026, 11, 23), ws.settings.lifecycle, ZONE)
+    counts = result.column("stage").value_counts().to_pylist()
+    return {"seconds": time.perf_counter() - started, "rows": result.num_rows,
+            "stages": {c["values"]: c["counts"] for c in counts}}
+
+
+def step_full(home: str) -> dict[str, Any]:
+    return _classify(home, use_rollup=False)
+
+
+def step_daily(home: str) -> dict[str, Any]:
+    return _classify(home, use_rollup=True)
+
+
+def step_rollup(home: str) -> dict[str, Any]:
+    from nudgekit.workspace import Workspace
+
+    ws = Workspace.open(home, clock=_clock())
+    started = time.perf_counter()
+    with ws.events.lease(hold_seconds=3600) as lease:
+        con = lease.connection()
+        ws.events.rollup.rebuild(con, ws.clock())  # type: ignore[union-attr]
+        rows = con.execute("SELECT count(*) FROM activity_days").fetchall()[0][0]
+    return {"seconds": time.perf_counter() - started, "rows": rows}
+
+
+def step_run(home: str) -> dict[str, Any]:
+    from nudgekit.workspace import Workspace
+
+    ws = Workspace.open(home, clock=_clock())
+    out = {}
+    for name in ("first", "daily"):
+        started = time.perf_counter()
+        result = ws.run_lifecycle(date(2026, 11, 23))
+        out[name] = {"seconds": time.perf_counter() - started, "changed": result.changed,
+                     "parts": {k: round(v, 2) for k, v in result.seconds.items()}}
+    ws.close()
+    return {"seconds": out["daily"]["seconds"], "runs": out}
+
+
+def step_pandas(events_file: str) -> dict[str, Any]:
+    """The same rules, vectorised, as an analyst would write them (revenue threshold, bitmaps and all)."""
+    import numpy as np
+    import pandas as pd
+
+    started = time.perf_counter()
+    df = pd.read_parquet(events_file, columns=["type", "event", "user_id", "anonymous_id", "timestamp", "properties"])
+    both = df[df["user_id"].notna() & df["anonymous_id"].notna()].sort_values("timestamp")
+    links = both.drop_duplicates("anonymous_id").set_index("anonymous_id")["user_id"]  # first link wins
+    person = df["user_id"].fillna(df["anonymous_id"].map(links)).fillna("anon:" + df["anonymous_id"].astype("string"))
+    local = df["timestamp"].dt.tz_convert(ZONE).dt.tz_localize(None)
+    day = local.values.astype("datetime64[D]")
+    age = (np.datetime64("2026-11-23") - day).astype(int)
+    keep = age >= 0
+    event = df["event"].fillna("")
+    active = df["type"].isin(["track", "page", "screen"]) & ~event.str.startswith("message_") & (event != "app_uninstalled")
+    uninstall = (df["type"] == "track") & (event == "app_uninstalled")
+    revenue = pd.to_numeric(df["properties"].str.extract(r'"revenue":\s*(-?[0-9.]+)')[0], errors="coerce")
+    revenue = revenue.where((event == "order_completed") & (age < 90))
+    frame = pd.DataFrame({"person": person, "age": age, "ts": df["timestamp"], "active": active,
+                          "uninstall": uninstall, "revenue": revenue})[keep]
+    g = frame.groupby("person")
+    facts = pd.DataFrame({"first_age": g["age"].max()})
+    act = frame[frame["active"]]
+    ga = act.groupby("person")
+    facts["last_active_age"] = ga["age"].min()
+    facts["last_active_ts"] = ga["ts"].max()
+    facts["uninstall_ts"] = frame[frame["uninstall"]].groupby("person")["ts"].max()
+    facts["power_days"] = act[act["age"] < 28].groupby("person")["age"].nunique()
+    facts["revenue"] = g["revenue"].sum().round(2)
+    before = act[act["age"] >= 14].groupby("person")
+    facts["before_age"] = before["age"].min()
+    facts["before_ts"] = before["ts"].max()
+    facts["window_first_age"] = act[act["age"] < 14].groupby("person")["age"].max()
+    buyers = facts["revenue"][facts["revenue"] > 0].sort_values(ascending=False)
+    threshold = buyers.iloc[max(1, int(np.ceil(len(buyers) * 0.10))) - 1] if len(buyers) else np.inf
+    inactive = facts["last_active_age"].fillna(facts["first_age"])
+    uninstalled = facts["uninstall_ts"].notna() & (facts["last_active_ts"].isna()
+                                                   | (facts["uninstall_ts"] > facts["last_active_ts"]))
+    returned = (facts["before_age"] - facts["window_first_age"]) >= 30
+    reinstalled = (facts["uninstall_ts"].notna() & (facts["last_active_ts"] > facts["uninstall_ts"])
+                   & (facts["before_ts"].isna() | (facts["before_ts"] < facts["uninstall_ts"])))
+    stage = np.select(
+        [uninstalled, inactive >= 30, facts["first_age"] < 7, returned | reinstalled,
+         (facts["power_days"].fillna(0) >= 12) | (facts["revenue"] >= threshold)],
+        ["uninstall", "churn", "new", "resurrected", "power"], "current")
+    counts = pd.Series(stage).value_counts().to_dict()
+    return {"seconds": time.perf_counter() - started, "rows": len(stage), "stages": counts}
+
+
+def _child(fn: Callable[[str], dict[str, Any]], arg: str, out: Any) -> None:
+    result = fn(arg)
+    result["peak_mb"] = _peak_mb()
+    out.put(result)
+
+
+def measure(fn: Callable[[str], dict[str, Any]], arg: str) -> dict[str, Any]:
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    proc = ctx.Process(target=_child, args=(fn, arg, queue))
+    proc.start()
+    result = queue.get()
+    proc.join()
+    return result
+
+
+def prepare(users: int, root: Path) -> tuple[Path, Path, int]:
+    from nudgekit.demo.generator import generate
+    from nudgekit.workspace import Workspace
+
+    home = root / "ws"
+    if (home / "events.duckdb").exists() and (root / "demo" / "events.parquet").exists():
+        ws = Workspace.open(home, clock=_clock())
+        return home, root / "demo" / "events.parquet", ws.events.count()
+    console.print(f"generating {users:,} users ...")
+    files = generate(root / "demo", users=users, seed=7, as_of=AS_OF, days=180)
+    ws, _ = Workspace.init(home, clock=_clock())
+    console.print(f"importing {files.events_count:,} events ...")
+    started = time.perf_counter()
+    report = ws.import_events(files.events)
+    console.print(f"  imported in {time.perf_counter() - started:.0f}s")
+    ws.close()
+    return home, files.events, report.stored
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--users", type=int, default=2_000_000)
+    parser.add_argument("--keep", type=Path, help="Keep (and reuse) the generated workspace in this folder.")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    root = args.keep or Path(tempfile.mkdtemp(prefix="nudge-bench-lifecycle-"))
+    root.mkdir(parents=True, exist_ok=True)
+    try:
+        home, events_file, events = prepare(args.users, root)
+        results: dict[str, Any] = {"users": args.users, "events": events}
+        for name, fn, arg in [("floor", step_floor, str(home)), ("full", step_full, str(home)),
+                              ("rollup", step_rollup, str(home)), ("daily", step_daily, str(home)),
+                              ("run", step_run, str(home)), ("pandas", step_pandas, str(events_file))]:
+            console.print(f"measuring {name} ...")
+            results[name] = measure(fn, arg)
+        floor, pandas = results["floor"], results["pandas"]
+        for name in ("full", "rollup", "daily", "run"):
+            r = results[name]
+            r["x_floor"] = r["seconds"] / floor["seconds"]
+            r["x_faster_than_pandas"] = pandas["seconds"] / r["seconds"]
+            r["memory_vs_pandas"] = r["peak_mb"] / pandas["peak_mb"]
+        results["same_stages_as_pandas"] = results["full"]["stages"] == pandas["stages"]
+        results["segment"] = "not measured: segments are not built yet"
+    finally:
+        if not args.keep:
+            shutil.rmtree(root, ignore_errors=True)
+    if args.json:
+        print(json.dumps(results, indent=2, default=str))
+        return
+    table = Table("step", "seconds", "peak MB", "× floor", "× faster than pandas", "memory / pandas",
+                  title=f"lifecycle on {results['users']:,} users, {results['events']:,} events")
+    for name in ("floor", "full", "rollup", "daily", "run", "pandas"):
+        r = results[name]
+        table.add_row(name, f"{r['seconds']:.2f}", f"{r['peak_mb']:,.0f}", f"{r.get('x_floor', 1):.2f}"
+                      if name != "pandas" else "", f"{r['x_faster_than_pandas']:.1f}" if "x_faster_than_pandas" in r
+                      else "", f"{r['memory_vs_pandas']:.2f}" if "memory_vs_pandas" in r else "")
+    Console().print(table)
+    Console().print(f"stages (full): {results['full']['stages']}\nstages (pandas): {pandas['stages']}\n"
+                    f"run: {results['run']['runs']}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,154 @@
+"""`lifecycle run` through a workspace: stored stages and transitions (SQLite and PostgreSQL), the rollup,
+at-once resurrection, and the CLI."""
+
+from __future__ import annotations
+
+import json
+import random
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from typer.testing import CliRunner
+
+from nudgekit.cli import app
+from nudgekit.lifecycle.run import classify_everyone
+from nudgekit.profiles.contacts import FieldError
+from nudgekit.store.state import LifecycleStage, LifecycleTransition
+from nudgekit.workspace import Workspace
+
+from . import reference
+from .conftest import AS_OF, ZONE, at
+from .reference import Ev, to_messages
+from .test_stages import random_events
+
+NOW = datetime(2026, 11, 24, 5, 0, tzinfo=UTC)  # 14:00 in Seoul on AS_OF
+
+
+def store(ws: Workspace, events: list[Ev]) -> None:
+    result = ws.ingest(to_messages(events))
+    assert not result.rejects, result.rejects[:3]
+    ws.events.append(result.rows)
+
+
+def stored(ws: Workspace) -> dict[str, tuple[str, bool]]:
+    with ws.sessions() as s:
+        return {r.profile_id: (r.stage, r.lapsing) for r in s.query(LifecycleStage)}
+
+
+@pytest.fixture
+def today(clock):  # type: ignore[no-untyped-def]
+    clock.now = NOW
+    return clock
+
+
+def test_run_stores_the_reference_stages_and_a_second_run_changes_nothing(ws, today):
+    events, _ = random_events(random.Random(3), 80, days=90)
+    events = [e for e in events if e.at <= NOW]
+    store(ws, events)
+    first = ws.run_lifecycle()
+    assert first.rollup == "rebuilt"
+    expected = reference.stages(events, AS_OF, ws.settings.lifecycle, ZONE)
+    assert stored(ws) == expected
+    assert first.changed == len(expected) and set(first.transitions) == {f"none -> {s}" for s, _ in expected.values()}
+    again = ws.run_lifecycle()
+    assert again.changed == 0 and again.transitions == {}
+    with ws.sessions() as s:
+        assert s.query(LifecycleTransition).count() == len(expected)
+
+
+def test_a_day_later_the_churned_are_recorded_as_transitions(ws, today):
+    store(ws, [Ev("a", "track", "app_opened", at(29)), Ev("a", "track", "app_opened", at(40))])
+    ws.run_lifecycle()
+    assert stored(ws) == {"a": ("current", False)}
+    today.advance(days=1)
+    result = ws.run_lifecycle()
+    assert result.transitions == {"current -> churn": 1}
+    found = ws.lifecycle_of("a")
+    assert found["stage"] == "churn"
+    assert found["since"] == "2026-11-24T15:00:00+00:00"  # 30 days after the last active day, local midnight
+    assert [t["to"] for t in found["transitions"]] == ["churn", "current"]
+
+
+def test_rollup_with_uncompacted_pieces_equals_the_raw_events(sqlite_ws, today):
+    ws = sqlite_ws
+    events, _ = random_events(random.Random(8), 60, days=60)
+    events = [e for e in events if e.at <= NOW]
+    ws.run_lifecycle()  # builds the (empty) rollup so later inserts add pieces to it
+    for chunk in (events[0::3], events[1::3], events[2::3]):
+        store(ws, chunk)
+    with ws.events.reader() as con:
+        pieces = con.execute("SELECT count(*), count(DISTINCT (actor, day)) FROM activity_days").fetchall()[0]
+    assert pieces[0] > pieces[1]  # some person-days are in several pieces
+    with ws.backend.open() as view:
+        assert view.from_rollup
+        via_rollup = classify_everyone(view, AS_OF, ws.settings.lifecycle, ZONE).sort_by("person_id")
+    with ws.backend.open(use_rollup=False) as view:
+        via_events = classify_everyone(view, AS_OF, ws.settings.lifecycle, ZONE).sort_by("person_id")
+    assert via_rollup.to_pylist() == via_events.to_pylist()
+
+
+def test_an_event_from_a_churned_user_resurrects_them_at_once(ws, today):
+    store(ws, [Ev("c", "track", "app_opened", at(45)), Ev("u", "track", "app_opened", at(10)),
+               Ev("u", "track", "app_uninstalled", at(9)), Ev("k", "track", "app_opened", at(1))])
+    ws.run_lifecycle()
+    assert stored(ws) == {"c": ("churn", True), "u": ("uninstall", False), "k": ("new", False)}
+    # late history (older than what we knew) changes nothing; a message receipt is not activity
+    store(ws, [Ev("c", "track", "app_opened", at(50)), Ev("u", "track", "message_opened", at(0, 9))])
+    assert stored(ws)["c"][0] == "churn" and stored(ws)["u"][0] == "uninstall"
+    # through the spool, as the HTTP server stores events
+    rows = ws.ingest(to_messages([Ev("c", "track", "app_opened", at(0, 13)),
+                                  Ev("u", "screen", "home", at(0, 13, 30))])).rows
+    ws.events.spool(rows)
+    ws.events.drain()
+    assert stored(ws)["c"] == ("resurrected", False) and stored(ws)["u"] == ("resurrected", False)
+    moves = ws.lifecycle_of("c")["transitions"]
+    assert moves[0] == {"from": "churn", "to": "resurrected", "at": at(0, 13).isoformat(),
+                        "detected_at": NOW.isoformat(), "source": "event"}
+    assert ws.run_lifecycle().changed == 0  # the run agrees
+
+
+def test_as_of_in_the_future_is_refused(sqlite_ws, today):
+    with pytest.raises(FieldError, match="future"):
+        sqlite_ws.run_lifecycle(AS_OF + timedelta(days=1))
+
+
+def test_changing_what_counts_as_activity_rebuilds_the_rollup(tmp_path, today):
+    ws, _ = Workspace.init(tmp_path / "w", clock=today)
+    store(ws, [Ev("a", "track", "app_opened", at(1)), Ev("a", "track", "order_completed", at(40))])
+    assert ws.run_lifecycle().rollup == "rebuilt"
+    ws.close()
+    config = tmp_path / "w" / "nudge.toml"
+    config.write_text(config.read_text().replace("[lifecycle]", '[lifecycle]\nactivity_events = ["order_completed"]'))
+    ws = Workspace.open(tmp_path / "w", clock=today)
+    result = ws.run_lifecycle()
+    assert result.rollup == "rebuilt" and result.transitions == {"resurrected -> churn": 1}
+    assert stored(ws)["a"][0] == "churn"
+    ws.close()
+
+
+def test_cli_lifecycle_run_suggest_report(tmp_path, today, monkeypatch):
+    home = tmp_path / "cli"
+    ws, _ = Workspace.init(home, clock=today)
+    events = [Ev(f"p{i}", "track", "app_opened", at(d)) for i in range(30) for d in range(0, 60, 1 + i % 9)]
+    store(ws, events)
+    ws.close()
+    runner = CliRunner(env={"NUDGE_HOME": str(home)})
+    run = runner.invoke(app, ["lifecycle", "run", "--json", "--as-of", "2026-11-20"])
+    assert run.exit_code == 0, run.output
+    out = json.loads(run.stdout)
+    assert out["as_of"] == "2026-11-20" and out["users"] == 30 and sum(out["by_stage"].values()) == 30
+    shown = runner.invoke(app, ["users", "show", "p1", "--json"])
+    assert json.loads(shown.stdout)["lifecycle"]["stage"] in {"power", "current"}
+    suggest = json.loads(runner.invoke(app, ["lifecycle", "suggest", "--json"]).stdout)
+    assert suggest["returns"] > 0 and 1 <= suggest["usage_cycle_days"] <= suggest["churn_days"] <= 9
+    assert abs(sum(r["share"] for r in suggest["distribution"]) - 1) < 1e-9
+    chart = tmp_path / "lc.html"
+    report = runner.invoke(app, ["lifecycle", "report", "--weeks", "3", "--json", "--html", str(chart)])
+    assert report.exit_code == 0, report.output
+    data = json.loads(report.stdout)
+    assert len(data["weeks"]) == 3 and data["weeks"][-1] == "2026-11-24"
+    assert sum(sum(row.values()) for row in data["transitions"]["matrix"].values()) == 30
+    page = chart.read_text()
+    assert "<script src=" not in page and "plotly" in page.lower()
+    text = runner.invoke(app, ["lifecycle", "run", "--as-of", "2026-12-01"])
+    assert text.exit_code == 2 and "future" in text.output

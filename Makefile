@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 USERS ?= 20000
 
-.PHONY: demo test install install-test lint bench clean
+.PHONY: demo test install install-test lint bench bench-lifecycle clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,9 @@ test: install-test
 
 bench: install-test
 	$(BIN)/python bench/ingest.py
+
+bench-lifecycle: install-test
+	$(BIN)/python bench/lifecycle.py
 
 clean:
 	rm -rf $(VENV) .nudge .pytest_cache

@@ -38,6 +38,11 @@ app.add_typer(events_app, name="events")
 app.add_typer(keys_app, name="keys")
 app.add_typer(consent_app, name="consent")
 app.add_typer(lifecycle_app, name="lifecycle")
+segment_app = typer.Typer(help="Segments: declared in YAML or JSON, previewed, exported; manual lists.",
+                          no_args_is_help=True)
+list_app = typer.Typer(help="Manual lists of users, for `list: NAME` in segments.", no_args_is_help=True)
+segment_app.add_typer(list_app, name="list")
+app.add_typer(segment_app, name="segment")
 
 TIME_FORMATS = ["%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%d"]
 console = Console()
@@ -656,6 +661,143 @@ def lifecycle_report(
     console.print(matrix)
     if html:
         console.print(f"chart: {html}")
+
+
+# -- segments -------------------------------------------------------------------------------------
+
+
+def _segment(file: Path) -> Any:
+    from nudgekit.segments.model import SegmentError, load
+
+    try:
+        return load(file)
+    except SegmentError as exc:
+        fail(str(exc), 2)
+
+
+@segment_app.command("preview")
+def segment_preview(file: Path, home: HomeOpt = None, as_json: JsonOpt = False) -> None:
+    """Size, reach per channel (with and without advertising consent), stages and a sample of members."""
+    from nudgekit.segments.model import SegmentError
+
+    json_errors(as_json)
+    segment = _segment(file)
+    with workspace(home) as ws:
+        with progress_steps(as_json) as step:
+            step(f"evaluating {segment.name}")
+            try:
+                found = ws.segment_preview(segment)
+            except SegmentError as exc:
+                fail(str(exc), 2)
+    if as_json:
+        emit_json(found.as_dict())
+        return
+    share = f"{found.size / found.everyone:.1%}" if found.everyone else "—"
+    console.print(f"[bold]{segment.name}[/]: [bold]{found.size:,}[/] people ({share} of {found.everyone:,})")
+    reach = Table("channel", "reachable", "with advertising consent", title="reach")
+    for channel, counts in found.reach.items():
+        reach.add_row(channel, f"{counts['reachable']:,}", f"{counts['with_advertising_consent']:,}")
+    console.print(reach)
+    if found.by_stage:
+        console.print("by stage: " + ", ".join(f"{k} {v:,}" for k, v in found.by_stage.items()))
+    if found.sample:
+        sample = Table("person", "user id", "stage", title="sample of members")
+        for r in found.sample:
+            sample.add_row(r["person_id"], r["user_id"] or "—", r["stage"] or "—")
+        console.print(sample)
+
+
+@segment_app.command("export")
+def segment_export(
+    file: Path,
+    out: Annotated[Path, typer.Option("--out", help="users.csv or users.parquet")],
+    home: HomeOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Write every member (person_id, user_id, anonymous_id, stage) to CSV or Parquet."""
+    from nudgekit.segments.audience import export
+    from nudgekit.segments.model import SegmentError
+
+    json_errors(as_json)
+    segment = _segment(file)
+    if out.suffix.lower() not in (".csv", ".parquet"):
+        fail(f"{out}: the file must end in .csv or .parquet", 2)
+    with workspace(home) as ws:
+        with progress_steps(as_json) as step:
+            step(f"evaluating {segment.name}")
+            try:
+                table = ws.segment_members(segment)
+            except SegmentError as exc:
+                fail(str(exc), 2)
+    kind = export(table, out)
+    if as_json:
+        emit_json({"segment": segment.name, "members": table.num_rows, "file": str(out), "format": kind})
+        return
+    console.print(f"{table.num_rows:,} members of {segment.name} written to {out}")
+
+
+@segment_app.command("check")
+def segment_check(file: Path, user_id: str, home: HomeOpt = None, as_json: JsonOpt = False) -> None:
+    """Is one user a member right now? (the single-user check journeys use)"""
+    json_errors(as_json)
+    segment = _segment(file)
+    with workspace(home) as ws:
+        started = time.perf_counter()
+        member = ws.is_member(segment, user_id)
+        seconds = time.perf_counter() - started
+    if as_json:
+        emit_json({"segment": segment.name, "user_id": user_id, "member": member, "seconds": seconds})
+        return
+    console.print(f"{user_id} {'[green]is[/]' if member else '[red]is not[/]'} in {segment.name} "
+                  f"({seconds * 1000:.0f} ms)")
+
+
+def _list_change(name: str, file: Path, home: Path | None, as_json: bool, remove: bool) -> None:
+    from nudgekit.segments.lists import ListError
+
+    json_errors(as_json)
+    with workspace(home) as ws:
+        try:
+            change = ws.change_list(name, file, remove=remove)
+        except ListError as exc:
+            fail(str(exc), 2)
+    if as_json:
+        emit_json(change.as_dict())
+        return
+    verb = f"{change.removed:,} removed" if remove else f"{change.added:,} added"
+    console.print(f"list {name}: {verb}, {change.unchanged:,} unchanged, {change.members:,} members now")
+    if change.unknown:
+        console.print(f"[yellow]{len(change.unknown):,} ids are not known users and were not added[/]: "
+                      + ", ".join(change.unknown[:10]) + (" …" if len(change.unknown) > 10 else ""))
+
+
+@list_app.command("add")
+def list_add(name: str, file: Path, home: HomeOpt = None, as_json: JsonOpt = False) -> None:
+    """Add the users in FILE (CSV with a user_id column, or Parquet) to list NAME (created if new)."""
+    _list_change(name, file, home, as_json, remove=False)
+
+
+@list_app.command("remove")
+def list_remove(name: str, file: Path, home: HomeOpt = None, as_json: JsonOpt = False) -> None:
+    """Remove the users in FILE from list NAME."""
+    _list_change(name, file, home, as_json, remove=True)
+
+
+@list_app.command("show")
+def list_show(home: HomeOpt = None, as_json: JsonOpt = False) -> None:
+    """Every list and how many members it has."""
+    from nudgekit.segments.lists import all_lists
+
+    json_errors(as_json)
+    with workspace(home) as ws:
+        found = all_lists(ws.engine)
+    if as_json:
+        emit_json(found)
+        return
+    table = Table("list", "members", "updated")
+    for r in found:
+        table.add_row(r["list"], f"{r['members']:,}", r["updated_at"][:16])
+    console.print(table)
 
 
 @contextmanager

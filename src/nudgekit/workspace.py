@@ -226,6 +226,47 @@ class Workspace:
             return build(view, self.today(), self.settings.lifecycle, self.settings.timezone, weeks=weeks,
                          matrix_from=matrix_from, matrix_to=matrix_to, step=step)
 
+    # -- segments ------------------------------------------------------------------------------
+
+    def segment_preview(self, segment: Any) -> Any:
+        """Size, reach per channel with and without advertising consent, stages, a sample of members."""
+        from nudgekit.segments import audience
+
+        self.flush()
+        self.backend.prepare(self.clock())
+        with self.backend.open() as view:
+            return audience.preview(self.engine, view, segment, today=self.today(), zone=self.settings.timezone,
+                                    declared=self.settings.traits)
+
+    def segment_members(self, segment: Any) -> pa.Table:
+        """Every member: person_id, user_id, anonymous_id, stage."""
+        from nudgekit.segments import audience
+
+        self.flush()
+        self.backend.prepare(self.clock())
+        with self.backend.open() as view:
+            return audience.members(self.engine, view, segment, today=self.today(), zone=self.settings.timezone,
+                                    declared=self.settings.traits)
+
+    def is_member(self, segment: Any, user_id: str) -> bool:
+        """Does this user (or anonymous visitor) belong to the segment now? For one event at a time."""
+        from nudgekit.segments import audience
+
+        check_user_id(user_id)
+        person = self.resolve(user_id) or user_id
+        self.flush()
+        with self.backend.open(use_rollup=False) as view:
+            return audience.is_member(self.engine, view, segment, person, today=self.today(),
+                                      zone=self.settings.timezone, declared=self.settings.traits)
+
+    def change_list(self, name: str, path: Path | str, *, remove: bool = False) -> Any:
+        """Add (or remove) the users in a file to (from) a manual list."""
+        from nudgekit.segments import lists
+
+        source = Path(path)
+        return lists.change(self.engine, name, lists.read_ids(source), remove=remove, now=self.clock(),
+                            source=source.name)
+
     def lifecycle_of(self, profile_id: str, *, transitions: int = 10) -> dict[str, Any] | None:
         """A person's stored stage, since when, and their latest transitions."""
         with self.sessions() as session:

@@ -41,6 +41,8 @@ class EventsView:
     events: ir.Table
     person_days: ir.Table
     from_rollup: bool
+    local: bool = False
+    """Reading the workspace's own DuckDB file (its raw `events` and `identity_links` tables are there)."""
 
     def execute_arrow(self, expr: ir.Expr) -> Any:
         return self.con.to_pyarrow(expr)
@@ -107,7 +109,7 @@ class EventsBackend:
                 events = con.table("events_resolved").select("person_id", "type", "event", "timestamp", "properties")
                 current = use_rollup and self.store.rollup is not None and self.store.rollup.is_current(raw)
                 days = _rollup_person_days(con) if current else person_days(events, self.spec)
-                yield EventsView(con, "duckdb", events, days, current)
+                yield EventsView(con, "duckdb", events, days, current, local=True)
             finally:
                 raw.execute("SET TimeZone = 'UTC'")
 

@@ -180,6 +180,24 @@ class LifecycleRun(Base):
     by_stage: Mapped[dict[str, Any]] = mapped_column(JSON)
 
 
+class SegmentList(Base):
+    """A manual list of users (uploaded from a file); segments refer to it with `list: NAME`."""
+
+    __tablename__ = "segment_lists"
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class SegmentListMember(Base):
+    __tablename__ = "segment_list_members"
+    list_name: Mapped[str] = mapped_column(String(100), ForeignKey("segment_lists.name"), primary_key=True)
+    profile_id: Mapped[str] = mapped_column(String(255), primary_key=True, index=True)
+    added_at: Mapped[datetime]
+    source: Mapped[str | None] = mapped_column(String(255))
+    """The file the member came from."""
+
+
 def in_batches(values: list[str], size: int = 5000) -> list[list[str]]:
     """Split the values of an IN (...) list so no backend meets its parameter limit."""
     return [values[i:i + size] for i in range(0, len(values), size)]

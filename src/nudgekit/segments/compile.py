@@ -1,0 +1,323 @@
+"""A segment -> one Ibis expression: everyone seen, joined with who they are and what they did, and a
+boolean `member` column. The same expression runs on DuckDB and on Spark.
+
+The people side (traits, contact points, consent, lists, stored stages) comes from the state DB as Arrow
+tables (`segments/people.py`) joined in the backend; every behaviour condition becomes a few aggregates
+in *one* pass over the events (only the event names the segment mentions, only as far back as it looks).
+
+Semantics a marketer should know (docs/segments.md): every day is a calendar day in the workspace time
+zone; `ne` and `not_in` also match people without that trait; a `sum` over no events is 0 while an `avg`
+over none matches nothing; `first`/`last` match nobody who never performed the event.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import ibis
+import ibis.expr.types as ir
+
+from nudgekit.segments import model as m
+from nudgekit.segments.people import Needs, consent_column, list_column, trait_column, trait_date_column
+from nudgekit.store.activity import SEEN_TYPES
+from nudgekit.store.backend import EventsView
+
+HEX = "0123456789abcdef"
+
+
+def bucket_of(person_id: ir.StringValue, salt: str) -> ir.IntegerValue:
+    """0-99 from md5(salt:person_id): the first six hex digits as a number, modulo 100 — the same on every
+    backend and in Python (`bucket_in_python`)."""
+    digest = (ibis.literal(f"{salt}:") + person_id).hexdigest("md5")
+    digits = ibis.literal(HEX)
+    value: ir.IntegerValue = ibis.literal(0)
+    for i in range(6):
+        value = value + digits.find(digest.substr(i, 1)) * (16 ** (5 - i))
+    return value % 100
+
+
+def bucket_in_python(person_id: str, salt: str) -> int:
+    import hashlib
+
+    return int(hashlib.md5(f"{salt}:{person_id}".encode()).hexdigest()[:6], 16) % 100
+
+
+def needs_of(segment: m.Segment) -> Needs:
+    needs = Needs()
+    for c in m.walk(segment.where):
+        if isinstance(c, m.TraitCondition):
+            needs.traits.add(c.trait)
+            if c.test is None:
+                needs.date_traits.add(c.trait)
+        elif isinstance(c, m.ConsentCondition):
+            needs.consents.add((c.consent.channel.value, c.consent.purpose.value))
+        elif isinstance(c, m.ListCondition):
+            needs.lists.add(c.list)
+        elif isinstance(c, m.ReachableCondition):
+            needs.reach = True
+        elif isinstance(c, m.AcquisitionCondition):
+            needs.acquisition = True
+        elif isinstance(c, m.StageCondition):
+            needs.stages = True
+    return needs
+
+
+def behaviours(segment: m.Segment) -> list[m.BehaviourCondition]:
+    return [c for c in m.walk(segment.where) if isinstance(c, m.BehaviourCondition)]
+
+
+@dataclass
+class Context:
+    today: date
+    zone: str
+    trait_types: dict[str, str]
+    leaf_ids: dict[int, int] = field(default_factory=dict)
+    """id(behaviour condition) -> its number among the aggregates."""
+
+    def day_start(self, day: date) -> datetime:
+        return datetime.combine(day, time(0), ZoneInfo(self.zone)).astimezone(UTC)
+
+
+def _age(day: ir.DateValue, today: date) -> ir.IntegerValue:
+    return ibis.literal(today).delta(day, unit="day")
+
+
+def _window(day: ir.DateValue, window: m.Window, today: date) -> ir.BooleanValue:
+    if window.within_last_days is not None:
+        age = _age(day, today)
+        return (age >= 0) & (age < window.within_last_days)
+    if window.at_least_days_ago is not None:
+        return _age(day, today) >= window.at_least_days_ago
+    if window.between is not None:
+        return (day >= window.between[0]) & (day <= window.between[1])
+    return ibis.literal(True)
+
+
+def _compare(col: ir.Value, test: m.Test, cast: Any = None) -> ir.BooleanValue:
+    conv = cast or (lambda v: v)
+    op, value = test.op, test.value
+    if op == m.Op.EXISTS:
+        return col.notnull()
+    if op == m.Op.NOT_EXISTS:
+        return col.isnull()
+    if op == m.Op.EQ:
+        return (col == conv(value)).fill_null(False)
+    if op == m.Op.NE:
+        return (col != conv(value)).fill_null(True)
+    if op == m.Op.IN:
+        return col.isin([conv(v) for v in value]).fill_null(False)
+    if op == m.Op.NOT_IN:
+        return col.notin([conv(v) for v in value]).fill_null(True)
+    if op == m.Op.LT:
+        return (col < conv(value)).fill_null(False)
+    if op == m.Op.LTE:
+        return (col <= conv(value)).fill_null(False)
+    if op == m.Op.GT:
+        return (col > conv(value)).fill_null(False)
+    if op == m.Op.GTE:
+        return (col >= conv(value)).fill_null(False)
+    if op == m.Op.BETWEEN:
+        return ((col >= conv(value[0])) & (col <= conv(value[1]))).fill_null(False)
+    if op == m.Op.CONTAINS:
+        return col.cast("string").contains(str(value)).fill_null(False)  # type: ignore[attr-defined]
+    raise AssertionError(op)
+
+
+def _number(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise m.SegmentError(f"{value!r} is not a number")
+    return float(value)
+
+
+def _trait(wide: ir.Table, c: m.TraitCondition, ctx: Context) -> ir.BooleanValue:
+    col = wide[trait_column(c.trait)]
+    kind = ctx.trait_types.get(c.trait, "string")
+    if c.test is None:  # relative date: a datetime trait, or text holding an ISO date
+        if kind not in ("datetime", "string"):
+            raise m.SegmentError(f'trait "{c.trait}" is a {kind}, not a date: within_last_days / at_least_days_ago '
+                                 "need a datetime trait (or text like 2026-11-24)")
+        moment = wide[trait_date_column(c.trait)]
+        window = m.Window(within_last_days=c.within_last_days, at_least_days_ago=c.at_least_days_ago)
+        return (moment.notnull() & _window(moment.date(), window, ctx.today)).fill_null(False)
+    test = c.test
+    if test.op == m.Op.CONTAINS and kind == "list":
+        element = json.dumps(test.value, ensure_ascii=False)
+        import re
+
+        return col.re_search(r"[\[,]\s*" + re.escape(element) + r"\s*[,\]]").fill_null(False)
+    if kind == "number" and test.op not in m.NO_VALUE and test.op != m.Op.CONTAINS:
+        return _compare(col, test, _number)
+    if kind == "datetime" and test.op not in m.NO_VALUE:
+        return _compare(col, test, lambda v: ctx.day_start(v if isinstance(v, date) else date.fromisoformat(str(v))))
+    if kind == "boolean" and test.op not in m.NO_VALUE:
+        return _compare(col, test, bool)
+    return _compare(col, test, lambda v: v if isinstance(v, str) else json.dumps(v))
+
+
+def _property(ev: ir.Table, f: m.PropertyFilter) -> ir.BooleanValue:
+    raw = ev.properties.cast("json")[f.property]
+    test = m.Test(op=f.op, value=f.value)
+    if f.op in m.NO_VALUE:
+        return raw.notnull() if f.op == m.Op.EXISTS else raw.isnull()
+    sample = f.value[0] if isinstance(f.value, list) and f.value else f.value
+    if isinstance(sample, bool):
+        return _compare(raw.str.lower(), test, lambda v: "true" if v else "false")
+    if isinstance(sample, int | float) and f.op != m.Op.CONTAINS:
+        return _compare(raw.try_cast("float64"), test, float)
+    return _compare(raw.str, test, str)
+
+
+def behaviour_aggregates(ev: ir.Table, leaves: list[m.BehaviourCondition], today: date) -> ir.Table:
+    """One GROUP BY person over the events the leaves mention."""
+    names = sorted({c.event for c in leaves})
+    relevant = ev.filter(ev.event.isin(names))
+    bounds = [_lower_bound(c, today) for c in leaves]
+    if all(b is not None for b in bounds):
+        earliest = min(b for b in bounds if b is not None)
+        relevant = relevant.filter(relevant.timestamp.date() >= earliest)
+    day = relevant.timestamp.date()
+    metrics: dict[str, ir.Value] = {}
+    for i, c in enumerate(leaves):
+        base = relevant.event == c.event
+        for f in c.where:
+            base = base & _property(relevant, f)
+        inside = base & _window(day, c.window, today)
+        metrics[f"b{i}_count"] = relevant.person_id.count(where=inside)
+        if c.sum is not None:
+            metrics[f"b{i}_sum"] = relevant.properties.cast("json")[c.sum.property].try_cast("float64").sum(where=inside)
+        if c.avg is not None:
+            metrics[f"b{i}_avg"] = relevant.properties.cast("json")[c.avg.property].try_cast("float64").mean(where=inside)
+        if c.first is not None:
+            metrics[f"b{i}_first"] = day.min(where=base)
+        if c.last is not None:
+            metrics[f"b{i}_last"] = day.max(where=base)
+    return relevant.group_by("person_id").aggregate(**metrics)
+
+
+def _lower_bound(c: m.BehaviourCondition, today: date) -> date | None:
+    """The oldest day a leaf looks at, or None when it needs all history."""
+    if c.first or c.last:
+        return None
+    if c.within_last_days is not None:
+        return today - timedelta(days=c.within_last_days - 1)
+    if c.between is not None:
+        return c.between[0]
+    return None
+
+
+def _amount(col: ir.NumericValue, t: m.AmountTest) -> ir.BooleanValue:
+    out: ir.BooleanValue = ibis.literal(True)
+    for name, op in (("gte", "__ge__"), ("lte", "__le__"), ("gt", "__gt__"), ("lt", "__lt__"), ("eq", "__eq__")):
+        bound = getattr(t, name)
+        if bound is not None:
+            out = out & getattr(col, op)(bound)
+    return out.fill_null(False)
+
+
+def _behaviour(wide: ir.Table, c: m.BehaviourCondition, ctx: Context) -> ir.BooleanValue:
+    i = ctx.leaf_ids[id(c)]
+    count = wide[f"b{i}_count"].fill_null(0)
+    tests: list[ir.BooleanValue] = []
+    if c.performed is False:
+        tests.append(count == 0)
+    elif c.count is not None:
+        if c.count.eq is not None:
+            tests.append(count == c.count.eq)
+        if c.count.gte is not None:
+            tests.append(count >= c.count.gte)
+        if c.count.lte is not None:
+            tests.append(count <= c.count.lte)
+    if c.sum is not None:
+        tests.append(_amount(wide[f"b{i}_sum"].fill_null(0), c.sum))
+    if c.avg is not None:
+        tests.append(_amount(wide[f"b{i}_avg"], c.avg))
+    if c.first is not None:
+        tests.append(_window(wide[f"b{i}_first"], c.first, ctx.today).fill_null(False))
+    if c.last is not None:
+        tests.append(_window(wide[f"b{i}_last"], c.last, ctx.today).fill_null(False))
+    if not tests:
+        tests.append(count >= 1)
+    out = tests[0]
+    for t in tests[1:]:
+        out = out & t
+    return out
+
+
+def _stage(wide: ir.Table, c: m.StageCondition, ctx: Context) -> ir.BooleanValue:
+    out = wide.stage.isin([s.value for s in c.stage]).fill_null(False)
+    if c.entered_within_last_days is not None:
+        out = out & _window(wide.stage_since.date(), m.Window(within_last_days=c.entered_within_last_days),
+                            ctx.today).fill_null(False)
+    if c.lapsing is not None:
+        out = out & (wide.lapsing.fill_null(False) == c.lapsing)
+    return out
+
+
+def predicate(wide: ir.Table, c: Any, ctx: Context) -> ir.BooleanValue:
+    if isinstance(c, m.AllOf):
+        parts = [predicate(wide, x, ctx) for x in c.all]
+        out = parts[0]
+        for p in parts[1:]:
+            out = out & p
+        return out
+    if isinstance(c, m.AnyOf):
+        parts = [predicate(wide, x, ctx) for x in c.any]
+        out = parts[0]
+        for p in parts[1:]:
+            out = out | p
+        return out
+    if isinstance(c, m.NotOf):
+        return ~predicate(wide, c.not_, ctx)
+    if isinstance(c, m.TraitCondition):
+        return _trait(wide, c, ctx)
+    if isinstance(c, m.BehaviourCondition):
+        return _behaviour(wide, c, ctx)
+    if isinstance(c, m.StageCondition):
+        return _stage(wide, c, ctx)
+    if isinstance(c, m.ReachableCondition):
+        return wide[f"reach__{c.reachable}"].fill_null(False)
+    if isinstance(c, m.ConsentCondition):
+        granted = wide[consent_column(c.consent.channel.value, c.consent.purpose.value)].fill_null(False)
+        return granted if c.granted else ~granted
+    if isinstance(c, m.AcquisitionCondition):
+        out: ir.BooleanValue = ibis.literal(True)
+        for name, test in c.tests().items():
+            out = out & _compare(wide[name], test, str)
+        return out
+    if isinstance(c, m.BucketCondition):
+        b = bucket_of(wide.person_id, c.bucket.salt)
+        return (b >= c.bucket.from_) & (b < c.bucket.to)
+    if isinstance(c, m.ListCondition):
+        return wide[list_column(c.list)].fill_null(False)
+    raise AssertionError(type(c))
+
+
+def universe(view: EventsView, people: ir.Table) -> ir.Table:
+    """Everyone: every profile in the state DB and every person seen in the events."""
+    if view.from_rollup:
+        seen = view.person_days.select("person_id")
+    else:
+        seen = view.events.filter(view.events.type.isin(SEEN_TYPES)).select("person_id")
+    return people.select("person_id").union(seen, distinct=True)
+
+
+def evaluate(segment: m.Segment, view: EventsView, people: ir.Table, stages: ir.Table | None, *, today: date,
+             zone: str, trait_types: dict[str, str], everyone: ir.Table | None = None) -> ir.Table:
+    """Everyone (or `everyone`), their people columns, and `member`."""
+    ctx = Context(today, zone, trait_types)
+    wide = (everyone if everyone is not None else universe(view, people)).left_join(people, "person_id")
+    wide = wide.drop(*[c for c in wide.columns if c.endswith("_right")])
+    if stages is not None:
+        wide = wide.left_join(stages, "person_id")
+        wide = wide.drop(*[c for c in wide.columns if c.endswith("_right")])
+    leaves = behaviours(segment)
+    if leaves:
+        ctx.leaf_ids = {id(c): i for i, c in enumerate(leaves)}
+        aggregates = behaviour_aggregates(view.events, leaves, today)
+        wide = wide.left_join(aggregates, "person_id")
+        wide = wide.drop(*[c for c in wide.columns if c.endswith("_right")])
+    return wide.mutate(member=predicate(wide, segment.where, ctx))

@@ -1,0 +1,188 @@
+"""Segments against the plain-Python reference: every condition kind, random trees, set laws, preview,
+single-user checks, manual lists, and the CLI."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from typer.testing import CliRunner
+
+from nudgekit.cli import app
+from nudgekit.segments.model import SegmentError, load, parse
+
+from . import reference
+from .catalog import COMBINED, CONDITIONS
+from .world import build
+
+
+@pytest.fixture(scope="module")
+def shop(tmp_path_factory):  # type: ignore[no-untyped-def]
+    ws, world = build(tmp_path_factory.mktemp("shop"), seed=21, people=80)
+    yield ws, world
+    ws.close()
+
+
+def engine_members(ws, where) -> set[str]:  # type: ignore[no-untyped-def]
+    table = ws.segment_members(parse({"name": "t", "where": where}))
+    return set(table.column("person_id").to_pylist())
+
+
+@pytest.mark.parametrize("where", CONDITIONS + COMBINED, ids=lambda w: json.dumps(w, ensure_ascii=False)[:60])
+def test_each_condition_matches_the_reference(shop, where):
+    ws, world = shop
+    segment = parse({"name": "t", "where": where})
+    assert engine_members(ws, where) == reference.members(world, segment)
+
+
+def test_the_catalog_is_not_trivial(shop):
+    _, world = shop
+    sizes = [len(reference.members(world, parse({"name": "t", "where": w}))) for w in CONDITIONS]
+    assert sum(1 for n in sizes if 0 < n < len(world)) >= len(CONDITIONS) - 4
+
+
+def trees(depth: int = 2):  # type: ignore[no-untyped-def]
+    leaf = st.sampled_from(CONDITIONS)
+    if depth == 0:
+        return leaf
+    sub = trees(depth - 1)
+    return st.one_of(leaf, st.builds(lambda xs: {"all": xs}, st.lists(sub, min_size=1, max_size=3)),
+                     st.builds(lambda xs: {"any": xs}, st.lists(sub, min_size=1, max_size=3)),
+                     st.builds(lambda x: {"not": x}, sub))
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(where=trees())
+def test_random_trees_match_the_reference(shop, where):
+    ws, world = shop
+    assert engine_members(ws, where) == reference.members(world, parse({"name": "t", "where": where}))
+
+
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(a=st.sampled_from(CONDITIONS), b=st.sampled_from(CONDITIONS))
+def test_set_laws(shop, a, b):
+    ws, world = shop
+    everyone = set(world)
+    assert engine_members(ws, {"all": [a, {"not": a}]}) == set()
+    assert engine_members(ws, {"any": [a, {"not": a}]}) == everyone
+    assert engine_members(ws, {"not": {"all": [a, b]}}) == engine_members(ws, {"any": [{"not": a}, {"not": b}]})
+    assert engine_members(ws, {"not": {"any": [a, b]}}) == engine_members(ws, {"all": [{"not": a}, {"not": b}]})
+
+
+def test_preview_counts_reach_with_and_without_consent(shop):
+    ws, world = shop
+    segment = parse({"name": "buyers", "where": {"event": "order_completed"}})
+    found = ws.segment_preview(segment)
+    expected = reference.members(world, segment)
+    assert found.size == len(expected) and found.everyone == len(world)
+    for channel, reach in {"push": "push", "sms": "phone", "email": "email", "kakao": "kakao"}.items():
+        reachable = {p for p in expected if getattr(world[p], reach)}
+        consented = {p for p in reachable if world[p].consents.get(channel)}
+        assert found.reach[channel] == {"reachable": len(reachable), "with_advertising_consent": len(consented)}
+    assert sum(found.by_stage.values()) == found.size
+    assert {r["person_id"] for r in found.sample} <= expected and len(found.sample) == min(10, len(expected))
+
+
+def test_single_user_check_agrees_with_the_batch(shop):
+    ws, world = shop
+    for where in (COMBINED[0], CONDITIONS[20], CONDITIONS[36], CONDITIONS[49]):
+        segment = parse({"name": "t", "where": where})
+        expected = reference.members(world, segment)
+        for pid in list(world)[:12]:
+            assert ws.is_member(segment, pid) == (pid in expected), (where, pid)
+
+
+def test_manual_list_add_and_remove(tmp_path, shop):
+    ws, world = shop
+    add = tmp_path / "add.csv"
+    add.write_text("user_id\nu001\nu002\nnobody\nu001\n")
+    first = ws.change_list("winners", add)
+    assert (first.added, first.unknown, first.members) == (2, ["nobody"], 2)
+    assert engine_members(ws, {"list": "winners"}) == {"u001", "u002"}
+    again = ws.change_list("winners", add)
+    assert (again.added, again.unchanged) == (0, 2)
+    drop = tmp_path / "drop.csv"
+    drop.write_text("user_id\nu002\n")
+    gone = ws.change_list("winners", drop, remove=True)
+    assert (gone.removed, gone.members) == (1, 1)
+    assert engine_members(ws, {"list": "winners"}) == {"u001"}
+
+
+@pytest.mark.parametrize("text, problem", [
+    ("name: x\nwhere:\n  all:\n    - evnt: a\n", "where.all.0: a condition starts with one of"),
+    ("name: x\nwhere:\n  trait: points\n  op: between\n  value: 3\n", '"between" needs two values'),
+    ("name: x\nwhere:\n  event: a\n  count: {}\n", "count needs gte"),
+    ("name: x\nwhere:\n  stage: sleeping\n", "where.stage"),
+    ("name: x\nwhere:\n  bucket: {salt: a, from: 20, to: 10}\n", "from must be below to"),
+    ("name: x\nwhere: [\n", "cannot be read as YAML"),
+    ("- just a list\n", "a segment is a mapping"),
+])
+def test_bad_segment_files_say_where_and_why(tmp_path, text, problem):
+    path = tmp_path / "s.yaml"
+    path.write_text(text)
+    with pytest.raises(SegmentError, match=None) as caught:
+        load(path)
+    assert problem in str(caught.value)
+
+
+def test_relative_dates_need_a_date_trait_or_text_holding_a_date(shop):
+    ws, _ = shop
+    with pytest.raises(SegmentError, match="not a date"):
+        engine_members(ws, {"trait": "points", "within_last_days": 3})
+    assert engine_members(ws, {"trait": "plan", "within_last_days": 3}) == set()  # text, but no dates in it
+
+
+def test_text_traits_holding_iso_dates_work_with_relative_dates(tmp_path):
+    from nudgekit.workspace import Workspace
+
+    from .world import NOW, at
+
+    ws, _ = Workspace.init(tmp_path / "t", clock=lambda: NOW)
+    ws.ingest([{"type": "identify", "userId": "a", "traits": {"joined": at(2, 9).isoformat()}},
+               {"type": "identify", "userId": "b", "traits": {"joined": at(9, 9).date().isoformat()}},
+               {"type": "identify", "userId": "c", "traits": {"joined": "soon"}}])
+    assert engine_members(ws, {"trait": "joined", "within_last_days": 7}) == {"a"}
+    assert engine_members(ws, {"trait": "joined", "at_least_days_ago": 7}) == {"b"}
+    ws.close()
+
+
+def test_cli_preview_export_check_and_lists(shop, tmp_path):
+    ws, world = shop
+    home = ws.settings.home
+    seg = tmp_path / "vip.yaml"
+    seg.write_text("name: vip\nwhere:\n  all:\n    - trait: points\n      op: gte\n      value: 1200\n"
+                   "    - reachable: sms\n")
+    runner = CliRunner(env={"NUDGE_HOME": str(home)})
+    preview = runner.invoke(app, ["segment", "preview", str(seg), "--json"])
+    assert preview.exit_code == 0, preview.output
+    expected = reference.members(world, load(seg))
+    assert json.loads(preview.stdout)["size"] == len(expected)
+    text = runner.invoke(app, ["segment", "preview", str(seg)])
+    assert "vip" in text.output and "with advertising consent" in text.output
+    for kind in ("csv", "parquet"):
+        out = tmp_path / f"vip.{kind}"
+        done = runner.invoke(app, ["segment", "export", str(seg), "--out", str(out), "--json"])
+        assert done.exit_code == 0, done.output and json.loads(done.stdout)["members"] == len(expected)
+    assert set((tmp_path / "vip.csv").read_text().split("\n")[1:-1]) == {
+        line for line in (tmp_path / "vip.csv").read_text().split("\n")[1:-1]}
+    import pyarrow.parquet as pq
+
+    assert set(pq.read_table(tmp_path / "vip.parquet").column("person_id").to_pylist()) == expected
+    someone = sorted(expected)[0]
+    check = json.loads(runner.invoke(app, ["segment", "check", str(seg), someone, "--json"]).stdout)
+    assert check["member"] is True
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\nwhere: {trait: a}\n")
+    refused = runner.invoke(app, ["segment", "preview", str(bad), "--json"])
+    assert refused.exit_code == 2 and "give op" in json.loads(refused.stdout)["error"]
+    wrong = runner.invoke(app, ["segment", "export", str(seg), "--out", str(tmp_path / "x.xlsx")])
+    assert wrong.exit_code == 2
+    ids = tmp_path / "ids.csv"
+    ids.write_text("user_id\nu003\n")
+    assert json.loads(runner.invoke(app, ["segment", "list", "add", "cli", str(ids), "--json"]).stdout)["added"] == 1
+    lists = json.loads(runner.invoke(app, ["segment", "list", "show", "--json"]).stdout)
+    assert {"list": "cli", "members": 1} in [{k: r[k] for k in ("list", "members")} for r in lists]
+    _ = random

@@ -204,7 +204,8 @@ class Workspace:
         rollup = self.backend.prepare(self.clock())
         with self.backend.open() as view:
             return lifecycle_run.run(self.engine, view, as_of, self.settings.lifecycle, self.settings.timezone,
-                                     now=self.clock(), rollup=rollup, step=step, remove_missing=as_of >= today)
+                                     now=self.clock(), rollup=rollup, step=step, remove_missing=as_of >= today,
+                                     snapshot=self.settings.home / "lifecycle")
 
     def suggest_lifecycle(self, lookback_days: int = 180) -> Any:
         """Proposed usage cycle and churn window from the gaps between users' active days."""

@@ -43,7 +43,9 @@ def run_engine(con, events: list[Ev], cfg: LifecycleSettings | None = None, as_o
     cfg = cfg or LifecycleSettings()
     set_session_zone(con, zone)
     t = events_table(con, events)
-    view = EventsView(con, con.name, t, person_days(t, ActivitySpec.from_settings(zone, cfg)), False)
+    actors = t.rename(actor="person_id").mutate(is_anon=ibis.literal(False))
+    spec = ActivitySpec.from_settings(zone, cfg)
+    view = EventsView(con, con.name, t, person_days(actors, spec, keys=("actor", "is_anon")), False)
     signal_table = None
     signals = {p: t for p, t in (signals or {}).items() if t.astimezone(ZoneInfo(zone)).date() <= as_of}
     if signals:

@@ -16,22 +16,6 @@ from .conftest import AS_OF, run_engine
 from .reference import to_messages
 from .test_stages import random_events
 
-pyspark = pytest.importorskip("pyspark")
-
-
-@pytest.fixture(scope="module")
-def spark():  # type: ignore[no-untyped-def]
-    from pyspark.sql import SparkSession
-
-    session = (SparkSession.builder.master("local[2]").appName("nudgekit-tests")
-               .config("spark.ui.enabled", "false").config("spark.sql.shuffle.partitions", "4")
-               .config("spark.sql.warehouse.dir", "/tmp/nudgekit-spark-warehouse")
-               .config("spark.driver.bindAddress", "127.0.0.1").config("spark.driver.host", "127.0.0.1")
-               .getOrCreate())
-    session.sparkContext.setLogLevel("ERROR")
-    yield session
-    session.stop()
-
 
 def _spark_engine(spark, tmp_path: Path, name: str):  # type: ignore[no-untyped-def]
     con = ibis.pyspark.connect(spark)

@@ -52,20 +52,21 @@ def ages(days: ir.Table, as_of: date) -> ir.Table:
     return kept.mutate(age=ibis.literal(as_of).delta(kept.day, unit="day").cast("int32"))
 
 
-def person_facts(days: ir.Table, as_of: date, cfg: LifecycleSettings) -> ir.Table:
-    """One row per person: the few facts every stage rule needs."""
+def person_facts(days: ir.Table, as_of: date, cfg: LifecycleSettings,
+                 keys: tuple[str, ...] = ("person_id",)) -> ir.Table:
+    """One row per person (or per `keys`): the few facts every stage rule needs."""
     t = ages(days, as_of)
     is_active = t.active > 0
     in_window = t.age < cfg.resurrected_days
     one = ibis.literal(1, "int32")
-    return t.group_by("person_id").aggregate(
+    return t.group_by(list(keys)).aggregate(
         first_age=t.age.max(),
         first_ts=t.first_ts.min(),
         last_active_age=t.age.min(where=is_active),
         last_active_ts=t.last_active_ts.max(where=is_active),
         uninstall_ts=t.last_uninstall_ts.max(),
         power_bits=bit_or(ibis.ifelse(is_active & (t.age < cfg.power_window_days), one << t.age, 0)),
-        revenue=t.revenue.sum(where=t.age < cfg.power_revenue_days).round(2),
+        revenue=t.revenue.sum(where=t.age < cfg.power_revenue_days),
         before_window_age=t.age.min(where=is_active & ~in_window),
         before_window_ts=t.last_active_ts.max(where=is_active & ~in_window),
         window_first_age=t.age.max(where=is_active & in_window),
@@ -74,11 +75,22 @@ def person_facts(days: ir.Table, as_of: date, cfg: LifecycleSettings) -> ir.Tabl
     )
 
 
-def buyers(days: ir.Table, as_of: date, cfg: LifecycleSettings) -> ir.Table:
-    """Revenue per person over the revenue window, for people who spent anything."""
-    t = ages(days, as_of)
-    recent = t.filter(t.age < cfg.power_revenue_days)
-    return recent.group_by("person_id").aggregate(revenue=recent.revenue.sum().round(2)).filter(ibis._.revenue > 0)
+MERGE = {"first_age": "max", "first_ts": "min", "last_active_age": "min", "last_active_ts": "max",
+         "uninstall_ts": "max", "power_bits": "bit_or", "revenue": "sum", "before_window_age": "min",
+         "before_window_ts": "max", "window_first_age": "max", "signal_before_window": "max",
+         "signal_in_window": "min"}
+"""How two rows of facts of the same person combine: every fact is a min, max, sum or bit-or."""
+
+
+def merge_facts(facts: ir.Table) -> ir.Table:
+    """Facts per actor (with person_id resolved) -> facts per person. Revenue is rounded to cents here,
+    once, so engines that add in different orders still agree."""
+    def combine(name: str, how: str) -> ir.Value:
+        column = facts[name]
+        return bit_or(column) if how == "bit_or" else getattr(column, how)()
+
+    merged = facts.group_by("person_id").aggregate(**{n: combine(n, how) for n, how in MERGE.items()})
+    return merged.mutate(revenue=merged.revenue.round(2))
 
 
 def top_k(buyers: int, cfg: LifecycleSettings) -> int:

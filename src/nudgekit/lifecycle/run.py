@@ -7,11 +7,13 @@ Only what changed is written to the state DB, so a daily run writes the day's tr
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as dtime
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -19,7 +21,8 @@ import duckdb
 import ibis
 import pyarrow as pa
 import pyarrow.compute as pc
-from sqlalchemy import Engine, delete, insert, select
+import pyarrow.parquet as pq
+from sqlalchemy import Engine, delete, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from nudgekit.config import LifecycleSettings
@@ -83,18 +86,23 @@ def token_signals(engine: Engine, until: datetime) -> pa.Table | None:
 def classify_everyone(view: EventsView, as_of: date, cfg: LifecycleSettings, zone: str,
                       signals: pa.Table | None = None) -> pa.Table:
     """Stage (and the facts `since` is derived from) for every person seen up to the as-of day."""
+    # one pass over the person-days; the revenue threshold and the stages read the (cached) facts
+    by_actor = classify.person_facts(view.actor_days, as_of, cfg, keys=("actor", "is_anon"))
+    facts = classify.merge_facts(view.resolve(by_actor)).cache()
     threshold = None
     if cfg.power_revenue_top_percent > 0:
-        buyers = classify.buyers(view.person_days, as_of, cfg)
+        buyers = facts.filter(facts.revenue > 0)
         k = classify.top_k(int(view.con.execute(buyers.count())), cfg)
         if k:
             kth = buyers.order_by([ibis.desc("revenue"), "person_id"]).limit(1, offset=k - 1).revenue
             threshold = float(view.con.execute(kth).iloc[0])
-    facts = classify.person_facts(view.person_days, as_of, cfg)
-    signal_table = ibis.memtable(signals) if signals is not None else None
+    signal_table = view.table(signals) if signals is not None else None
     expr = classify.stages(facts, cfg, threshold=threshold, token_signals=signal_table,
                            window_start=day_start(as_of - timedelta(days=cfg.resurrected_days - 1), zone))
-    return aware(view.con.to_pyarrow(expr), zone)
+    try:
+        return aware(view.con.to_pyarrow(expr), zone)
+    finally:
+        facts.release()
 
 
 def aware(table: pa.Table, zone: str) -> pa.Table:
@@ -106,20 +114,51 @@ def aware(table: pa.Table, zone: str) -> pa.Table:
     return table
 
 
-def _stored(engine: Engine) -> pa.Table:
+def _stored(engine: Engine, snapshot: Path | None) -> pa.Table:
+    """The stored (person, stage, lapsing).
+
+    :TRICKY: reading two million rows back from the state DB every day costs more than classifying
+    them. The last run leaves its result next to the workspace (`snapshot`, named by its run id); when
+    that run is still the latest, the snapshot plus the rows changed since (at-once resurrections) is
+    the stored state. Otherwise — another machine ran, or there is no snapshot — everything is read.
+    """
     with engine.connect() as conn:
-        rows = conn.execute(select(LifecycleStage.profile_id, LifecycleStage.stage, LifecycleStage.since,
-                                   LifecycleStage.lapsing)).all()
-    return pa.table({
-        "person_id": pa.array([r[0] for r in rows], pa.string()),
-        "stage": pa.array([r[1] for r in rows], pa.string()),
-        "since": pa.array([r[2] for r in rows], pa.timestamp("us", tz="UTC")),
-        "lapsing": pa.array([r[3] for r in rows], pa.bool_()),
-    })
+        last = conn.execute(select(LifecycleRun.id, LifecycleRun.started_at)
+                            .order_by(LifecycleRun.id.desc()).limit(1)).first()
+        if snapshot is not None and last is not None and (path := snapshot / f"run-{last[0]}.parquet").exists():
+            base = pq.read_table(path)
+            fresh = conn.execute(select(LifecycleStage.profile_id, LifecycleStage.stage, LifecycleStage.lapsing)
+                                 .where(LifecycleStage.updated_at >= last[1])).all()
+            if not fresh:
+                return base
+            patch = _table(fresh)
+            kept = base.filter(pc.invert(pc.is_in(base.column("person_id"), value_set=patch.column("person_id"))))
+            return pa.concat_tables([kept, patch])
+        return _table(conn.execute(select(LifecycleStage.profile_id, LifecycleStage.stage,
+                                          LifecycleStage.lapsing)).all())
+
+
+def _table(rows: Any) -> pa.Table:
+    return pa.table({"person_id": pa.array([r[0] for r in rows], pa.string()),
+                     "stage": pa.array([r[1] for r in rows], pa.string()),
+                     "lapsing": pa.array([r[2] for r in rows], pa.bool_())})
+
+
+def _save_snapshot(snapshot: Path | None, run_id: int, new: pa.Table) -> None:
+    if snapshot is None:
+        return
+    snapshot.mkdir(parents=True, exist_ok=True)
+    tmp = snapshot / f".run-{run_id}.parquet.tmp"
+    pq.write_table(new.select(["person_id", "stage", "lapsing"]), tmp)
+    os.replace(tmp, snapshot / f"run-{run_id}.parquet")
+    for old in snapshot.glob("run-*.parquet"):
+        if old.name != f"run-{run_id}.parquet":
+            old.unlink(missing_ok=True)
 
 
 def _changes(new: pa.Table, old: pa.Table, as_of: date, cfg: LifecycleSettings, zone: str) -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB with `changed` (rows to write, with since and the old stage) and `gone`."""
+    """An in-memory DuckDB with `moved` (new or changed stage, with since), `lapsed` (same stage, lapsing
+    changed) and `gone` (stored, but no longer a person of their own: folded into another)."""
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
     con.register("new", new)
@@ -127,18 +166,19 @@ def _changes(new: pa.Table, old: pa.Table, as_of: date, cfg: LifecycleSettings, 
     midnight = f"timezone('{zone}', (DATE '{as_of.isoformat()}' - CAST({{}} AS INTEGER))::TIMESTAMP)"
     inactive = "coalesce(n.last_active_age, n.first_age)"
     con.execute(f"""
-        CREATE TABLE changed AS
+        CREATE TABLE moved AS
         SELECT n.person_id, n.stage, o.stage AS old_stage, n.lapsing, n.first_ts, n.last_active_ts,
-          CASE WHEN o.stage = n.stage THEN o.since
-               WHEN n.stage = 'uninstall' THEN n.uninstall_ts
+          CASE WHEN n.stage = 'uninstall' THEN n.uninstall_ts
                WHEN n.stage = 'churn' THEN {midnight.format(f"({inactive} - {cfg.churn_days})")}
                WHEN n.stage = 'new' THEN n.first_ts
                WHEN n.stage = 'resurrected' AND n.gap_return THEN {midnight.format("n.window_first_age")}
                WHEN n.stage = 'resurrected' THEN coalesce(n.return_signal_ts, {midnight.format("n.window_first_age")})
                ELSE {midnight.format("0")} END AS since
         FROM new n LEFT JOIN old o USING (person_id)
-        WHERE o.stage IS DISTINCT FROM n.stage OR o.lapsing IS DISTINCT FROM n.lapsing
+        WHERE o.stage IS DISTINCT FROM n.stage
     """)
+    con.execute("CREATE TABLE lapsed AS SELECT n.person_id, n.lapsing FROM new n JOIN old o USING (person_id) "
+                "WHERE o.stage = n.stage AND o.lapsing IS DISTINCT FROM n.lapsing")
     con.execute("CREATE TABLE gone AS SELECT person_id FROM old ANTI JOIN new USING (person_id)")
     return con
 
@@ -152,7 +192,7 @@ def _upsert(engine: Engine):  # type: ignore[no-untyped-def]
 
 def run(engine: Engine, view: EventsView, as_of: date, cfg: LifecycleSettings, zone: str, *,
         now: datetime, rollup: str | None = None, step: Step | None = None, remove_missing: bool = True,
-        ) -> RunResult:
+        snapshot: Path | None = None) -> RunResult:
     """Classify, compare with what is stored, write changes and transitions. Returns what happened."""
     step = step or (lambda _label: None)
     seconds: dict[str, float] = {}
@@ -162,39 +202,45 @@ def run(engine: Engine, view: EventsView, as_of: date, cfg: LifecycleSettings, z
     seconds["classify"] = time.perf_counter() - started
     mark = time.perf_counter()
     step("comparing with the stored stages")
-    diff = _changes(new, _stored(engine), as_of, cfg, zone)
-    changed = diff.sql("SELECT * FROM changed").to_arrow_table().to_pylist()
+    old = _stored(engine, snapshot)
+    diff = _changes(new, old, as_of, cfg, zone)
+    moved = diff.sql("SELECT * FROM moved").to_arrow_table().to_pylist()
+    lapsed = diff.sql("SELECT * FROM lapsed").to_arrow_table().to_pylist()
     gone = [r[0] for r in diff.execute("SELECT person_id FROM gone").fetchall()] if remove_missing else []
     by_stage = dict(diff.execute("SELECT stage, count(*) FROM new GROUP BY 1 ORDER BY 1").fetchall())
     diff.close()
     seconds["compare"] = time.perf_counter() - mark
     mark = time.perf_counter()
-    step(f"storing {len(changed):,} changes")
+    step(f"storing {len(moved):,} changes")
     pairs: dict[str, int] = {}
+    for r in moved:
+        key = f"{r['old_stage'] or 'none'} -> {r['stage']}"
+        pairs[key] = pairs.get(key, 0) + 1
     with engine.begin() as conn:
-        upsert = _upsert(engine)
-        for start in range(0, len(changed), WRITE_BATCH):
-            rows = changed[start:start + WRITE_BATCH]
-            conn.execute(upsert, [
+        # a first classification only inserts; later ones update in place
+        write = insert(LifecycleStage) if old.num_rows == 0 else _upsert(engine)
+        for start in range(0, len(moved), WRITE_BATCH):
+            rows = moved[start:start + WRITE_BATCH]
+            conn.execute(write, [
                 {"profile_id": r["person_id"], "stage": r["stage"], "since": r["since"], "lapsing": r["lapsing"],
                  "first_seen_at": r["first_ts"], "last_active_at": r["last_active_ts"], "as_of": as_of,
                  "updated_at": now} for r in rows])
-            moves = [r for r in rows if r["old_stage"] != r["stage"]]
-            if moves:
-                conn.execute(insert(LifecycleTransition), [
-                    {"profile_id": r["person_id"], "from_stage": r["old_stage"], "to_stage": r["stage"],
-                     "at": r["since"], "detected_at": now, "source": TransitionSource.RUN.value} for r in moves])
-            for r in moves:
-                key = f"{r['old_stage'] or 'none'} -> {r['stage']}"
-                pairs[key] = pairs.get(key, 0) + 1
+            conn.execute(insert(LifecycleTransition), [
+                {"profile_id": r["person_id"], "from_stage": r["old_stage"], "to_stage": r["stage"],
+                 "at": r["since"], "detected_at": now, "source": TransitionSource.RUN.value} for r in rows])
+        for flag in (True, False):
+            ids = [r["person_id"] for r in lapsed if r["lapsing"] is flag]
+            for batch in in_batches(ids):
+                conn.execute(update(LifecycleStage).where(LifecycleStage.profile_id.in_(batch))
+                             .values(lapsing=flag, as_of=as_of, updated_at=now))
         for batch in in_batches(gone):
             conn.execute(delete(LifecycleStage).where(LifecycleStage.profile_id.in_(batch)))
         users = sum(by_stage.values())
-        conn.execute(insert(LifecycleRun).values(
+        run_id = conn.execute(insert(LifecycleRun).values(
             as_of=as_of, started_at=now, finished_at=now + timedelta(seconds=time.perf_counter() - started),
-            engine=view.engine, users=users,
-            changed=sum(pairs.values()), by_stage=by_stage))
+            engine=view.engine, users=users, changed=len(moved), by_stage=by_stage)).inserted_primary_key[0]
+    _save_snapshot(snapshot, run_id, new)
     seconds["store"] = time.perf_counter() - mark
     ordered = {s.value: by_stage.get(s.value, 0) for s in Stage}
-    return RunResult(as_of, view.engine, users, ordered, sum(pairs.values()), dict(sorted(pairs.items())),
+    return RunResult(as_of, view.engine, users, ordered, len(moved), dict(sorted(pairs.items())),
                      len(gone), rollup, seconds)

@@ -44,7 +44,7 @@ class Preview:
                 "by_stage": self.by_stage, "sample": self.sample, "engine": self.engine}
 
 
-def _tables(engine: Any, segment: m.Segment, zone: str, extra: Needs | None = None,
+def _tables(engine: Any, view: EventsView, segment: m.Segment, zone: str, extra: Needs | None = None,
             only: str | None = None, declared: dict[str, str] | None = None,
             ) -> tuple[ir.Table, ir.Table | None, dict[str, str]]:
     needs = needs_of(segment)
@@ -55,14 +55,14 @@ def _tables(engine: Any, segment: m.Segment, zone: str, extra: Needs | None = No
         needs.stages |= extra.stages
         needs.ids |= extra.ids
     table, types = people(engine, needs, zone, only=only, declared=declared)
-    staged = ibis.memtable(stages(engine, only=only)) if needs.stages else None
-    return ibis.memtable(table), staged, types
+    staged = view.table(stages(engine, only=only)) if needs.stages else None
+    return view.table(table), staged, types
 
 
 def preview(engine: Any, view: EventsView, segment: m.Segment, *, today: date, zone: str,
             declared: dict[str, str] | None = None) -> Preview:
     extra = Needs(consents=every_channel_purpose(), reach=True, stages=True, ids=True)
-    people_table, staged, types = _tables(engine, segment, zone, extra, declared=declared)
+    people_table, staged, types = _tables(engine, view, segment, zone, extra, declared=declared)
     wide = evaluate(segment, view, people_table, staged, today=today, zone=zone, trait_types=types)
     sums: dict[str, ir.Value] = {"size": wide.member.sum(), "everyone": wide.count()}
     for channel in REACH_CHANNELS:
@@ -89,7 +89,7 @@ EXPORT_COLUMNS = ("person_id", "user_id", "anonymous_id", "stage")
 
 def members(engine: Any, view: EventsView, segment: m.Segment, *, today: date, zone: str,
             declared: dict[str, str] | None = None) -> pa.Table:
-    people_table, staged, types = _tables(engine, segment, zone, Needs(stages=True, ids=True), declared=declared)
+    people_table, staged, types = _tables(engine, view, segment, zone, Needs(stages=True, ids=True), declared=declared)
     wide = evaluate(segment, view, people_table, staged, today=today, zone=zone, trait_types=types)
     chosen = wide.filter(wide.member).select(*EXPORT_COLUMNS).order_by("person_id")
     return view.con.to_pyarrow(chosen)
@@ -109,10 +109,10 @@ def export(table: pa.Table, out: Path) -> str:
 def is_member(engine: Any, view: EventsView, segment: m.Segment, person: str, *, today: date, zone: str,
               declared: dict[str, str] | None = None) -> bool:
     """Does one person belong, now."""
-    people_table, staged, types = _tables(engine, segment, zone, only=person, declared=declared)
+    people_table, staged, types = _tables(engine, view, segment, zone, only=person, declared=declared)
     only_them = _events_of(view, person)
-    one = EventsView(view.con, view.engine, only_them, view.person_days, view.from_rollup, view.local)
-    everyone = ibis.memtable(pa.table({"person_id": pa.array([person], pa.string())}))
+    one = EventsView(view.con, view.engine, only_them, view.actor_days, view.from_rollup, view.local, view.resolve)
+    everyone = view.table(pa.table({"person_id": pa.array([person], pa.string())}))
     wide = evaluate(segment, one, people_table, staged, today=today, zone=zone, trait_types=types, everyone=everyone)
     found = view.con.to_pyarrow(wide.select("member")).column("member").to_pylist()
     return bool(found and found[0])

@@ -158,20 +158,34 @@ def _trait(wide: ir.Table, c: m.TraitCondition, ctx: Context) -> ir.BooleanValue
     return _compare(col, test, lambda v: v if isinstance(v, str) else json.dumps(v))
 
 
-def _property(ev: ir.Table, f: m.PropertyFilter) -> ir.BooleanValue:
+@ibis.udf.scalar.builtin
+def get_json_object(text: str, path: str) -> str:  # type: ignore[empty-body]
+    """Spark's own JSON text extraction (Ibis would run a Python UDF for `.str` there)."""
+
+
+def json_text(properties: ir.StringValue, key: str, engine: str) -> ir.StringValue:
+    """A property as text: strings without their quotes, numbers and booleans as written."""
+    if engine == "pyspark":
+        path = f"$.{key}" if key.isidentifier() else "$['" + key.replace("'", "\\'") + "']"
+        return get_json_object(properties, path)
+    return properties.cast("json")[key].str
+
+
+def _property(ev: ir.Table, f: m.PropertyFilter, engine: str) -> ir.BooleanValue:
     raw = ev.properties.cast("json")[f.property]
     test = m.Test(op=f.op, value=f.value)
     if f.op in m.NO_VALUE:
         return raw.notnull() if f.op == m.Op.EXISTS else raw.isnull()
     sample = f.value[0] if isinstance(f.value, list) and f.value else f.value
+    text = json_text(ev.properties, f.property, engine)
     if isinstance(sample, bool):
-        return _compare(raw.str.lower(), test, lambda v: "true" if v else "false")
+        return _compare(text.lower(), test, lambda v: "true" if v else "false")
     if isinstance(sample, int | float) and f.op != m.Op.CONTAINS:
         return _compare(raw.try_cast("float64"), test, float)
-    return _compare(raw.str, test, str)
+    return _compare(text, test, str)
 
 
-def behaviour_aggregates(ev: ir.Table, leaves: list[m.BehaviourCondition], today: date) -> ir.Table:
+def behaviour_aggregates(ev: ir.Table, leaves: list[m.BehaviourCondition], today: date, engine: str) -> ir.Table:
     """One GROUP BY person over the events the leaves mention."""
     names = sorted({c.event for c in leaves})
     relevant = ev.filter(ev.event.isin(names))
@@ -184,7 +198,7 @@ def behaviour_aggregates(ev: ir.Table, leaves: list[m.BehaviourCondition], today
     for i, c in enumerate(leaves):
         base = relevant.event == c.event
         for f in c.where:
-            base = base & _property(relevant, f)
+            base = base & _property(relevant, f, engine)
         inside = base & _window(day, c.window, today)
         metrics[f"b{i}_count"] = relevant.person_id.count(where=inside)
         if c.sum is not None:
@@ -317,7 +331,7 @@ def evaluate(segment: m.Segment, view: EventsView, people: ir.Table, stages: ir.
     leaves = behaviours(segment)
     if leaves:
         ctx.leaf_ids = {id(c): i for i, c in enumerate(leaves)}
-        aggregates = behaviour_aggregates(view.events, leaves, today)
+        aggregates = behaviour_aggregates(view.events, leaves, today, view.engine)
         wide = wide.left_join(aggregates, "person_id")
         wide = wide.drop(*[c for c in wide.columns if c.endswith("_right")])
     return wide.mutate(member=predicate(wide, segment.where, ctx))

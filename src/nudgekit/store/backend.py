@@ -1,28 +1,39 @@
 """Where lifecycle and segments read behaviour: the workspace's DuckDB file, or any Ibis backend in place.
 
-Both give the same two Ibis tables, so one definition runs everywhere:
+Both give the same Ibis tables, so one definition runs everywhere:
 
-* `events()` — one row per event: person_id, type, event, timestamp, properties (JSON text);
-* `person_days()` — one row per person and local calendar day (see `store/activity.py`).
+* `events` — one row per event: person_id, type, event, timestamp, properties (JSON text);
+* `actor_days` — person-day rows keyed by the id events *arrived with* (actor, is_anon), see
+  `store/activity.py`, and `resolve()`, which maps any table keyed that way to the person.
 
-On the DuckDB file `person_days()` reads the rollup (kept up to date at ingestion) and `events()` the
+On the DuckDB file `actor_days` is the rollup (kept up to date at ingestion) and `events` the
 `events_resolved` view. In warehouse mode (`NUDGE_EVENTS_URL`, or a connection handed in) both come from
-the events table named in `[warehouse]`, read in place through its column mapping: nothing is copied.
+the events table named in `[warehouse]`, read in place through its column mapping: nothing is copied, and
+the actor is the person.
+
+:TRICKY: resolving identities (a join with `identity_links`) on every event costs four times a plain
+scan; resolving after aggregating per actor joins a few million rows instead of tens of millions. So
+lifecycle aggregates per actor, resolves, then merges per person (every fact is a min, max, sum or
+bit-or, so the merge is exact).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import os
+import sys
+import uuid
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 import ibis
 import ibis.expr.types as ir
+import pyarrow as pa
 
 from nudgekit.config import Settings
-from nudgekit.store.activity import ActivitySpec, person_days
+from nudgekit.store.activity import ActivitySpec, event_pieces
 from nudgekit.store.events import EventStore
 from nudgekit.store.rollup import ROLLUP
 
@@ -31,21 +42,48 @@ class BackendError(RuntimeError):
     """The events backend cannot be reached or does not look as configured."""
 
 
+def same_person(t: ir.Table) -> ir.Table:
+    """Warehouse mode: the id an event carries is the person."""
+    return t.mutate(person_id=t.actor)
+
+
 @dataclass
 class EventsView:
-    """An open connection and the two tables read through it."""
+    """An open connection and the tables read through it."""
 
     con: Any
     engine: str
     """"duckdb", "pyspark", ...: the Ibis backend's name."""
     events: ir.Table
-    person_days: ir.Table
+    actor_days: ir.Table
     from_rollup: bool
     local: bool = False
+    resolve: Callable[[ir.Table], ir.Table] = same_person
+    """Adds person_id to a table keyed by (actor, is_anon)."""
     """Reading the workspace's own DuckDB file (its raw `events` and `identity_links` tables are there)."""
+    temporary: list[str] = field(default_factory=list)
 
-    def execute_arrow(self, expr: ir.Expr) -> Any:
-        return self.con.to_pyarrow(expr)
+    @property
+    def person_days(self) -> ir.Table:
+        return self.resolve(self.actor_days).drop("actor", "is_anon")
+
+    def table(self, data: pa.Table) -> ir.Table:
+        """An Arrow table (people, stages, signals from the state DB) as a table of this backend.
+
+        :TRICKY: on Spark, `ibis.memtable` goes through pandas, where a missing number becomes NaN (which
+        Spark orders above every number) and a missing text may not stay missing; Spark reads Arrow itself.
+        """
+        if self.engine != "pyspark":
+            return ibis.memtable(data)
+        name = f"nudge_{uuid.uuid4().hex}"
+        self.con._session.createDataFrame(data).createOrReplaceTempView(name)
+        self.temporary.append(name)
+        return self.con.table(name)
+
+    def close(self) -> None:
+        for name in self.temporary:
+            self.con._session.catalog.dropTempView(name)
+        self.temporary.clear()
 
 
 def connect_url(url: str) -> Any:
@@ -54,7 +92,8 @@ def connect_url(url: str) -> Any:
         from pyspark.sql import SparkSession
 
         master = url.removeprefix("pyspark://") or "local[*]"
-        session = SparkSession.builder.master(master).appName("nudgekit").getOrCreate()
+        session = (SparkSession.builder.master(master).appName("nudgekit")
+                   .config("spark.pyspark.python", os.environ.get("PYSPARK_PYTHON", sys.executable)).getOrCreate())
         return ibis.pyspark.connect(session)
     try:
         return ibis.connect(url)
@@ -100,7 +139,12 @@ class EventsBackend:
             con = self.connection or connect_url(self.settings.events_url or "")
             set_session_zone(con, self.settings.timezone)
             events = self._warehouse_events(con)
-            yield EventsView(con, con.name, events, person_days(events, self.spec), False)
+            actors = events.rename(actor="person_id").mutate(is_anon=ibis.literal(False))
+            view = EventsView(con, con.name, events, event_pieces(actors, self.spec, keys=("actor", "is_anon")), False)
+            try:
+                yield view
+            finally:
+                view.close()
             return
         with self.store.reader() as raw:
             con = ibis.duckdb.from_connection(raw)
@@ -108,8 +152,16 @@ class EventsBackend:
             try:
                 events = con.table("events_resolved").select("person_id", "type", "event", "timestamp", "properties")
                 current = use_rollup and self.store.rollup is not None and self.store.rollup.is_current(raw)
-                days = _rollup_person_days(con) if current else person_days(events, self.spec)
-                yield EventsView(con, "duckdb", events, days, current, local=True)
+                if current:
+                    days = con.table(ROLLUP).drop("compacted")
+                else:
+                    raw_events = con.table("events")
+                    actors = raw_events.filter(raw_events.user_id.notnull() | raw_events.anonymous_id.notnull()).select(
+                        actor=ibis.coalesce(raw_events.user_id, raw_events.anonymous_id),
+                        is_anon=raw_events.user_id.isnull(), type=raw_events.type, event=raw_events.event,
+                        timestamp=raw_events.timestamp, properties=raw_events.properties)
+                    days = event_pieces(actors, self.spec, keys=("actor", "is_anon"))
+                yield EventsView(con, "duckdb", events, days, current, local=True, resolve=_linker(con))
             finally:
                 raw.execute("SET TimeZone = 'UTC'")
 
@@ -143,14 +195,13 @@ def _as_timestamp(column: ir.Column) -> ir.TimestampValue:
     return column.cast("timestamp('UTC')")  # type: ignore[return-value]
 
 
-def _rollup_person_days(con: Any) -> ir.Table:
-    r = con.table(ROLLUP)
-    links = con.table("identity_links")
-    joined = r.left_join(links, r.actor == links.alias_id)
-    own = ibis.ifelse(joined.is_anon, "anon:" + joined.actor, joined.actor)
-    return joined.select(
-        person_id=ibis.coalesce(joined.user_id, own), day=joined.day, events=joined.events, active=joined.active,
-        revenue=joined.revenue, first_ts=joined.first_ts, first_active_ts=joined.first_active_ts,
-        last_active_ts=joined.last_active_ts, first_uninstall_ts=joined.first_uninstall_ts,
-        last_uninstall_ts=joined.last_uninstall_ts,
-    )
+def _linker(con: Any) -> Callable[[ir.Table], ir.Table]:
+    """person_id for rows keyed by (actor, is_anon), through identity_links (as `events_resolved` does)."""
+    links = con.table("identity_links").select("alias_id", linked_user="user_id")
+
+    def resolve(t: ir.Table) -> ir.Table:
+        joined = t.left_join(links, t.actor == links.alias_id)
+        own = ibis.ifelse(joined.is_anon, "anon:" + joined.actor, joined.actor)
+        return joined.mutate(person_id=ibis.coalesce(joined.linked_user, own)).drop("alias_id", "linked_user")
+
+    return resolve

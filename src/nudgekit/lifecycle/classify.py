@@ -11,8 +11,8 @@ Definitions (all "days" are calendar days in the workspace time zone; D is the a
 * Resurrected     = a return within the last resurrected_days: the first active day in that window
                     follows the previous active day by >= churn_days, or the first activity after an
                     uninstall signal falls in that window.
-* Power           = active on >= power_active_days of the last power_window_days days, or revenue over the
-                    last power_revenue_days at or above the top-P% threshold among buyers.
+* Power           = active on >= power_active_days of the last power_window_days days, or among the top P%
+                    of buyers by revenue over the last power_revenue_days (see `big_spender`).
 * Current         = everyone else; `lapsing` marks those whose latest activity is older than the usage cycle.
 
 Precedence: Uninstall > Churn > New > Resurrected > Power > Current.
@@ -26,7 +26,6 @@ count(DISTINCT day): rollup rows of one day may come in several pieces until the
 
 from __future__ import annotations
 
-import math
 from datetime import date, datetime
 
 import ibis
@@ -93,11 +92,6 @@ def merge_facts(facts: ir.Table) -> ir.Table:
     return merged.mutate(revenue=merged.revenue.round(2))
 
 
-def top_k(buyers: int, cfg: LifecycleSettings) -> int:
-    """How many buyers make the top P% (at least one when anyone bought)."""
-    return max(1, math.ceil(buyers * cfg.power_revenue_top_percent / 100)) if buyers else 0
-
-
 def _earliest(a: ir.TimestampValue, b: ir.TimestampValue) -> ir.TimestampValue:
     return ibis.cases((a.isnull(), b), (b.isnull(), a), (b < a, b), else_=a)
 
@@ -117,8 +111,23 @@ def _with_token_signals(f: ir.Table, signals: ir.Table, window_start: ir.Timesta
     ).drop("tokens_invalid_at")
 
 
-def stages(facts: ir.Table, cfg: LifecycleSettings, *, threshold: float | None,
-           token_signals: ir.Table | None = None, window_start: datetime | None = None) -> ir.Table:
+def big_spender(f: ir.Table, cfg: LifecycleSettings) -> ir.BooleanValue:
+    """In the top P% of buyers by revenue: fewer than k = ceil(P% of buyers) (at least 1) spent more.
+
+    Written as a rank over everyone rather than a threshold found by a first query, so the whole
+    classification is one pass; ties at the k-th revenue are all in, as a threshold would have them."""
+    if cfg.power_revenue_top_percent <= 0:
+        return ibis.literal(False)
+    bought = f.revenue.fill_null(0) > 0
+    buyers = bought.cast("int64").sum().over(ibis.window())
+    k = ibis.greatest((buyers * cfg.power_revenue_top_percent / 100).ceil(), 1)
+    spent = ibis.ifelse(bought, f.revenue, 0.0)
+    higher = ibis.rank().over(ibis.window(order_by=ibis.desc(spent)))
+    return bought & (higher < k)
+
+
+def stages(facts: ir.Table, cfg: LifecycleSettings, *, token_signals: ir.Table | None = None,
+           window_start: datetime | None = None) -> ir.Table:
     """Facts -> stage per person, with the inputs `since` is derived from.
 
     `window_start` is the first instant of the Resurrected window (local midnight), needed to place
@@ -140,13 +149,13 @@ def stages(facts: ir.Table, cfg: LifecycleSettings, *, threshold: float | None,
            & (f.before_window_ts.isnull() | (f.before_window_ts < f.signal_before_window)))
     )
     busy = bit_count(f.power_bits.fill_null(0)) >= cfg.power_active_days
-    big_spender = (f.revenue >= threshold) if threshold is not None else ibis.literal(False)
+    spends = big_spender(f, cfg)
     stage = ibis.cases(
         (uninstalled, Stage.UNINSTALL.value),
         (inactive_age >= cfg.churn_days, Stage.CHURN.value),
         (f.first_age < cfg.new_days, Stage.NEW.value),
         (gap_return | reinstall_return, Stage.RESURRECTED.value),
-        (busy | big_spender.fill_null(False), Stage.POWER.value),
+        (busy | spends.fill_null(False), Stage.POWER.value),
         else_=Stage.CURRENT.value,
     )
     return f.select(

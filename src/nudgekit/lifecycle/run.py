@@ -18,7 +18,6 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import duckdb
-import ibis
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -86,23 +85,12 @@ def token_signals(engine: Engine, until: datetime) -> pa.Table | None:
 def classify_everyone(view: EventsView, as_of: date, cfg: LifecycleSettings, zone: str,
                       signals: pa.Table | None = None) -> pa.Table:
     """Stage (and the facts `since` is derived from) for every person seen up to the as-of day."""
-    # one pass over the person-days; the revenue threshold and the stages read the (cached) facts
     by_actor = classify.person_facts(view.actor_days, as_of, cfg, keys=("actor", "is_anon"))
-    facts = classify.merge_facts(view.resolve(by_actor)).cache()
-    threshold = None
-    if cfg.power_revenue_top_percent > 0:
-        buyers = facts.filter(facts.revenue > 0)
-        k = classify.top_k(int(view.con.execute(buyers.count())), cfg)
-        if k:
-            kth = buyers.order_by([ibis.desc("revenue"), "person_id"]).limit(1, offset=k - 1).revenue
-            threshold = float(view.con.execute(kth).iloc[0])
+    facts = classify.merge_facts(view.resolve(by_actor))
     signal_table = view.table(signals) if signals is not None else None
-    expr = classify.stages(facts, cfg, threshold=threshold, token_signals=signal_table,
+    expr = classify.stages(facts, cfg, token_signals=signal_table,
                            window_start=day_start(as_of - timedelta(days=cfg.resurrected_days - 1), zone))
-    try:
-        return aware(view.con.to_pyarrow(expr), zone)
-    finally:
-        facts.release()
+    return aware(view.con.to_pyarrow(expr), zone)
 
 
 def aware(table: pa.Table, zone: str) -> pa.Table:

@@ -185,8 +185,31 @@ def _property(ev: ir.Table, f: m.PropertyFilter, engine: str) -> ir.BooleanValue
     return _compare(text, test, str)
 
 
-def behaviour_aggregates(ev: ir.Table, leaves: list[m.BehaviourCondition], today: date, engine: str) -> ir.Table:
-    """One GROUP BY person over the events the leaves mention."""
+def behaviour_aggregates(view: EventsView, leaves: list[m.BehaviourCondition], today: date) -> ir.Table:
+    """Per person, the aggregates the behaviour leaves test: one pass over the events they mention.
+
+    Aggregated per actor first, resolved to people, then merged (see `store/backend.py`'s :TRICKY:);
+    an average is carried as a sum and a count until the merge."""
+    if view.actor_events is None:
+        return _aggregate(view.events, leaves, today, view.engine, ("person_id",))
+    by_actor = _aggregate(view.actor_events, leaves, today, view.engine, ("actor", "is_anon"))
+    resolved = view.resolve(by_actor)
+    merged = {}
+    for name in by_actor.columns:
+        if name in ("actor", "is_anon"):
+            continue
+        column = resolved[name]
+        merged[name] = column.min() if name.endswith("_first") else column.max() if name.endswith("_last") else (
+            column.sum())
+    out = resolved.group_by("person_id").aggregate(**merged)
+    for i, c in enumerate(leaves):
+        if c.avg is not None:
+            out = out.mutate(**{f"b{i}_avg": out[f"b{i}_avgsum"] / out[f"b{i}_avgn"].nullif(0)})
+    return out
+
+
+def _aggregate(ev: ir.Table, leaves: list[m.BehaviourCondition], today: date, engine: str,
+               keys: tuple[str, ...]) -> ir.Table:
     names = sorted({c.event for c in leaves})
     relevant = ev.filter(ev.event.isin(names))
     bounds = [_lower_bound(c, today) for c in leaves]
@@ -200,16 +223,21 @@ def behaviour_aggregates(ev: ir.Table, leaves: list[m.BehaviourCondition], today
         for f in c.where:
             base = base & _property(relevant, f, engine)
         inside = base & _window(day, c.window, today)
-        metrics[f"b{i}_count"] = relevant.person_id.count(where=inside)
+        metrics[f"b{i}_count"] = relevant.event.count(where=inside)
         if c.sum is not None:
             metrics[f"b{i}_sum"] = relevant.properties.cast("json")[c.sum.property].try_cast("float64").sum(where=inside)
         if c.avg is not None:
-            metrics[f"b{i}_avg"] = relevant.properties.cast("json")[c.avg.property].try_cast("float64").mean(where=inside)
+            amount = relevant.properties.cast("json")[c.avg.property].try_cast("float64")
+            if keys == ("person_id",):
+                metrics[f"b{i}_avg"] = amount.mean(where=inside)
+            else:
+                metrics[f"b{i}_avgsum"] = amount.sum(where=inside)
+                metrics[f"b{i}_avgn"] = amount.count(where=inside)
         if c.first is not None:
             metrics[f"b{i}_first"] = day.min(where=base)
         if c.last is not None:
             metrics[f"b{i}_last"] = day.max(where=base)
-    return relevant.group_by("person_id").aggregate(**metrics)
+    return relevant.group_by(list(keys)).aggregate(**metrics)
 
 
 def _lower_bound(c: m.BehaviourCondition, today: date) -> date | None:
@@ -331,7 +359,7 @@ def evaluate(segment: m.Segment, view: EventsView, people: ir.Table, stages: ir.
     leaves = behaviours(segment)
     if leaves:
         ctx.leaf_ids = {id(c): i for i, c in enumerate(leaves)}
-        aggregates = behaviour_aggregates(view.events, leaves, today, view.engine)
+        aggregates = behaviour_aggregates(view, leaves, today)
         wide = wide.left_join(aggregates, "person_id")
         wide = wide.drop(*[c for c in wide.columns if c.endswith("_right")])
     return wide.mutate(member=predicate(wide, segment.where, ctx))

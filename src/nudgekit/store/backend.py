@@ -60,6 +60,8 @@ class EventsView:
     local: bool = False
     resolve: Callable[[ir.Table], ir.Table] = same_person
     """Adds person_id to a table keyed by (actor, is_anon)."""
+    actor_events: ir.Table | None = None
+    """Events keyed by (actor, is_anon) instead of person_id: aggregate these, then resolve."""
     """Reading the workspace's own DuckDB file (its raw `events` and `identity_links` tables are there)."""
     temporary: list[str] = field(default_factory=list)
 
@@ -140,7 +142,8 @@ class EventsBackend:
             set_session_zone(con, self.settings.timezone)
             events = self._warehouse_events(con)
             actors = events.rename(actor="person_id").mutate(is_anon=ibis.literal(False))
-            view = EventsView(con, con.name, events, event_pieces(actors, self.spec, keys=("actor", "is_anon")), False)
+            view = EventsView(con, con.name, events, event_pieces(actors, self.spec, keys=("actor", "is_anon")), False,
+                              actor_events=actors)
             try:
                 yield view
             finally:
@@ -152,16 +155,15 @@ class EventsBackend:
             try:
                 events = con.table("events_resolved").select("person_id", "type", "event", "timestamp", "properties")
                 current = use_rollup and self.store.rollup is not None and self.store.rollup.is_current(raw)
-                if current:
-                    days = con.table(ROLLUP).drop("compacted")
-                else:
-                    raw_events = con.table("events")
-                    actors = raw_events.filter(raw_events.user_id.notnull() | raw_events.anonymous_id.notnull()).select(
-                        actor=ibis.coalesce(raw_events.user_id, raw_events.anonymous_id),
-                        is_anon=raw_events.user_id.isnull(), type=raw_events.type, event=raw_events.event,
-                        timestamp=raw_events.timestamp, properties=raw_events.properties)
-                    days = event_pieces(actors, self.spec, keys=("actor", "is_anon"))
-                yield EventsView(con, "duckdb", events, days, current, local=True, resolve=_linker(con))
+                raw_events = con.table("events")
+                actors = raw_events.filter(raw_events.user_id.notnull() | raw_events.anonymous_id.notnull()).select(
+                    actor=ibis.coalesce(raw_events.user_id, raw_events.anonymous_id),
+                    is_anon=raw_events.user_id.isnull(), type=raw_events.type, event=raw_events.event,
+                    timestamp=raw_events.timestamp, properties=raw_events.properties)
+                days = con.table(ROLLUP).drop("compacted") if current else event_pieces(
+                    actors, self.spec, keys=("actor", "is_anon"))
+                yield EventsView(con, "duckdb", events, days, current, local=True, resolve=_linker(con),
+                                 actor_events=actors)
             finally:
                 raw.execute("SET TimeZone = 'UTC'")
 

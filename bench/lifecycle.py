@@ -178,6 +178,72 @@ def step_pandas(events_file: str) -> dict[str, Any]:
     return {"seconds": time.perf_counter() - started, "rows": len(stage), "stages": counts}
 
 
+SEGMENT = {"name": "bench five", "where": {"all": [
+    {"event": "order_completed", "sum": {"property": "revenue", "gte": 50000}, "within_last_days": 90},
+    {"event": "product_viewed", "where": [{"property": "sku", "op": "eq", "value": "P-PROBIO-30"}],
+     "within_last_days": 30},
+    {"event": "app_opened", "performed": False, "within_last_days": 7},
+    {"stage": ["current", "power", "resurrected"]},
+    {"bucket": {"salt": "bench", "from": 0, "to": 50}},
+]}}
+"""Five conditions: three on behaviour (a sum with a window, a property filter, a did-not), the stored
+stage and a random half. The bench workspace has events and stages but no imported profiles."""
+
+
+def step_segment(home: str) -> dict[str, Any]:
+    from nudgekit.segments.model import parse
+    from nudgekit.workspace import Workspace
+
+    ws = Workspace.open(home, clock=_clock())
+    started = time.perf_counter()
+    members = ws.segment_members(parse(SEGMENT))
+    return {"seconds": time.perf_counter() - started, "rows": members.num_rows}
+
+
+def step_segment_pandas(events_file: str) -> dict[str, Any]:
+    """The same five conditions in vectorised pandas, stages read from the Parquet the bench exported."""
+    import hashlib
+
+    import numpy as np
+    import pandas as pd
+
+    started = time.perf_counter()
+    df = pd.read_parquet(events_file, columns=["event", "user_id", "anonymous_id", "timestamp", "properties"],
+                         dtype_backend="pyarrow")
+    df = df[df["event"].isin(["order_completed", "product_viewed", "app_opened"])]
+    linked = df["user_id"].notna() & df["anonymous_id"].notna()
+    links = (df.loc[linked, ["anonymous_id", "user_id", "timestamp"]].sort_values("timestamp")
+             .drop_duplicates("anonymous_id").set_index("anonymous_id")["user_id"])
+    person = df["user_id"].fillna(df["anonymous_id"].map(links)).fillna("anon:" + df["anonymous_id"])
+    seconds = df["timestamp"].astype("int64").to_numpy() // 1_000_000 + 9 * 3600
+    age = int(np.datetime64("2026-11-24", "D").astype("int64")) - seconds // 86400
+    event = df["event"]
+    orders = ((event == "order_completed").to_numpy(dtype=bool, na_value=False)) & (age >= 0) & (age < 90)
+    revenue = pd.to_numeric(df["properties"][orders].str.extract(r'"revenue":\s*(-?[0-9.]+)')[0], errors="coerce")
+    spent = revenue.groupby(person[orders].to_numpy()).sum()
+    viewed = ((event == "product_viewed").to_numpy(dtype=bool, na_value=False) & (age >= 0) & (age < 30)
+              & df["properties"].str.contains('"sku":"P-PROBIO-30"', regex=False).to_numpy(dtype=bool, na_value=False))
+    opened = (event == "app_opened").to_numpy(dtype=bool, na_value=False) & (age >= 0) & (age < 7)
+    stages = pd.read_parquet(Path(events_file).parent / "stages.parquet")
+    everyone = pd.Index(stages["person_id"])
+    chosen = everyone[everyone.isin(spent[spent >= 50000].index) & everyone.isin(pd.unique(person[viewed]))
+                      & ~everyone.isin(pd.unique(person[opened]))]
+    chosen = chosen[chosen.isin(stages.loc[stages["stage"].isin(["current", "power", "resurrected"]), "person_id"])]
+    chosen = [p for p in chosen if int(hashlib.md5(f"bench:{p}".encode()).hexdigest()[:6], 16) % 100 < 50]
+    return {"seconds": time.perf_counter() - started, "rows": len(chosen)}
+
+
+def export_stages(home: str, events_file: Path) -> None:
+    """Stored stages as Parquet for the pandas segment baseline."""
+    import pyarrow.parquet as pq
+
+    from nudgekit.segments.people import stages
+    from nudgekit.workspace import Workspace
+
+    ws = Workspace.open(home, clock=_clock())
+    pq.write_table(stages(ws.engine).select(["person_id", "stage"]), events_file.parent / "stages.parquet")
+
+
 def _child(fn: Callable[[str], dict[str, Any]], arg: str, out: Any) -> None:
     result = fn(arg)
     result["peak_mb"] = _peak_mb()
@@ -235,9 +301,13 @@ def main() -> None:
         results: dict[str, Any] = {"users": args.users, "events": events}
         for name, fn, arg in [("floor", step_floor, str(home)), ("full", step_full, str(home)),
                               ("rollup", step_rollup, str(home)), ("daily", step_daily, str(home)),
-                              ("run", step_run, str(home)), ("pandas", step_pandas, str(events_file))]:
+                              ("run", step_run, str(home)), ("pandas", step_pandas, str(events_file)),
+                              ("segment", step_segment, str(home)),
+                              ("segment_pandas", step_segment_pandas, str(events_file))]:
             if name in args.skip:
                 continue
+            if name == "segment_pandas":
+                export_stages(str(home), Path(events_file))
             console.print(f"measuring {name} ...")
             results[name] = measure(fn, arg)
             console.print(f"  {name}: {json.dumps({k: v for k, v in results[name].items() if k != 'stages'})}")
@@ -251,7 +321,13 @@ def main() -> None:
             r["x_faster_than_pandas"] = pandas["seconds"] / r["seconds"]
             r["memory_vs_pandas"] = r["peak_mb"] / pandas["peak_mb"]
         results["same_stages_as_pandas"] = results.get("full", {}).get("stages") == pandas.get("stages")
-        results["segment"] = "not measured: segments are not built yet"
+        if "segment" in results:
+            seg, seg_pandas = results["segment"], results.get("segment_pandas", {"seconds": float("nan"),
+                                                                                  "peak_mb": float("nan")})
+            seg["x_floor"] = seg["seconds"] / floor["seconds"]
+            seg["x_faster_than_pandas"] = seg_pandas["seconds"] / seg["seconds"]
+            seg["memory_vs_pandas"] = seg["peak_mb"] / seg_pandas["peak_mb"]
+            results["same_segment_as_pandas"] = seg.get("rows") == seg_pandas.get("rows")
     finally:
         if not args.keep:
             shutil.rmtree(root, ignore_errors=True)
@@ -260,15 +336,17 @@ def main() -> None:
         return
     table = Table("step", "seconds", "peak MB", "× floor", "× faster than pandas", "memory / pandas",
                   title=f"lifecycle on {results['users']:,} users, {results['events']:,} events")
-    for name in ("floor", "full", "rollup", "daily", "run", "pandas"):
+    for name in ("floor", "full", "rollup", "daily", "run", "pandas", "segment", "segment_pandas"):
         if name not in results or "failed" in results[name]:
             table.add_row(name, results.get(name, {}).get("failed", "skipped"), "", "", "", "")
             continue
         r = results[name]
         table.add_row(name, f"{r['seconds']:.2f}", f"{r['peak_mb']:,.0f}", f"{r.get('x_floor', 1):.2f}"
-                      if name != "pandas" else "", f"{r['x_faster_than_pandas']:.1f}" if "x_faster_than_pandas" in r
+                      if name not in ("pandas", "segment_pandas") else "", f"{r['x_faster_than_pandas']:.1f}" if "x_faster_than_pandas" in r
                       else "", f"{r['memory_vs_pandas']:.2f}" if "memory_vs_pandas" in r else "")
     Console().print(table)
+    Console().print(f"segment members: ours {results.get('segment', {}).get('rows')}, pandas "
+                    f"{results.get('segment_pandas', {}).get('rows')}")
     Console().print(f"stages (full): {results.get('full', {}).get('stages')}\n"
                     f"stages (pandas): {pandas.get('stages')}\nrun: {results.get('run', {}).get('runs')}")
 

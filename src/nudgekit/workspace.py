@@ -189,6 +189,11 @@ class Workspace:
 
     # -- lifecycle -----------------------------------------------------------------------------
 
+    @property
+    def lifecycle_snapshot(self) -> Path:
+        """Where `lifecycle run` leaves what it stored, for fast reads (see lifecycle/stored.py)."""
+        return self.settings.home / "lifecycle"
+
     def today(self) -> date:
         return self.clock().astimezone(self.settings.zone).date()
 
@@ -205,7 +210,7 @@ class Workspace:
         with self.backend.open() as view:
             return lifecycle_run.run(self.engine, view, as_of, self.settings.lifecycle, self.settings.timezone,
                                      now=self.clock(), rollup=rollup, step=step, remove_missing=as_of >= today,
-                                     snapshot=self.settings.home / "lifecycle")
+                                     snapshot=self.lifecycle_snapshot)
 
     def suggest_lifecycle(self, lookback_days: int = 180) -> Any:
         """Proposed usage cycle and churn window from the gaps between users' active days."""
@@ -237,7 +242,7 @@ class Workspace:
         self.backend.prepare(self.clock())
         with self.backend.open() as view:
             return audience.preview(self.engine, view, segment, today=self.today(), zone=self.settings.timezone,
-                                    declared=self.settings.traits)
+                                    declared=self.settings.traits, snapshot=self.lifecycle_snapshot)
 
     def segment_members(self, segment: Any) -> pa.Table:
         """Every member: person_id, user_id, anonymous_id, stage."""
@@ -247,7 +252,7 @@ class Workspace:
         self.backend.prepare(self.clock())
         with self.backend.open() as view:
             return audience.members(self.engine, view, segment, today=self.today(), zone=self.settings.timezone,
-                                    declared=self.settings.traits)
+                                    declared=self.settings.traits, snapshot=self.lifecycle_snapshot)
 
     def is_member(self, segment: Any, user_id: str) -> bool:
         """Does this user (or anonymous visitor) belong to the segment now? For one event at a time."""

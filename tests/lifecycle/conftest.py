@@ -45,7 +45,7 @@ def run_engine(con, events: list[Ev], cfg: LifecycleSettings | None = None, as_o
     t = events_table(con, events)
     actors = t.rename(actor="person_id").mutate(is_anon=ibis.literal(False))
     spec = ActivitySpec.from_settings(zone, cfg)
-    view = EventsView(con, con.name, t, person_days(actors, spec, keys=("actor", "is_anon")), False)
+    view = EventsView(con, con.name, t, person_days(actors, spec, keys=("actor", "is_anon"), engine=con.name), False)
     signal_table = None
     signals = {p: t for p, t in (signals or {}).items() if t.astimezone(ZoneInfo(zone)).date() <= as_of}
     if signals:

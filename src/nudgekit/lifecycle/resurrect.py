@@ -49,7 +49,8 @@ def resurrect(engine: Engine, active: list[tuple[str, datetime]], now: datetime)
                 done = conn.execute(
                     update(LifecycleStage)
                     .where(LifecycleStage.profile_id == person, LifecycleStage.stage == stage)
-                    .values(stage=Stage.RESURRECTED.value, since=at, lapsing=False, last_active_at=at, updated_at=now)
+                    .values(stage=Stage.RESURRECTED.value, since=at, lapsing=False, last_active_at=at, updated_at=now,
+                            run_id=None)
                 ).rowcount
                 if done:
                     conn.execute(insert(LifecycleTransition).values(

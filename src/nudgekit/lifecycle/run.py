@@ -7,7 +7,6 @@ Only what changed is written to the state DB, so a daily run writes the day's tr
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,12 +19,11 @@ from zoneinfo import ZoneInfo
 import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 from sqlalchemy import Engine, delete, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from nudgekit.config import LifecycleSettings
-from nudgekit.lifecycle import classify
+from nudgekit.lifecycle import classify, stored
 from nudgekit.store.backend import EventsView
 from nudgekit.store.state import LifecycleRun, LifecycleStage, LifecycleTransition, PushToken, in_batches
 from nudgekit.vocabulary import Stage, TokenStatus, TransitionSource
@@ -102,48 +100,6 @@ def aware(table: pa.Table, zone: str) -> pa.Table:
     return table
 
 
-def _stored(engine: Engine, snapshot: Path | None) -> pa.Table:
-    """The stored (person, stage, lapsing).
-
-    :TRICKY: reading two million rows back from the state DB every day costs more than classifying
-    them. The last run leaves its result next to the workspace (`snapshot`, named by its run id); when
-    that run is still the latest, the snapshot plus the rows changed since (at-once resurrections) is
-    the stored state. Otherwise — another machine ran, or there is no snapshot — everything is read.
-    """
-    with engine.connect() as conn:
-        last = conn.execute(select(LifecycleRun.id, LifecycleRun.started_at)
-                            .order_by(LifecycleRun.id.desc()).limit(1)).first()
-        if snapshot is not None and last is not None and (path := snapshot / f"run-{last[0]}.parquet").exists():
-            base = pq.read_table(path)
-            fresh = conn.execute(select(LifecycleStage.profile_id, LifecycleStage.stage, LifecycleStage.lapsing)
-                                 .where(LifecycleStage.updated_at >= last[1])).all()
-            if not fresh:
-                return base
-            patch = _table(fresh)
-            kept = base.filter(pc.invert(pc.is_in(base.column("person_id"), value_set=patch.column("person_id"))))
-            return pa.concat_tables([kept, patch])
-        return _table(conn.execute(select(LifecycleStage.profile_id, LifecycleStage.stage,
-                                          LifecycleStage.lapsing)).all())
-
-
-def _table(rows: Any) -> pa.Table:
-    return pa.table({"person_id": pa.array([r[0] for r in rows], pa.string()),
-                     "stage": pa.array([r[1] for r in rows], pa.string()),
-                     "lapsing": pa.array([r[2] for r in rows], pa.bool_())})
-
-
-def _save_snapshot(snapshot: Path | None, run_id: int, new: pa.Table) -> None:
-    if snapshot is None:
-        return
-    snapshot.mkdir(parents=True, exist_ok=True)
-    tmp = snapshot / f".run-{run_id}.parquet.tmp"
-    pq.write_table(new.select(["person_id", "stage", "lapsing"]), tmp)
-    os.replace(tmp, snapshot / f"run-{run_id}.parquet")
-    for old in snapshot.glob("run-*.parquet"):
-        if old.name != f"run-{run_id}.parquet":
-            old.unlink(missing_ok=True)
-
-
 def _changes(new: pa.Table, old: pa.Table, as_of: date, cfg: LifecycleSettings, zone: str) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB with `moved` (new or changed stage, with since), `lapsed` (same stage, lapsing
     changed) and `gone` (stored, but no longer a person of their own: folded into another)."""
@@ -168,13 +124,15 @@ def _changes(new: pa.Table, old: pa.Table, as_of: date, cfg: LifecycleSettings, 
     con.execute("CREATE TABLE lapsed AS SELECT n.person_id, n.lapsing FROM new n JOIN old o USING (person_id) "
                 "WHERE o.stage = n.stage AND o.lapsing IS DISTINCT FROM n.lapsing")
     con.execute("CREATE TABLE gone AS SELECT person_id FROM old ANTI JOIN new USING (person_id)")
+    con.execute("CREATE TABLE state AS SELECT n.person_id, n.stage, coalesce(m.since, o.since) AS since, n.lapsing "
+                "FROM new n LEFT JOIN moved m USING (person_id) LEFT JOIN old o USING (person_id)")
     return con
 
 
 def _upsert(engine: Engine):  # type: ignore[no-untyped-def]
     module = postgresql if engine.dialect.name == "postgresql" else sqlite
     stmt = module.insert(LifecycleStage)
-    keep = ("stage", "since", "lapsing", "first_seen_at", "last_active_at", "as_of", "updated_at")
+    keep = ("stage", "since", "lapsing", "first_seen_at", "last_active_at", "as_of", "updated_at", "run_id")
     return stmt.on_conflict_do_update(index_elements=["profile_id"], set_={k: stmt.excluded[k] for k in keep})
 
 
@@ -190,12 +148,13 @@ def run(engine: Engine, view: EventsView, as_of: date, cfg: LifecycleSettings, z
     seconds["classify"] = time.perf_counter() - started
     mark = time.perf_counter()
     step("comparing with the stored stages")
-    old = _stored(engine, snapshot)
+    old = stored.read(engine, snapshot)
     diff = _changes(new, old, as_of, cfg, zone)
     moved = diff.sql("SELECT * FROM moved").to_arrow_table().to_pylist()
     lapsed = diff.sql("SELECT * FROM lapsed").to_arrow_table().to_pylist()
     gone = [r[0] for r in diff.execute("SELECT person_id FROM gone").fetchall()] if remove_missing else []
     by_stage = dict(diff.execute("SELECT stage, count(*) FROM new GROUP BY 1 ORDER BY 1").fetchall())
+    state = diff.sql("SELECT * FROM state").to_arrow_table() if remove_missing else None
     diff.close()
     seconds["compare"] = time.perf_counter() - mark
     mark = time.perf_counter()
@@ -204,7 +163,11 @@ def run(engine: Engine, view: EventsView, as_of: date, cfg: LifecycleSettings, z
     for r in moved:
         key = f"{r['old_stage'] or 'none'} -> {r['stage']}"
         pairs[key] = pairs.get(key, 0) + 1
+    users = sum(by_stage.values())
     with engine.begin() as conn:
+        run_id = conn.execute(insert(LifecycleRun).values(
+            as_of=as_of, started_at=now, finished_at=now, engine=view.engine, users=users, changed=len(moved),
+            by_stage=by_stage)).inserted_primary_key[0]
         # a first classification only inserts; later ones update in place
         write = insert(LifecycleStage) if old.num_rows == 0 else _upsert(engine)
         for start in range(0, len(moved), WRITE_BATCH):
@@ -212,7 +175,7 @@ def run(engine: Engine, view: EventsView, as_of: date, cfg: LifecycleSettings, z
             conn.execute(write, [
                 {"profile_id": r["person_id"], "stage": r["stage"], "since": r["since"], "lapsing": r["lapsing"],
                  "first_seen_at": r["first_ts"], "last_active_at": r["last_active_ts"], "as_of": as_of,
-                 "updated_at": now} for r in rows])
+                 "updated_at": now, "run_id": run_id} for r in rows])
             conn.execute(insert(LifecycleTransition), [
                 {"profile_id": r["person_id"], "from_stage": r["old_stage"], "to_stage": r["stage"],
                  "at": r["since"], "detected_at": now, "source": TransitionSource.RUN.value} for r in rows])
@@ -220,14 +183,12 @@ def run(engine: Engine, view: EventsView, as_of: date, cfg: LifecycleSettings, z
             ids = [r["person_id"] for r in lapsed if r["lapsing"] is flag]
             for batch in in_batches(ids):
                 conn.execute(update(LifecycleStage).where(LifecycleStage.profile_id.in_(batch))
-                             .values(lapsing=flag, as_of=as_of, updated_at=now))
+                             .values(lapsing=flag, as_of=as_of, updated_at=now, run_id=run_id))
         for batch in in_batches(gone):
             conn.execute(delete(LifecycleStage).where(LifecycleStage.profile_id.in_(batch)))
-        users = sum(by_stage.values())
-        run_id = conn.execute(insert(LifecycleRun).values(
-            as_of=as_of, started_at=now, finished_at=now + timedelta(seconds=time.perf_counter() - started),
-            engine=view.engine, users=users, changed=len(moved), by_stage=by_stage)).inserted_primary_key[0]
-    _save_snapshot(snapshot, run_id, new)
+        conn.execute(update(LifecycleRun).where(LifecycleRun.id == run_id).values(
+            finished_at=now + timedelta(seconds=time.perf_counter() - started)))
+    stored.save(snapshot, run_id, state)
     seconds["store"] = time.perf_counter() - mark
     ordered = {s.value: by_stage.get(s.value, 0) for s in Stage}
     return RunResult(as_of, view.engine, users, ordered, len(moved), dict(sorted(pairs.items())),

@@ -45,7 +45,7 @@ class Preview:
 
 
 def _tables(engine: Any, view: EventsView, segment: m.Segment, zone: str, extra: Needs | None = None,
-            only: str | None = None, declared: dict[str, str] | None = None,
+            only: str | None = None, declared: dict[str, str] | None = None, snapshot: Path | None = None,
             ) -> tuple[ir.Table, ir.Table | None, dict[str, str]]:
     needs = needs_of(segment)
     if extra:
@@ -55,14 +55,14 @@ def _tables(engine: Any, view: EventsView, segment: m.Segment, zone: str, extra:
         needs.stages |= extra.stages
         needs.ids |= extra.ids
     table, types = people(engine, needs, zone, only=only, declared=declared)
-    staged = view.table(stages(engine, only=only)) if needs.stages else None
+    staged = view.table(stages(engine, snapshot, only=only)) if needs.stages else None
     return view.table(table), staged, types
 
 
 def preview(engine: Any, view: EventsView, segment: m.Segment, *, today: date, zone: str,
-            declared: dict[str, str] | None = None) -> Preview:
+            declared: dict[str, str] | None = None, snapshot: Path | None = None) -> Preview:
     extra = Needs(consents=every_channel_purpose(), reach=True, stages=True, ids=True)
-    people_table, staged, types = _tables(engine, view, segment, zone, extra, declared=declared)
+    people_table, staged, types = _tables(engine, view, segment, zone, extra, declared=declared, snapshot=snapshot)
     wide = evaluate(segment, view, people_table, staged, today=today, zone=zone, trait_types=types)
     sums: dict[str, ir.Value] = {"size": wide.member.sum(), "everyone": wide.count()}
     for channel in REACH_CHANNELS:
@@ -88,8 +88,9 @@ EXPORT_COLUMNS = ("person_id", "user_id", "anonymous_id", "stage")
 
 
 def members(engine: Any, view: EventsView, segment: m.Segment, *, today: date, zone: str,
-            declared: dict[str, str] | None = None) -> pa.Table:
-    people_table, staged, types = _tables(engine, view, segment, zone, Needs(stages=True, ids=True), declared=declared)
+            declared: dict[str, str] | None = None, snapshot: Path | None = None) -> pa.Table:
+    people_table, staged, types = _tables(engine, view, segment, zone, Needs(stages=True, ids=True),
+                                          declared=declared, snapshot=snapshot)
     wide = evaluate(segment, view, people_table, staged, today=today, zone=zone, trait_types=types)
     chosen = wide.filter(wide.member).select(*EXPORT_COLUMNS).order_by("person_id")
     return view.con.to_pyarrow(chosen)

@@ -23,7 +23,7 @@ import ibis.expr.types as ir
 
 from nudgekit.segments import model as m
 from nudgekit.segments.people import Needs, consent_column, list_column, trait_column, trait_date_column
-from nudgekit.store.activity import SEEN_TYPES
+from nudgekit.store.activity import SEEN_TYPES, json_text
 from nudgekit.store.backend import EventsView
 
 HEX = "0123456789abcdef"
@@ -158,41 +158,49 @@ def _trait(wide: ir.Table, c: m.TraitCondition, ctx: Context) -> ir.BooleanValue
     return _compare(col, test, lambda v: v if isinstance(v, str) else json.dumps(v))
 
 
-@ibis.udf.scalar.builtin
-def get_json_object(text: str, path: str) -> str:  # type: ignore[empty-body]
-    """Spark's own JSON text extraction (Ibis would run a Python UDF for `.str` there)."""
-
-
-def json_text(properties: ir.StringValue, key: str, engine: str) -> ir.StringValue:
-    """A property as text: strings without their quotes, numbers and booleans as written."""
-    if engine == "pyspark":
-        path = f"$.{key}" if key.isidentifier() else "$['" + key.replace("'", "\\'") + "']"
-        return get_json_object(properties, path)
-    return properties.cast("json")[key].str
-
-
 def _property(ev: ir.Table, f: m.PropertyFilter, engine: str) -> ir.BooleanValue:
-    raw = ev.properties.cast("json")[f.property]
+    text = json_text(ev.properties, f.property, engine)
     test = m.Test(op=f.op, value=f.value)
     if f.op in m.NO_VALUE:
-        return raw.notnull() if f.op == m.Op.EXISTS else raw.isnull()
+        return text.notnull() if f.op == m.Op.EXISTS else text.isnull()
     sample = f.value[0] if isinstance(f.value, list) and f.value else f.value
-    text = json_text(ev.properties, f.property, engine)
     if isinstance(sample, bool):
         return _compare(text.lower(), test, lambda v: "true" if v else "false")
     if isinstance(sample, int | float) and f.op != m.Op.CONTAINS:
-        return _compare(raw.try_cast("float64"), test, float)
+        return _compare(text.try_cast("float64"), test, float)
     return _compare(text, test, str)
 
 
-def behaviour_aggregates(view: EventsView, leaves: list[m.BehaviourCondition], today: date) -> ir.Table:
+def _moments(window: m.Window, ctx: Context) -> tuple[datetime | None, datetime | None]:
+    """A window of local days as instants [from, until): no per-event date conversion needed."""
+    if window.within_last_days is not None:
+        return ctx.day_start(ctx.today - timedelta(days=window.within_last_days - 1)), ctx.day_start(
+            ctx.today + timedelta(days=1))
+    if window.at_least_days_ago is not None:
+        return None, ctx.day_start(ctx.today - timedelta(days=window.at_least_days_ago - 1))
+    if window.between is not None:
+        return ctx.day_start(window.between[0]), ctx.day_start(window.between[1] + timedelta(days=1))
+    return None, None
+
+
+def _in_moments(ts: ir.TimestampValue, window: m.Window, ctx: Context) -> ir.BooleanValue:
+    start, until = _moments(window, ctx)
+    out: ir.BooleanValue = ibis.literal(True)
+    if start is not None:
+        out = out & (ts >= start)
+    if until is not None:
+        out = out & (ts < until)
+    return out
+
+
+def behaviour_aggregates(view: EventsView, leaves: list[m.BehaviourCondition], ctx: Context) -> ir.Table:
     """Per person, the aggregates the behaviour leaves test: one pass over the events they mention.
 
     Aggregated per actor first, resolved to people, then merged (see `store/backend.py`'s :TRICKY:);
     an average is carried as a sum and a count until the merge."""
     if view.actor_events is None:
-        return _aggregate(view.events, leaves, today, view.engine, ("person_id",))
-    by_actor = _aggregate(view.actor_events, leaves, today, view.engine, ("actor", "is_anon"))
+        return _aggregate(view.events, leaves, ctx, view.engine, ("person_id",))
+    by_actor = _aggregate(view.actor_events, leaves, ctx, view.engine, ("actor", "is_anon"))
     resolved = view.resolve(by_actor)
     merged = {}
     for name in by_actor.columns:
@@ -208,35 +216,36 @@ def behaviour_aggregates(view: EventsView, leaves: list[m.BehaviourCondition], t
     return out
 
 
-def _aggregate(ev: ir.Table, leaves: list[m.BehaviourCondition], today: date, engine: str,
+def _aggregate(ev: ir.Table, leaves: list[m.BehaviourCondition], ctx: Context, engine: str,
                keys: tuple[str, ...]) -> ir.Table:
     names = sorted({c.event for c in leaves})
     relevant = ev.filter(ev.event.isin(names))
-    bounds = [_lower_bound(c, today) for c in leaves]
+    bounds = [_lower_bound(c, ctx.today) for c in leaves]
     if all(b is not None for b in bounds):
         earliest = min(b for b in bounds if b is not None)
-        relevant = relevant.filter(relevant.timestamp.date() >= earliest)
-    day = relevant.timestamp.date()
+        relevant = relevant.filter(relevant.timestamp >= ctx.day_start(earliest))
+    ts = relevant.timestamp
     metrics: dict[str, ir.Value] = {}
     for i, c in enumerate(leaves):
         base = relevant.event == c.event
         for f in c.where:
             base = base & _property(relevant, f, engine)
-        inside = base & _window(day, c.window, today)
+        inside = base & _in_moments(ts, c.window, ctx)
         metrics[f"b{i}_count"] = relevant.event.count(where=inside)
         if c.sum is not None:
-            metrics[f"b{i}_sum"] = relevant.properties.cast("json")[c.sum.property].try_cast("float64").sum(where=inside)
+            metrics[f"b{i}_sum"] = json_text(relevant.properties, c.sum.property, engine).try_cast("float64").sum(
+                where=inside)
         if c.avg is not None:
-            amount = relevant.properties.cast("json")[c.avg.property].try_cast("float64")
+            amount = json_text(relevant.properties, c.avg.property, engine).try_cast("float64")
             if keys == ("person_id",):
                 metrics[f"b{i}_avg"] = amount.mean(where=inside)
             else:
                 metrics[f"b{i}_avgsum"] = amount.sum(where=inside)
                 metrics[f"b{i}_avgn"] = amount.count(where=inside)
         if c.first is not None:
-            metrics[f"b{i}_first"] = day.min(where=base)
+            metrics[f"b{i}_first"] = ts.min(where=base)
         if c.last is not None:
-            metrics[f"b{i}_last"] = day.max(where=base)
+            metrics[f"b{i}_last"] = ts.max(where=base)
     return relevant.group_by(list(keys)).aggregate(**metrics)
 
 
@@ -278,9 +287,9 @@ def _behaviour(wide: ir.Table, c: m.BehaviourCondition, ctx: Context) -> ir.Bool
     if c.avg is not None:
         tests.append(_amount(wide[f"b{i}_avg"], c.avg))
     if c.first is not None:
-        tests.append(_window(wide[f"b{i}_first"], c.first, ctx.today).fill_null(False))
+        tests.append(_in_moments(wide[f"b{i}_first"], c.first, ctx).fill_null(False))
     if c.last is not None:
-        tests.append(_window(wide[f"b{i}_last"], c.last, ctx.today).fill_null(False))
+        tests.append(_in_moments(wide[f"b{i}_last"], c.last, ctx).fill_null(False))
     if not tests:
         tests.append(count >= 1)
     out = tests[0]
@@ -359,7 +368,7 @@ def evaluate(segment: m.Segment, view: EventsView, people: ir.Table, stages: ir.
     leaves = behaviours(segment)
     if leaves:
         ctx.leaf_ids = {id(c): i for i, c in enumerate(leaves)}
-        aggregates = behaviour_aggregates(view, leaves, today)
+        aggregates = behaviour_aggregates(view, leaves, ctx)
         wide = wide.left_join(aggregates, "person_id")
         wide = wide.drop(*[c for c in wide.columns if c.endswith("_right")])
     return wide.mutate(member=predicate(wide, segment.where, ctx))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -17,9 +18,9 @@ import pyarrow as pa
 from sqlalchemy import Engine, and_, exists, select
 from sqlalchemy.sql import ColumnElement
 
+from nudgekit.lifecycle import stored
 from nudgekit.store.state import (
     ConsentRecord,
-    LifecycleStage,
     Profile,
     PushToken,
     SegmentListMember,
@@ -161,18 +162,10 @@ def people(engine: Engine, needs: Needs, zone: str, *, only: str | None = None,
     return pa.table(arrays), types
 
 
-def stages(engine: Engine, *, only: str | None = None) -> pa.Table:
-    stmt = select(LifecycleStage.profile_id, LifecycleStage.stage, LifecycleStage.since, LifecycleStage.lapsing)
-    if only is not None:
-        stmt = stmt.where(LifecycleStage.profile_id == only)
-    with engine.connect() as conn:
-        rows = conn.execute(stmt).all()
-    return pa.table({
-        "person_id": pa.array([r[0] for r in rows], pa.string()),
-        "stage": pa.array([r[1] for r in rows], pa.string()),
-        "stage_since": pa.array([r[2] for r in rows], pa.timestamp("us", tz="UTC")),
-        "lapsing": pa.array([r[3] for r in rows], pa.bool_()),
-    })
+def stages(engine: Engine, snapshot: Path | None = None, *, only: str | None = None) -> pa.Table:
+    """Stored stages: person_id, stage, stage_since, lapsing (see `lifecycle/stored.py`)."""
+    table = stored.read_all(engine, only) if only is not None else stored.read(engine, snapshot)
+    return table.rename_columns(["person_id", "stage", "stage_since", "lapsing"])
 
 
 def every_channel_purpose() -> set[tuple[str, str]]:

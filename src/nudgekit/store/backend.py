@@ -142,8 +142,8 @@ class EventsBackend:
             set_session_zone(con, self.settings.timezone)
             events = self._warehouse_events(con)
             actors = events.rename(actor="person_id").mutate(is_anon=ibis.literal(False))
-            view = EventsView(con, con.name, events, event_pieces(actors, self.spec, keys=("actor", "is_anon")), False,
-                              actor_events=actors)
+            days = event_pieces(actors, self.spec, keys=("actor", "is_anon"), engine=con.name)
+            view = EventsView(con, con.name, events, days, False, actor_events=actors)
             try:
                 yield view
             finally:

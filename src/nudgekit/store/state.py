@@ -145,6 +145,8 @@ class LifecycleStage(Base):
     as_of: Mapped[date] = mapped_column(Date)
     """The day the classification was made for."""
     updated_at: Mapped[datetime]
+    run_id: Mapped[int | None] = mapped_column(Integer)
+    """The `lifecycle_runs` row that wrote it; None when at-once resurrection did."""
 
 
 class LifecycleTransition(Base):

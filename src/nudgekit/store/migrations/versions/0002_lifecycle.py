@@ -25,6 +25,7 @@ def upgrade() -> None:
         sa.Column("last_active_at", UtcDateTime()),
         sa.Column("as_of", sa.Date(), nullable=False),
         sa.Column("updated_at", UtcDateTime(), nullable=False),
+        sa.Column("run_id", sa.Integer()),
     )
     op.create_index("ix_lifecycle_stage", "lifecycle_stages", ["stage"])
     op.create_table(

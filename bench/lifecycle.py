@@ -73,7 +73,7 @@ def _classify(home: str, use_rollup: bool) -> dict[str, Any]:
     started = time.perf_counter()
     with ws.backend.open(use_rollup=use_rollup) as view:
         assert view.from_rollup == use_rollup
-        result = classify_everyone(view, date(2026, 11, 23), ws.settings.lifecycle, ZONE)
+        result = classify_everyone(view, date(2026, 11, 24), ws.settings.lifecycle, ZONE)
     counts = result.column("stage").value_counts().to_pylist()
     return {"seconds": time.perf_counter() - started, "rows": result.num_rows,
             "stages": {c["values"]: c["counts"] for c in counts}}
@@ -106,7 +106,7 @@ def step_run(home: str) -> dict[str, Any]:
     out = {}
     for name in ("first", "daily"):
         started = time.perf_counter()
-        result = ws.run_lifecycle(date(2026, 11, 23))
+        result = ws.run_lifecycle(date(2026, 11, 24))
         out[name] = {"seconds": time.perf_counter() - started, "changed": result.changed,
                      "parts": {k: round(v, 2) for k, v in result.seconds.items()}}
     ws.close()
@@ -130,7 +130,7 @@ def step_pandas(events_file: str) -> dict[str, Any]:
     codes, people = pd.factorize(person)
     del person, links, linked
     seconds = df["timestamp"].astype("int64").to_numpy() // 1_000_000 + 9 * 3600
-    age = (int(np.datetime64("2026-11-23", "D").astype("int64")) - seconds // 86400).astype(np.int32)
+    age = (int(np.datetime64("2026-11-24", "D").astype("int64")) - seconds // 86400).astype(np.int32)
     event = df["event"].astype("string[pyarrow]")
     keep = age >= 0
     active = (df["type"].isin(["track", "page", "screen"]) & ~event.str.startswith("message_")
@@ -206,11 +206,18 @@ def step_segment_pandas(events_file: str) -> dict[str, Any]:
 
     import numpy as np
     import pandas as pd
+    import pyarrow as pa
 
     started = time.perf_counter()
-    df = pd.read_parquet(events_file, columns=["event", "user_id", "anonymous_id", "timestamp", "properties"],
-                         dtype_backend="pyarrow")
-    df = df[df["event"].isin(["order_completed", "product_viewed", "app_opened"])]
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(events_file, columns=["event", "user_id", "anonymous_id", "timestamp", "properties"])
+    table = table.filter(pc.is_in(table.column("event"), pa.array(["order_completed", "product_viewed", "app_opened"])))
+    table = table.cast(pa.schema([(f.name, pa.large_string() if f.type == pa.string() else f.type)
+                                  for f in table.schema]))  # past 2 GB of text, Arrow needs 64-bit offsets
+    df = table.to_pandas(types_mapper=pd.ArrowDtype)
+    del table
     linked = df["user_id"].notna() & df["anonymous_id"].notna()
     links = (df.loc[linked, ["anonymous_id", "user_id", "timestamp"]].sort_values("timestamp")
              .drop_duplicates("anonymous_id").set_index("anonymous_id")["user_id"])

@@ -152,3 +152,19 @@ def test_cli_lifecycle_run_suggest_report(tmp_path, today, monkeypatch):
     assert "<script src=" not in page and "plotly" in page.lower()
     text = runner.invoke(app, ["lifecycle", "run", "--as-of", "2026-12-01"])
     assert text.exit_code == 2 and "future" in text.output
+
+
+def test_a_damaged_or_old_snapshot_is_ignored(sqlite_ws, today):
+    ws = sqlite_ws
+    store(ws, [Ev("a", "track", "app_opened", at(3)), Ev("b", "track", "app_opened", at(40))])
+    ws.run_lifecycle()
+    [snapshot] = list(ws.lifecycle_snapshot.glob("run-*.parquet"))
+    snapshot.write_bytes(b"not parquet")
+    assert ws.run_lifecycle().changed == 0
+    [snapshot] = list(ws.lifecycle_snapshot.glob("run-*.parquet"))
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"person_id": ["a"], "stage": ["churn"], "lapsing": [True]}), snapshot)  # older layout
+    assert ws.run_lifecycle().changed == 0
+    assert stored(ws) == {"a": ("new", False), "b": ("churn", True)}

@@ -100,7 +100,8 @@ def aware(table: pa.Table, zone: str) -> pa.Table:
     return table
 
 
-def _changes(new: pa.Table, old: pa.Table, as_of: date, cfg: LifecycleSettings, zone: str) -> duckdb.DuckDBPyConnection:
+def _changes(new: pa.Table, old: pa.Table, as_of: date, cfg: LifecycleSettings, zone: str,
+             remove_missing: bool = True) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB with `moved` (new or changed stage, with since), `lapsed` (same stage, lapsing
     changed) and `gone` (stored, but no longer a person of their own: folded into another)."""
     con = duckdb.connect()
@@ -124,8 +125,10 @@ def _changes(new: pa.Table, old: pa.Table, as_of: date, cfg: LifecycleSettings, 
     con.execute("CREATE TABLE lapsed AS SELECT n.person_id, n.lapsing FROM new n JOIN old o USING (person_id) "
                 "WHERE o.stage = n.stage AND o.lapsing IS DISTINCT FROM n.lapsing")
     con.execute("CREATE TABLE gone AS SELECT person_id FROM old ANTI JOIN new USING (person_id)")
+    kept = "" if remove_missing else (
+        " UNION ALL SELECT person_id, stage, since, lapsing FROM old SEMI JOIN gone USING (person_id)")
     con.execute("CREATE TABLE state AS SELECT n.person_id, n.stage, coalesce(m.since, o.since) AS since, n.lapsing "
-                "FROM new n LEFT JOIN moved m USING (person_id) LEFT JOIN old o USING (person_id)")
+                "FROM new n LEFT JOIN moved m USING (person_id) LEFT JOIN old o USING (person_id)" + kept)
     return con
 
 
@@ -149,12 +152,12 @@ def run(engine: Engine, view: EventsView, as_of: date, cfg: LifecycleSettings, z
     mark = time.perf_counter()
     step("comparing with the stored stages")
     old = stored.read(engine, snapshot)
-    diff = _changes(new, old, as_of, cfg, zone)
+    diff = _changes(new, old, as_of, cfg, zone, remove_missing)
     moved = diff.sql("SELECT * FROM moved").to_arrow_table().to_pylist()
     lapsed = diff.sql("SELECT * FROM lapsed").to_arrow_table().to_pylist()
     gone = [r[0] for r in diff.execute("SELECT person_id FROM gone").fetchall()] if remove_missing else []
     by_stage = dict(diff.execute("SELECT stage, count(*) FROM new GROUP BY 1 ORDER BY 1").fetchall())
-    state = diff.sql("SELECT * FROM state").to_arrow_table() if remove_missing else None
+    state = diff.sql("SELECT * FROM state").to_arrow_table()
     diff.close()
     seconds["compare"] = time.perf_counter() - mark
     mark = time.perf_counter()

@@ -4,7 +4,7 @@
 seconds from SQLite, most of it Python building rows). So each `lifecycle run` leaves what it stored in
 `<workspace>/lifecycle/run-<id>.parquet`; while that run is still the latest, the file plus the rows
 written since by anything else (at-once resurrections) *is* the stored state. Otherwise — another
-machine ran, a past `--as-of` run, no file — everything is read from the state DB.
+machine ran, or no file — everything is read from the state DB.
 """
 
 from __future__ import annotations
@@ -28,8 +28,8 @@ def read(engine: Engine, snapshot: Path | None) -> pa.Table:
     with engine.connect() as conn:
         last = conn.execute(select(LifecycleRun.id, LifecycleRun.started_at)
                             .order_by(LifecycleRun.id.desc()).limit(1)).first()
-        if snapshot is not None and last is not None and (path := snapshot / f"run-{last[0]}.parquet").exists():
-            base = pq.read_table(path).cast(SCHEMA)
+        base = _snapshot(snapshot, last[0]) if last is not None else None
+        if base is not None and last is not None:
             fresh = conn.execute(
                 select(LifecycleStage.profile_id, LifecycleStage.stage, LifecycleStage.since, LifecycleStage.lapsing)
                 .where(LifecycleStage.updated_at >= last[1],
@@ -40,6 +40,17 @@ def read(engine: Engine, snapshot: Path | None) -> pa.Table:
             kept = base.filter(pc.invert(pc.is_in(base.column("person_id"), value_set=patch.column("person_id"))))
             return pa.concat_tables([kept, patch])
     return read_all(engine)
+
+
+def _snapshot(snapshot: Path | None, run_id: int) -> pa.Table | None:
+    """The run's file, if it is there and whole (anything else — older layout, damage — is ignored)."""
+    if snapshot is None or not (path := snapshot / f"run-{run_id}.parquet").exists():
+        return None
+    try:
+        table = pq.read_table(path)
+    except (OSError, pa.ArrowException):
+        return None
+    return table.cast(SCHEMA) if table.schema.names == SCHEMA.names else None
 
 
 def read_all(engine: Engine, only: str | None = None) -> pa.Table:
@@ -69,7 +80,7 @@ def _table(rows: Any) -> pa.Table:
 
 
 def save(snapshot: Path | None, run_id: int | None, state: pa.Table | None) -> None:
-    """Keep this run's stored state; with no state (a past --as-of run), drop the file so the next reads all."""
+    """Keep this run's stored state (and only it)."""
     if snapshot is None:
         return
     snapshot.mkdir(parents=True, exist_ok=True)

@@ -168,3 +168,18 @@ def test_a_damaged_or_old_snapshot_is_ignored(sqlite_ws, today):
     pq.write_table(pa.table({"person_id": ["a"], "stage": ["churn"], "lapsing": [True]}), snapshot)  # older layout
     assert ws.run_lifecycle().changed == 0
     assert stored(ws) == {"a": ("new", False), "b": ("churn", True)}
+
+
+def test_after_several_runs_the_snapshot_still_agrees_with_the_state_db(sqlite_ws, today):
+    from nudgekit.lifecycle import stored as stored_stages
+
+    ws = sqlite_ws
+    store(ws, [Ev("a", "track", "app_opened", at(3)), Ev("b", "track", "app_opened", at(29)),
+               Ev("c", "track", "app_opened", at(45))])
+    for _ in range(3):
+        ws.run_lifecycle()
+        today.advance(days=1)
+    store(ws, [Ev("c", "track", "app_opened", at(-2, 9))])  # at-once resurrection after the last run
+    fast = stored_stages.read(ws.engine, ws.lifecycle_snapshot).sort_by("person_id").to_pylist()
+    slow = stored_stages.read_all(ws.engine).sort_by("person_id").to_pylist()
+    assert fast == slow and [r["stage"] for r in fast] == ["new", "churn", "resurrected"]

@@ -16,7 +16,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from sqlalchemy import Engine, or_, select
+from sqlalchemy import Engine, select
 
 from nudgekit.store.state import LifecycleRun, LifecycleStage
 
@@ -32,8 +32,7 @@ def read(engine: Engine, snapshot: Path | None) -> pa.Table:
         if base is not None and last is not None:
             fresh = conn.execute(
                 select(LifecycleStage.profile_id, LifecycleStage.stage, LifecycleStage.since, LifecycleStage.lapsing)
-                .where(LifecycleStage.updated_at >= last[1],
-                       or_(LifecycleStage.run_id.is_(None), LifecycleStage.run_id != last[0]))).all()
+                .where(LifecycleStage.updated_at >= last[1], LifecycleStage.run_id.is_(None))).all()
             if not fresh:
                 return base
             patch = _table(fresh)

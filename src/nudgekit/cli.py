@@ -675,20 +675,19 @@ def _segment(file: Path) -> Any:
         fail(str(exc), 2)
 
 
+def _evaluated(home: Path | None, as_json: bool, segment: Any, run: Callable[[Workspace], Any]) -> Any:
+    """Run a segment evaluation with a spinner; a segment the data cannot answer is a clear exit 2."""
+    with workspace(home) as ws, progress_steps(as_json) as step:
+        step(f"evaluating {segment.name}")
+        return run(ws)
+
+
 @segment_app.command("preview")
 def segment_preview(file: Path, home: HomeOpt = None, as_json: JsonOpt = False) -> None:
     """Size, reach per channel (with and without advertising consent), stages and a sample of members."""
-    from nudgekit.segments.model import SegmentError
-
     json_errors(as_json)
     segment = _segment(file)
-    with workspace(home) as ws:
-        with progress_steps(as_json) as step:
-            step(f"evaluating {segment.name}")
-            try:
-                found = ws.segment_preview(segment)
-            except SegmentError as exc:
-                fail(str(exc), 2)
+    found = _evaluated(home, as_json, segment, lambda ws: ws.segment_preview(segment))
     if as_json:
         emit_json(found.as_dict())
         return
@@ -716,19 +715,12 @@ def segment_export(
 ) -> None:
     """Write every member (person_id, user_id, anonymous_id, stage) to CSV or Parquet."""
     from nudgekit.segments.audience import export
-    from nudgekit.segments.model import SegmentError
 
     json_errors(as_json)
     segment = _segment(file)
     if out.suffix.lower() not in (".csv", ".parquet"):
         fail(f"{out}: the file must end in .csv or .parquet", 2)
-    with workspace(home) as ws:
-        with progress_steps(as_json) as step:
-            step(f"evaluating {segment.name}")
-            try:
-                table = ws.segment_members(segment)
-            except SegmentError as exc:
-                fail(str(exc), 2)
+    table = _evaluated(home, as_json, segment, lambda ws: ws.segment_members(segment))
     kind = export(table, out)
     if as_json:
         emit_json({"segment": segment.name, "members": table.num_rows, "file": str(out), "format": kind})

@@ -66,6 +66,7 @@ class Workspace:
         spec = ActivitySpec.from_settings(settings.timezone, settings.lifecycle)
         self.events = EventStore(settings.events_file, settings.spool_dir, rollup=Rollup(spec))
         self.events.on_activity = resurrect.listener(self.engine, clock)
+        self.events.wants_activity = lambda: resurrect.anyone_gone(self.engine)
         self.backend = EventsBackend(settings, self.events, events_connection)
         """Where lifecycle and segments read behaviour: the DuckDB file, or a warehouse (NUDGE_EVENTS_URL)."""
         self.validator = Validator(

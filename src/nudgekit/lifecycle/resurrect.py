@@ -60,6 +60,17 @@ def resurrect(engine: Engine, active: list[tuple[str, datetime]], now: datetime)
     return moved
 
 
+def anyone_gone(engine: Engine) -> bool:
+    """Is anyone stored as Churn or Uninstall (so that an event could resurrect them)? One indexed look-up."""
+    try:
+        with engine.connect() as conn:
+            return conn.execute(select(LifecycleStage.profile_id).where(LifecycleStage.stage.in_(GONE)).limit(1)
+                                ).first() is not None
+    except Exception:
+        log.exception("could not tell whether anyone is Churn or Uninstall; assuming so")
+        return True
+
+
 def listener(engine: Engine, clock):  # type: ignore[no-untyped-def]
     """The event store's on_activity hook. A failure here is logged, never lost events: they are stored."""
 

@@ -137,6 +137,8 @@ class EventStore:
         self.rollup = rollup
         self.on_activity: ActivityListener | None = None
         """Called after every insert that committed activity (the lifecycle's at-once resurrection)."""
+        self.wants_activity: Callable[[], bool] = lambda: self.on_activity is not None
+        """Whether anyone could be resurrected now; when not, inserts skip working out who was active."""
 
     # -- connections ---------------------------------------------------------------------------
 
@@ -238,7 +240,7 @@ class EventStore:
             if not self.path.exists():
                 self.create()
             with self.writer() as con:
-                result = insert_new(con, pa.concat_tables(tables), self.rollup)
+                result = insert_new(con, pa.concat_tables(tables), self.rollup, self.wants_activity())
             for part in parts:
                 part.unlink(missing_ok=True)
         self.notify(result)
@@ -258,13 +260,13 @@ class EventStore:
         if not self.path.exists():
             self.create()
         with self.writer() as con:
-            result = insert_new(con, rows, self.rollup)
+            result = insert_new(con, rows, self.rollup, self.wants_activity())
         self.notify(result)
         return result
 
     def insert(self, con: duckdb.DuckDBPyConnection, relation: str, where: str = "true") -> AppendResult:
         """insert_from on a connection the caller holds (bulk imports), keeping the rollup and listeners."""
-        result = insert_from(con, relation, where, self.rollup)
+        result = insert_from(con, relation, where, self.rollup, self.wants_activity())
         self.notify(result)
         return result
 
@@ -337,17 +339,18 @@ class EventStore:
         return rows[0]
 
 
-def insert_new(con: duckdb.DuckDBPyConnection, rows: pa.Table, rollup: Rollup | None = None) -> AppendResult:
+def insert_new(con: duckdb.DuckDBPyConnection, rows: pa.Table, rollup: Rollup | None = None,
+               want_active: bool = True) -> AppendResult:
     """Insert an Arrow table of EVENT_SCHEMA rows (see insert_from)."""
     con.register("incoming_raw", rows)
     try:
-        return insert_from(con, "incoming_raw", rollup=rollup)
+        return insert_from(con, "incoming_raw", rollup=rollup, want_active=want_active)
     finally:
         con.unregister("incoming_raw")
 
 
 def insert_from(con: duckdb.DuckDBPyConnection, relation: str, where: str = "true",
-                rollup: Rollup | None = None) -> AppendResult:
+                rollup: Rollup | None = None, want_active: bool = True) -> AppendResult:
     """One transaction: the rows of `relation` matching `where` go in, identity links and the rollup are updated.
 
     Event ids already stored, or repeated within the rows, are dropped (the first received wins).
@@ -371,7 +374,8 @@ def insert_from(con: duckdb.DuckDBPyConnection, relation: str, where: str = "tru
         new_only = "WHERE event_id NOT IN (SELECT event_id FROM seen)" if seen else ""
         inserted = con.execute(f"INSERT INTO events SELECT {COLUMNS} FROM {rows} {new_only}").fetchone()[0]  # type: ignore[index]
         _link_identities(con, rows)
-        active = rollup.add(con, f"(SELECT * FROM {rows} {new_only})") if rollup and inserted else []
+        active = (rollup.add(con, f"(SELECT * FROM {rows} {new_only})", want_active=want_active)
+                  if rollup and inserted else [])
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")

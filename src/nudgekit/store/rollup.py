@@ -82,13 +82,21 @@ class Rollup:
             con.execute("SET TimeZone = 'UTC'")
             con.execute("DROP VIEW IF EXISTS rollup_input")
 
-    def add(self, con: duckdb.DuckDBPyConnection, rows: str) -> list[tuple[str, datetime]]:
+    def add(self, con: duckdb.DuckDBPyConnection, rows: str, *, want_active: bool = True) -> list[tuple[str, datetime]]:
         """Inside the insert's transaction: add the inserted rows. Returns (person, last activity) of the
-        people who were active in them, for the lifecycle's at-once resurrection."""
+        people who were active in them, for the lifecycle's at-once resurrection (when `want_active`).
+
+        :TRICKY: with no rollup yet and nobody to resurrect (no lifecycle run so far), this does nothing:
+        a first bulk import should not pay for a rollup no one reads."""
+        current = self.is_current(con)
+        if not current and not want_active:
+            return []
         self._aggregate(con, rows, "rollup_delta")
         try:
-            if self.is_current(con):
+            if current:
                 con.execute(f"INSERT INTO {ROLLUP} BY NAME SELECT *, false AS compacted FROM rollup_delta")
+            if not want_active:
+                return []
             rows = con.sql(  # Arrow, not fetchall: aware datetimes without pytz
                 f"SELECT {RESOLVED_PERSON} AS person_id, max(r.last_active_ts) AS at FROM rollup_delta r "
                 "LEFT JOIN identity_links l ON l.alias_id = r.actor WHERE r.active > 0 GROUP BY 1"

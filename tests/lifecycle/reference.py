@@ -101,7 +101,7 @@ def _returned(active_days: list[date], acts: list[Ev], signals: list[datetime], 
         if in_window(current) and (current - previous).days >= cfg.churn_days:
             return True
     for signal in signals:
-        after = [e.at for e in acts if e.at > signal]
+        after = [e.at for e in acts if e.at >= signal]  # activity at the signal's very moment counts as after
         if after and in_window(min(after).astimezone(tz).date()):
             return True
     return False

@@ -97,6 +97,19 @@ def test_a_return_after_uninstall_older_than_the_window_is_not(duck):
     assert stage_of(duck, events) == {"u": "current"}
 
 
+def test_activity_at_the_very_moment_of_an_uninstall_counts_as_after_it(duck):
+    # found by Hypothesis: an order and an uninstall stamped the same second, 21 days ago, and activity 8
+    # days ago. The order is the return (outside the 14-day window), so the user is Current, not back.
+    same = at(21, 11)
+    events = [opened("t", 22), Ev("t", "track", "app_uninstalled", same), Ev("t", "track", "order_completed", same),
+              opened("t", 8)]
+    assert stage_of(duck, events) == {"t": "current"}
+    # the same tie inside the window is a return
+    inside = at(5, 11)
+    events = [opened("w", 22), Ev("w", "track", "app_uninstalled", inside), Ev("w", "track", "app_opened", inside)]
+    assert stage_of(duck, events) == {"w": "resurrected"}
+
+
 # -- Uninstall ------------------------------------------------------------------------------------
 
 def test_uninstall_after_the_last_activity(duck):

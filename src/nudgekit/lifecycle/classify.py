@@ -142,9 +142,10 @@ def stages(facts: ir.Table, cfg: LifecycleSettings, *, token_signals: ir.Table |
     gap_return = (f.before_window_age.notnull() & f.window_first_age.notnull()
                   & ((f.before_window_age - f.window_first_age) >= cfg.churn_days))
     # the first activity after some uninstall signal falls in the window: after a signal inside it, or
-    # after a signal before it with no activity between that signal and the window
+    # after a signal before it with no activity between that signal and the window. :TRICKY: activity at
+    # the very moment of a signal counts as after it, as in the Uninstall rule (signal > last activity).
     reinstall_return = (
-        (f.signal_in_window.notnull() & (f.last_active_ts > f.signal_in_window))
+        (f.signal_in_window.notnull() & (f.last_active_ts >= f.signal_in_window))
         | (f.signal_before_window.notnull() & f.window_first_age.notnull()
            & (f.before_window_ts.isnull() | (f.before_window_ts < f.signal_before_window)))
     )
@@ -163,7 +164,7 @@ def stages(facts: ir.Table, cfg: LifecycleSettings, *, token_signals: ir.Table |
         stage=stage,
         gap_return=gap_return,
         window_first_age=f.window_first_age,
-        return_signal_ts=ibis.ifelse(f.signal_in_window.notnull() & (f.last_active_ts > f.signal_in_window),
+        return_signal_ts=ibis.ifelse(f.signal_in_window.notnull() & (f.last_active_ts >= f.signal_in_window),
                                      f.signal_in_window, ibis.null()),
         lapsing=f.last_active_age.isnull() | (f.last_active_age >= cfg.usage_cycle_days),
     )

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -24,7 +25,7 @@ from nudgekit.profiles.contacts import FieldError, check_user_id
 from nudgekit.profiles.identify import anonymous_profile_id, check_consent_time
 from nudgekit.store import migrate
 from nudgekit.store.activity import ActivitySpec
-from nudgekit.store.backend import EventsBackend
+from nudgekit.store.backend import EventsBackend, EventsView
 from nudgekit.store.events import AppendResult, EventStore
 from nudgekit.store.rollup import Rollup
 from nudgekit.store.state import (
@@ -204,22 +205,26 @@ class Workspace:
         as_of = as_of or today
         if as_of > today:
             raise FieldError("as_of", f"{as_of} is in the future (today is {today} in {self.settings.timezone})")
-        self.flush()
         if step:
             step("bringing the activity rollup up to date")
-        rollup = self.backend.prepare(self.clock())
-        with self.backend.open() as view:
+        with self._behaviour() as (view, rollup):
             return lifecycle_run.run(self.engine, view, as_of, self.settings.lifecycle, self.settings.timezone,
                                      now=self.clock(), rollup=rollup, step=step, remove_missing=as_of >= today,
                                      snapshot=self.lifecycle_snapshot)
+
+    @contextmanager
+    def _behaviour(self) -> Iterator[tuple[EventsView, str | None]]:
+        """Everything stored (spool drained, rollup current and compacted), then a view to read it through."""
+        self.flush()
+        rollup = self.backend.prepare(self.clock())
+        with self.backend.open() as view:
+            yield view, rollup
 
     def suggest_lifecycle(self, lookback_days: int = 180) -> Any:
         """Proposed usage cycle and churn window from the gaps between users' active days."""
         from nudgekit.lifecycle.suggest import suggest
 
-        self.flush()
-        self.backend.prepare(self.clock())
-        with self.backend.open() as view:
+        with self._behaviour() as (view, _):
             return suggest(view, self.today(), lookback_days)
 
     def lifecycle_report(self, *, weeks: int = 12, matrix_from: date | None = None, matrix_to: date | None = None,
@@ -227,9 +232,7 @@ class Workspace:
         """People per stage at the end of each of the last `weeks` weeks, and a transition matrix."""
         from nudgekit.lifecycle.report import build
 
-        self.flush()
-        self.backend.prepare(self.clock())
-        with self.backend.open() as view:
+        with self._behaviour() as (view, _):
             return build(view, self.today(), self.settings.lifecycle, self.settings.timezone, weeks=weeks,
                          matrix_from=matrix_from, matrix_to=matrix_to, step=step)
 
@@ -239,9 +242,7 @@ class Workspace:
         """Size, reach per channel with and without advertising consent, stages, a sample of members."""
         from nudgekit.segments import audience
 
-        self.flush()
-        self.backend.prepare(self.clock())
-        with self.backend.open() as view:
+        with self._behaviour() as (view, _):
             return audience.preview(self.engine, view, segment, today=self.today(), zone=self.settings.timezone,
                                     declared=self.settings.traits, snapshot=self.lifecycle_snapshot)
 
@@ -249,9 +250,7 @@ class Workspace:
         """Every member: person_id, user_id, anonymous_id, stage."""
         from nudgekit.segments import audience
 
-        self.flush()
-        self.backend.prepare(self.clock())
-        with self.backend.open() as view:
+        with self._behaviour() as (view, _):
             return audience.members(self.engine, view, segment, today=self.today(), zone=self.settings.timezone,
                                     declared=self.settings.traits, snapshot=self.lifecycle_snapshot)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 from datetime import timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -67,7 +68,7 @@ def test_midnight_in_the_workspace_time_zone_decides_the_day(duck):
 def test_a_user_in_another_time_zone_is_counted_in_workspace_days(duck):
     # 20:00 in Los Angeles on day 31-before is already the next day (30 before) in Seoul ... churn
     la = at(31, 20, zone="America/Los_Angeles")
-    assert (AS_OF - la.astimezone(__import__("zoneinfo").ZoneInfo(ZONE)).date()).days == 30
+    assert (AS_OF - la.astimezone(ZoneInfo(ZONE)).date()).days == 30
     assert stage_of(duck, [opened("x", 60), Ev("x", "track", "app_opened", la)]) == {"x": "churn"}
     # ... and with a Los Angeles workspace the same moment is 31 days ago: still churn, but 29/30 flip
     la29 = at(29, 20, zone="America/Los_Angeles")

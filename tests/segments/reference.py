@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
@@ -187,5 +186,3 @@ def holds(p: Person, c) -> bool:  # type: ignore[no-untyped-def]
 def members(world: dict[str, Person], segment: m.Segment) -> set[str]:
     return {pid for pid, p in world.items() if holds(p, segment.where)}
 
-
-_ = re  # used by callers' regexes

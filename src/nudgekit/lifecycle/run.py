@@ -11,10 +11,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from datetime import time as dtime
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import duckdb
 import pyarrow as pa
@@ -24,6 +22,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from nudgekit.config import LifecycleSettings
 from nudgekit.lifecycle import classify, stored
+from nudgekit.store.activity import day_end, day_start
 from nudgekit.store.backend import EventsView
 from nudgekit.store.state import LifecycleRun, LifecycleStage, LifecycleTransition, PushToken, in_batches
 from nudgekit.vocabulary import Stage, TokenStatus, TransitionSource
@@ -49,16 +48,6 @@ class RunResult:
         return {"as_of": self.as_of.isoformat(), "engine": self.engine, "users": self.users,
                 "by_stage": self.by_stage, "changed": self.changed, "transitions": self.transitions,
                 "removed": self.removed, "rollup": self.rollup, "seconds": self.seconds}
-
-
-def day_start(day: date, zone: str) -> datetime:
-    """The first instant of a local calendar day, in UTC."""
-    return datetime.combine(day, dtime(0), ZoneInfo(zone)).astimezone(UTC)
-
-
-def day_end(day: date, zone: str) -> datetime:
-    """The last instant of a local calendar day, in UTC."""
-    return day_start(day + timedelta(days=1), zone) - timedelta(microseconds=1)
 
 
 def token_signals(engine: Engine, until: datetime) -> pa.Table | None:

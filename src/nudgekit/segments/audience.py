@@ -47,13 +47,7 @@ class Preview:
 def _tables(engine: Any, view: EventsView, segment: m.Segment, zone: str, extra: Needs | None = None,
             only: str | None = None, declared: dict[str, str] | None = None, snapshot: Path | None = None,
             ) -> tuple[ir.Table, ir.Table | None, dict[str, str]]:
-    needs = needs_of(segment)
-    if extra:
-        needs.traits |= extra.traits
-        needs.consents |= extra.consents
-        needs.reach |= extra.reach
-        needs.stages |= extra.stages
-        needs.ids |= extra.ids
+    needs = needs_of(segment) | (extra or Needs())
     table, types = people(engine, needs, zone, only=only, declared=declared)
     staged = view.table(stages(engine, snapshot, only=only)) if needs.stages else None
     return view.table(table), staged, types

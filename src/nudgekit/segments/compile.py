@@ -14,16 +14,15 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import ibis
 import ibis.expr.types as ir
 
 from nudgekit.segments import model as m
 from nudgekit.segments.people import Needs, consent_column, list_column, trait_column, trait_date_column
-from nudgekit.store.activity import SEEN_TYPES, json_text
+from nudgekit.store.activity import SEEN_TYPES, day_start, json_text
 from nudgekit.store.backend import EventsView
 
 HEX = "0123456789abcdef"
@@ -31,19 +30,13 @@ HEX = "0123456789abcdef"
 
 def bucket_of(person_id: ir.StringValue, salt: str) -> ir.IntegerValue:
     """0-99 from md5(salt:person_id): the first six hex digits as a number, modulo 100 — the same on every
-    backend and in Python (`bucket_in_python`)."""
+    backend (in Python: `int(md5(f"{salt}:{id}").hexdigest()[:6], 16) % 100`)."""
     digest = (ibis.literal(f"{salt}:") + person_id).hexdigest("md5")
     digits = ibis.literal(HEX)
     value: ir.IntegerValue = ibis.literal(0)
     for i in range(6):
         value = value + digits.find(digest.substr(i, 1)) * (16 ** (5 - i))
     return value % 100
-
-
-def bucket_in_python(person_id: str, salt: str) -> int:
-    import hashlib
-
-    return int(hashlib.md5(f"{salt}:{person_id}".encode()).hexdigest()[:6], 16) % 100
 
 
 def needs_of(segment: m.Segment) -> Needs:
@@ -79,7 +72,7 @@ class Context:
     """id(behaviour condition) -> its number among the aggregates."""
 
     def day_start(self, day: date) -> datetime:
-        return datetime.combine(day, time(0), ZoneInfo(self.zone)).astimezone(UTC)
+        return day_start(day, self.zone)
 
 
 def _age(day: ir.DateValue, today: date) -> ir.IntegerValue:

@@ -7,7 +7,7 @@ else. Consent is the current state (the latest change by `at`, then by id, as `c
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -45,6 +45,9 @@ class Needs:
     stages: bool = False
     ids: bool = False
     """user_id and anonymous_id (for samples and exports)."""
+
+    def __or__(self, other: Needs) -> Needs:
+        return Needs(**{f.name: getattr(self, f.name) | getattr(other, f.name) for f in fields(self)})
 
 
 def consent_column(channel: str, purpose: str) -> str:

@@ -15,6 +15,8 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
 
 import ibis
 import ibis.expr.types as ir
@@ -25,11 +27,18 @@ BEHAVIOUR_TYPES = ("track", "page", "screen")
 SEEN_TYPES = ("identify", "track", "page", "screen")
 """Events that show a person exists (first seen). Aliases and groups do not."""
 
-ROLLUP_VERSION = 1
+ROLLUP_VERSION = 2
 """Bump when the person-day columns change: stored rollups are then rebuilt."""
 
-PERSON_DAY_COLUMNS = ("person_id", "day", "events", "active", "revenue", "first_ts", "first_active_ts",
-                      "last_active_ts", "first_uninstall_ts", "last_uninstall_ts")
+
+def day_start(day: date, zone: str) -> datetime:
+    """The first instant of a local calendar day, in UTC."""
+    return datetime.combine(day, time(0), ZoneInfo(zone)).astimezone(UTC)
+
+
+def day_end(day: date, zone: str) -> datetime:
+    """The last instant of a local calendar day, in UTC."""
+    return day_start(day + timedelta(days=1), zone) - timedelta(microseconds=1)
 
 
 @dataclass(frozen=True)
@@ -104,14 +113,11 @@ def json_text(properties: ir.StringValue, key: str, engine: str = "duckdb") -> i
 
     :TRICKY: `properties.cast("json")[key].str` compiles to two JSON parses per row on DuckDB and to a
     Python UDF on Spark; each backend's own function is several times faster."""
-    if key.isidentifier():
-        path = f"$.{key}"
-    else:
-        path = '$."' + key.replace("\\", "\\\\").replace('"', '\\"') + '"'
     if engine == "pyspark":
-        return get_json_object(properties, path if key.isidentifier() else "$['" + key.replace("'", "") + "']")
+        return get_json_object(properties, f"$.{key}" if key.isidentifier() else "$['" + key.replace("'", "") + "']")
     if engine == "duckdb":
-        return json_extract_string(properties, path)
+        quoted = key.replace("\\", "\\\\").replace('"', '\\"')
+        return json_extract_string(properties, f"$.{key}" if key.isidentifier() else f'$."{quoted}"')
     return properties.cast("json")[key].str
 
 
@@ -138,11 +144,9 @@ def event_pieces(events: ir.Table, spec: ActivitySpec, keys: tuple[str, ...] = (
     return seen.select(
         *[seen[k] for k in keys],
         day=ts.date(),
-        events=ibis.literal(1, "int64"),
         active=active.cast("int64"),
         revenue=revenue(seen, spec, engine),
         first_ts=ts,
-        first_active_ts=ibis.ifelse(active, ts, none),
         last_active_ts=ibis.ifelse(active, ts, none),
         first_uninstall_ts=ibis.ifelse(uninstall, ts, none),
         last_uninstall_ts=ibis.ifelse(uninstall, ts, none),
@@ -152,21 +156,12 @@ def event_pieces(events: ir.Table, spec: ActivitySpec, keys: tuple[str, ...] = (
 def person_days(events: ir.Table, spec: ActivitySpec, keys: tuple[str, ...] = ("person_id",),
                 engine: str = "duckdb") -> ir.Table:
     """Raw events (keys..., type, event, timestamp[, properties]) -> one row per person and local day."""
-    seen = events.filter(events.type.isin(SEEN_TYPES))
-    marked = seen.mutate(
-        day=seen.timestamp.date(),
-        _active=is_activity(seen, spec),
-        _uninstall=is_uninstall(seen, spec),
-        _revenue=revenue(seen, spec, engine),
-    )
-    active, uninstall = marked._active, marked._uninstall
-    return marked.group_by([*keys, "day"]).aggregate(
-        events=marked.count(),
-        active=active.cast("int64").sum(),
-        revenue=marked._revenue.sum(),
-        first_ts=marked.timestamp.min(),
-        first_active_ts=marked.timestamp.min(where=active),
-        last_active_ts=marked.timestamp.max(where=active),
-        first_uninstall_ts=marked.timestamp.min(where=uninstall),
-        last_uninstall_ts=marked.timestamp.max(where=uninstall),
+    p = event_pieces(events, spec, keys, engine)
+    return p.group_by([*keys, "day"]).aggregate(
+        active=p.active.sum(),
+        revenue=p.revenue.sum(),
+        first_ts=p.first_ts.min(),
+        last_active_ts=p.last_active_ts.max(),
+        first_uninstall_ts=p.first_uninstall_ts.min(),
+        last_uninstall_ts=p.last_uninstall_ts.max(),
     )

@@ -38,8 +38,8 @@ from nudgekit.store.events import EventStore
 from nudgekit.store.rollup import ROLLUP
 
 
-class BackendError(RuntimeError):
-    """The events backend cannot be reached or does not look as configured."""
+class BackendError(ValueError):
+    """The events backend cannot be reached or does not look as configured (the CLI says so, exit 2)."""
 
 
 def same_person(t: ir.Table) -> ir.Table:

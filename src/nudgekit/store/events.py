@@ -237,14 +237,10 @@ class EventStore:
             if not parts:
                 return AppendResult(0, 0)
             tables = [ipc.open_file(pa.memory_map(str(p))).read_all() for p in parts]
-            if not self.path.exists():
-                self.create()
-            with self.writer() as con:
-                result = insert_new(con, pa.concat_tables(tables), self.rollup, self.wants_activity())
+            result = self.append(pa.concat_tables(tables))
             for part in parts:
                 part.unlink(missing_ok=True)
-        self.notify(result)
-        return result
+            return result
 
     def _sweep_abandoned(self, older_than: float = 3600.0) -> None:
         """Temporary part files left by a process killed mid-write were never acknowledged: remove them."""

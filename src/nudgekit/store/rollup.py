@@ -30,11 +30,9 @@ CREATE TABLE IF NOT EXISTS {ROLLUP} (
     actor VARCHAR NOT NULL,
     is_anon BOOLEAN NOT NULL,
     day DATE NOT NULL,
-    events BIGINT NOT NULL,
     active BIGINT NOT NULL,
     revenue DOUBLE,
     first_ts TIMESTAMPTZ NOT NULL,
-    first_active_ts TIMESTAMPTZ,
     last_active_ts TIMESTAMPTZ,
     first_uninstall_ts TIMESTAMPTZ,
     last_uninstall_ts TIMESTAMPTZ,
@@ -131,9 +129,8 @@ class Rollup:
             if dirty:
                 con.execute(
                     f"""CREATE OR REPLACE TEMP TABLE merged AS
-                    SELECT actor, is_anon, day, sum(events), sum(active), sum(revenue), min(first_ts),
-                           min(first_active_ts), max(last_active_ts), min(first_uninstall_ts),
-                           max(last_uninstall_ts), true
+                    SELECT actor, is_anon, day, sum(active), sum(revenue), min(first_ts), max(last_active_ts),
+                           min(first_uninstall_ts), max(last_uninstall_ts), true
                     FROM {ROLLUP} a SEMI JOIN dirty USING (actor, is_anon, day) GROUP BY ALL"""
                 )
                 con.execute(f"DELETE FROM {ROLLUP} a USING dirty d "

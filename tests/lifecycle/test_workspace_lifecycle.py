@@ -87,6 +87,48 @@ def test_rollup_with_uncompacted_pieces_equals_the_raw_events(sqlite_ws, today):
     assert via_rollup.to_pylist() == via_events.to_pylist()
 
 
+def _classify(ws: Workspace, *, use_rollup: bool) -> list[dict]:
+    with ws.backend.open(use_rollup=use_rollup) as view:
+        assert view.from_rollup == use_rollup
+        return classify_everyone(view, AS_OF, ws.settings.lifecycle, ZONE).sort_by("person_id").to_pylist()
+
+
+def test_identity_links_that_arrive_later_rekey_the_rollup(sqlite_ws, today):
+    """A visitor's rows are theirs until they sign up, then the user's: before the rollup is re-keyed (a
+    reader corrects the rows of aliases linked since) and after (`prepare` re-keys them)."""
+    ws = sqlite_ws
+    ws.run_lifecycle()  # the rollup exists, so inserts add to it
+
+    def msg(kind: str, days_ago: int, *, user: str | None = None, anon: str | None = None, **extra) -> dict:
+        m = {"type": kind, "timestamp": at(days_ago).isoformat(), "messageId": f"{kind}-{user}-{anon}-{days_ago}"}
+        m |= {"userId": user} if user else {}
+        m |= {"anonymousId": anon} if anon else {}
+        m |= {"event": "app_opened", "properties": {}} if kind == "track" else {}
+        return m | extra
+
+    def put(messages: list[dict]) -> None:
+        result = ws.ingest(messages)
+        assert not result.rejects, result.rejects
+        ws.events.append(result.rows)
+
+    put([msg("track", 60, anon="v1"), msg("track", 59, anon="v1"), msg("track", 50, user="old"),
+         msg("track", 5, user="u1")])
+    assert {r["person_id"] for r in _classify(ws, use_rollup=True)} == {"anon:v1", "old", "u1"}
+    # the visitor signs up as u1, and u1 turns out to be the same person as the older account "old"
+    put([msg("identify", 2, user="u1", anon="v1"), msg("alias", 1, user="u1", previousId="old")])
+    with ws.events.reader() as con:
+        assert con.execute("SELECT count(*) FROM link_changes").fetchall()[0][0] > 0
+    pending = _classify(ws, use_rollup=True)
+    assert pending == _classify(ws, use_rollup=False)
+    assert [r["person_id"] for r in pending] == ["u1"]
+    assert pending[0]["first_age"] == 60 and pending[0]["stage"] == "resurrected"  # alone, u1 would be new
+    assert ws.backend.prepare(ws.clock()).startswith("compacted")
+    with ws.events.reader() as con:
+        assert con.execute("SELECT count(*) FROM link_changes").fetchall()[0][0] == 0
+        assert con.execute("SELECT DISTINCT person_id FROM activity_days").fetchall() == [("u1",)]
+    assert _classify(ws, use_rollup=True) == pending
+
+
 def test_an_event_from_a_churned_user_resurrects_them_at_once(ws, today):
     store(ws, [Ev("c", "track", "app_opened", at(45)), Ev("u", "track", "app_opened", at(10)),
                Ev("u", "track", "app_uninstalled", at(9)), Ev("k", "track", "app_opened", at(1))])

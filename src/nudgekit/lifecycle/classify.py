@@ -26,12 +26,13 @@ count(DISTINCT day): rollup rows of one day may come in several pieces until the
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 
 import ibis
 import ibis.expr.types as ir
 
 from nudgekit.config import LifecycleSettings
+from nudgekit.store.activity import day_start
 from nudgekit.vocabulary import Stage
 
 
@@ -45,51 +46,66 @@ def bit_count(value: int) -> int:  # type: ignore[empty-body]
     """The backend's own BIT_COUNT (population count)."""
 
 
-def ages(days: ir.Table, as_of: date) -> ir.Table:
-    """Person-day rows up to the as-of day, with the age of each day."""
-    kept = days.filter(days.day <= as_of)
-    return kept.mutate(age=ibis.literal(as_of).delta(kept.day, unit="day").cast("int32"))
-
-
-def person_facts(days: ir.Table, as_of: date, cfg: LifecycleSettings,
+def person_facts(days: ir.Table, as_of: date, cfg: LifecycleSettings, zone: str,
                  keys: tuple[str, ...] = ("person_id",)) -> ir.Table:
-    """One row per person (or per `keys`): the few facts every stage rule needs."""
-    t = ages(days, as_of)
+    """One row per person (or per `keys`): the few facts every stage rule needs, as moments.
+
+    :TRICKY: windows are tested as instants (a row's `first_ts` against local midnights), not through a
+    per-row calendar day: casting every event's timestamp to a local date costs more than the rest of
+    the pass. Rows of the rollup lie within one day, so their `first_ts` places the whole row. Days are
+    derived once per person afterwards (`with_ages`); only the Power bitmap needs a row's day, and only
+    for active rows inside its window (a CASE evaluates its branch on those rows alone).
+    """
+    def start(days_back: int) -> ir.TimestampScalar:
+        return ibis.literal(day_start(as_of - timedelta(days=days_back - 1), zone))
+
+    t = days.filter(days.first_ts < ibis.literal(day_start(as_of + timedelta(days=1), zone)))
     is_active = t.active > 0
-    in_window = t.age < cfg.resurrected_days
-    one = ibis.literal(1, "int32")
+    in_window = t.first_ts >= start(cfg.resurrected_days)
+    age = ibis.literal(as_of).delta(t.first_ts.date(), unit="day").cast("int32")
+    one = ibis.literal(1, "int64")
     return t.group_by(list(keys)).aggregate(
-        first_age=t.age.max(),
         first_ts=t.first_ts.min(),
-        last_active_age=t.age.min(where=is_active),
-        last_active_ts=t.last_active_ts.max(where=is_active),
+        last_active_ts=t.last_active_ts.max(),
         uninstall_ts=t.last_uninstall_ts.max(),
-        power_bits=bit_or(ibis.ifelse(is_active & (t.age < cfg.power_window_days), one << t.age, 0)),
-        revenue=t.revenue.sum(where=t.age < cfg.power_revenue_days),
-        before_window_age=t.age.min(where=is_active & ~in_window),
-        before_window_ts=t.last_active_ts.max(where=is_active & ~in_window),
-        window_first_age=t.age.max(where=is_active & in_window),
+        power_bits=bit_or(ibis.ifelse(is_active & (t.first_ts >= start(cfg.power_window_days)), one << age, 0)),
+        revenue=t.revenue.sum(where=t.first_ts >= start(cfg.power_revenue_days)),
+        before_window_ts=t.last_active_ts.max(where=~in_window),
+        window_first_ts=t.first_ts.min(where=is_active & in_window),
         signal_before_window=t.last_uninstall_ts.max(where=~in_window),
         signal_in_window=t.first_uninstall_ts.min(where=in_window),
     )
 
 
-MERGE = {"first_age": "max", "first_ts": "min", "last_active_age": "min", "last_active_ts": "max",
-         "uninstall_ts": "max", "power_bits": "bit_or", "revenue": "sum", "before_window_age": "min",
-         "before_window_ts": "max", "window_first_age": "max", "signal_before_window": "max",
+MERGE = {"first_ts": "min", "last_active_ts": "max", "uninstall_ts": "max", "power_bits": "bit_or",
+         "revenue": "sum", "before_window_ts": "max", "window_first_ts": "min", "signal_before_window": "max",
          "signal_in_window": "min"}
 """How two rows of facts of the same person combine: every fact is a min, max, sum or bit-or."""
 
 
 def merge_facts(facts: ir.Table) -> ir.Table:
-    """Facts per actor (with person_id resolved) -> facts per person. Revenue is rounded to cents here,
-    once, so engines that add in different orders still agree."""
+    """Facts per actor (with person_id resolved) -> facts per person."""
     def combine(name: str, how: str) -> ir.Value:
         column = facts[name]
         return bit_or(column) if how == "bit_or" else getattr(column, how)()
 
-    merged = facts.group_by("person_id").aggregate(**{n: combine(n, how) for n, how in MERGE.items()})
-    return merged.mutate(revenue=merged.revenue.round(2))
+    return cents(facts.group_by("person_id").aggregate(**{n: combine(n, how) for n, how in MERGE.items()}))
+
+
+def cents(facts: ir.Table) -> ir.Table:
+    """Revenue rounded to cents, once per person, so engines that add in different orders agree."""
+    return facts.mutate(revenue=facts.revenue.round(2))
+
+
+def with_ages(facts: ir.Table, as_of: date) -> ir.Table:
+    """The ages (in local calendar days before the as-of day) of the moments the rules compare in days:
+    one date cast per person, in the backend's session time zone."""
+    def age(ts: ir.TimestampValue) -> ir.IntegerValue:
+        return ibis.literal(as_of).delta(ts.date(), unit="day").cast("int32")
+
+    f = facts
+    return f.mutate(first_age=age(f.first_ts), last_active_age=age(f.last_active_ts),
+                    before_window_age=age(f.before_window_ts), window_first_age=age(f.window_first_ts))
 
 
 def _earliest(a: ir.TimestampValue, b: ir.TimestampValue) -> ir.TimestampValue:
@@ -114,26 +130,26 @@ def _with_token_signals(f: ir.Table, signals: ir.Table, window_start: ir.Timesta
 def big_spender(f: ir.Table, cfg: LifecycleSettings) -> ir.BooleanValue:
     """In the top P% of buyers by revenue: fewer than k = ceil(P% of buyers) (at least 1) spent more.
 
-    Written as a rank over everyone rather than a threshold found by a first query, so the whole
-    classification is one pass; ties at the k-th revenue are all in, as a threshold would have them."""
+    The threshold is the k-th highest revenue (ties at it are all in), found by ranking the buyers only
+    (a scalar subquery) rather than sorting everyone: most people bought nothing in the window."""
     if cfg.power_revenue_top_percent <= 0:
         return ibis.literal(False)
-    bought = f.revenue.fill_null(0) > 0
-    buyers = bought.cast("int64").sum().over(ibis.window())
-    k = ibis.greatest((buyers * cfg.power_revenue_top_percent / 100).ceil(), 1)
-    spent = ibis.ifelse(bought, f.revenue, 0.0)
-    higher = ibis.rank().over(ibis.window(order_by=ibis.desc(spent)))
-    return bought & (higher < k)
+    buyers = f.filter(f.revenue > 0).select("revenue")
+    ranked = buyers.mutate(higher=ibis.rank().over(ibis.window(order_by=ibis.desc(buyers.revenue))),
+                           buyers=buyers.revenue.count().over(ibis.window()))
+    k = ibis.greatest((ranked.buyers * cfg.power_revenue_top_percent / 100).ceil(), 1)
+    threshold = ranked.filter(ranked.higher < k).revenue.min()
+    return (f.revenue > 0) & (f.revenue >= threshold)
 
 
-def stages(facts: ir.Table, cfg: LifecycleSettings, *, token_signals: ir.Table | None = None,
+def stages(facts: ir.Table, as_of: date, cfg: LifecycleSettings, *, token_signals: ir.Table | None = None,
            window_start: datetime | None = None) -> ir.Table:
     """Facts -> stage per person, with the inputs `since` is derived from.
 
     `window_start` is the first instant of the Resurrected window (local midnight), needed to place
     push-token signals, which are moments rather than days.
     """
-    f = facts
+    f = with_ages(facts, as_of)
     if token_signals is not None:
         assert window_start is not None
         f = _with_token_signals(f, token_signals, ibis.literal(window_start))

@@ -220,25 +220,36 @@ def _aggregate(ev: ir.Table, leaves: list[m.BehaviourCondition], ctx: Context, e
     ts = relevant.timestamp
     metrics: dict[str, ir.Value] = {}
     for i, c in enumerate(leaves):
-        base = relevant.event == c.event
-        for f in c.where:
-            base = base & _property(relevant, f, engine)
-        inside = base & _in_moments(ts, c.window, ctx)
-        metrics[f"b{i}_count"] = relevant.event.count(where=inside)
+        named = relevant.event == c.event
+        inside = named & _in_moments(ts, c.window, ctx)
+        tests = [_property(relevant, f, engine) for f in c.where]
+
+        def only(guard: ir.BooleanValue, value: ir.Value, tests: list[ir.BooleanValue] = tests) -> ir.Value:
+            """`value` on the events passing `guard` and the property tests, else NULL.
+
+            :TRICKY: nested CASEs, not `agg(where=...)`: an aggregate's argument is computed for every row
+            before its filter applies, so a JSON property would be parsed on every event scanned; a CASE
+            parses it only on the rows its (cheap) guard lets through."""
+            for test in reversed(tests):
+                value = ibis.cases((test, value))
+            return ibis.cases((guard, value))
+
+        one = ibis.literal(1, "int8")
+        metrics[f"b{i}_count"] = only(inside, one).count()
         if c.sum is not None:
-            metrics[f"b{i}_sum"] = json_text(relevant.properties, c.sum.property, engine).try_cast("float64").sum(
-                where=inside)
+            amount = json_text(relevant.properties, c.sum.property, engine).try_cast("float64")
+            metrics[f"b{i}_sum"] = only(inside, amount).sum()
         if c.avg is not None:
-            amount = json_text(relevant.properties, c.avg.property, engine).try_cast("float64")
+            amount = only(inside, json_text(relevant.properties, c.avg.property, engine).try_cast("float64"))
             if keys == ("person_id",):
-                metrics[f"b{i}_avg"] = amount.mean(where=inside)
+                metrics[f"b{i}_avg"] = amount.mean()
             else:
-                metrics[f"b{i}_avgsum"] = amount.sum(where=inside)
-                metrics[f"b{i}_avgn"] = amount.count(where=inside)
+                metrics[f"b{i}_avgsum"] = amount.sum()
+                metrics[f"b{i}_avgn"] = amount.count()
         if c.first is not None:
-            metrics[f"b{i}_first"] = ts.min(where=base)
+            metrics[f"b{i}_first"] = only(named, ts).min()
         if c.last is not None:
-            metrics[f"b{i}_last"] = ts.max(where=base)
+            metrics[f"b{i}_last"] = only(named, ts).max()
     return relevant.group_by(list(keys)).aggregate(**metrics)
 
 
@@ -343,7 +354,7 @@ def predicate(wide: ir.Table, c: Any, ctx: Context) -> ir.BooleanValue:
 def universe(view: EventsView, people: ir.Table) -> ir.Table:
     """Everyone: every profile in the state DB and every person seen in the events."""
     if view.from_rollup:
-        seen = view.person_days.select("person_id")
+        seen = view.person_days.select(person_id=view.person_days.person_id.cast("string"))  # NOT NULL there
     else:
         seen = view.events.filter(view.events.type.isin(SEEN_TYPES)).select("person_id")
     return people.select("person_id").union(seen, distinct=True)

@@ -27,7 +27,7 @@ BEHAVIOUR_TYPES = ("track", "page", "screen")
 SEEN_TYPES = ("identify", "track", "page", "screen")
 """Events that show a person exists (first seen). Aliases and groups do not."""
 
-ROLLUP_VERSION = 2
+ROLLUP_VERSION = 3
 """Bump when the person-day columns change: stored rollups are then rebuilt."""
 
 

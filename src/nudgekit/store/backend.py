@@ -3,13 +3,15 @@
 Both give the same Ibis tables, so one definition runs everywhere:
 
 * `events` — one row per event: person_id, type, event, timestamp, properties (JSON text);
-* `actor_days` — person-day rows keyed by the id events *arrived with* (actor, is_anon), see
-  `store/activity.py`, and `resolve()`, which maps any table keyed that way to the person.
+* `person_days` — person-day rows (see `store/activity.py`); when `person_keyed` they come keyed by person
+  at the source and are aggregated as they are, otherwise they are `actor_days` (keyed by the id events
+  *arrived with*: actor, is_anon) resolved per row;
+* `resolve()`, which maps any table keyed by (actor, is_anon) to the person.
 
-On the DuckDB file `actor_days` is the rollup (kept up to date at ingestion) and `events` the
-`events_resolved` view. In warehouse mode (`NUDGE_EVENTS_URL`, or a connection handed in) both come from
-the events table named in `[warehouse]`, read in place through its column mapping: nothing is copied, and
-the actor is the person.
+On the DuckDB file the person-days are the rollup (kept up to date at ingestion, keyed by person) and
+`events` the `events_resolved` view. In warehouse mode (`NUDGE_EVENTS_URL`, or a connection handed in)
+both come from the events table named in `[warehouse]`, read in place through its column mapping: nothing
+is copied, and the actor is the person.
 
 :TRICKY: resolving identities (a join with `identity_links`) on every event costs four times a plain
 scan; resolving after aggregating per actor joins a few million rows instead of tens of millions. So
@@ -58,15 +60,24 @@ class EventsView:
     actor_days: ir.Table
     from_rollup: bool
     local: bool = False
+    """Reading the workspace's own DuckDB file (its raw `events` and `identity_links` tables are there)."""
     resolve: Callable[[ir.Table], ir.Table] = same_person
     """Adds person_id to a table keyed by (actor, is_anon)."""
     actor_events: ir.Table | None = None
     """Events keyed by (actor, is_anon) instead of person_id: aggregate these, then resolve."""
-    """Reading the workspace's own DuckDB file (its raw `events` and `identity_links` tables are there)."""
+    keyed_days: ir.Table | None = None
+    """Person-day rows already keyed by person at the source (the rollup; warehouse mode)."""
     temporary: list[str] = field(default_factory=list)
 
     @property
+    def person_keyed(self) -> bool:
+        """Aggregate `person_days` directly (True), or per actor, then resolve and merge (False)."""
+        return self.keyed_days is not None
+
+    @property
     def person_days(self) -> ir.Table:
+        if self.keyed_days is not None:
+            return self.keyed_days
         return self.resolve(self.actor_days).drop("actor", "is_anon")
 
     def table(self, data: pa.Table) -> ir.Table:
@@ -143,7 +154,8 @@ class EventsBackend:
             events = self._warehouse_events(con)
             actors = events.rename(actor="person_id").mutate(is_anon=ibis.literal(False))
             days = event_pieces(actors, self.spec, keys=("actor", "is_anon"), engine=con.name)
-            view = EventsView(con, con.name, events, days, False, actor_events=actors)
+            view = EventsView(con, con.name, events, days, False, actor_events=actors,
+                              keyed_days=same_person(days).drop("actor", "is_anon"))
             try:
                 yield view
             finally:
@@ -160,10 +172,12 @@ class EventsBackend:
                     actor=ibis.coalesce(raw_events.user_id, raw_events.anonymous_id),
                     is_anon=raw_events.user_id.isnull(), type=raw_events.type, event=raw_events.event,
                     timestamp=raw_events.timestamp, properties=raw_events.properties)
-                days = con.table(ROLLUP).drop("compacted") if current else event_pieces(
+                keyed = _rollup_days(con, raw) if current else None
+                days = keyed.drop("person_id") if keyed is not None else event_pieces(
                     actors, self.spec, keys=("actor", "is_anon"))
                 yield EventsView(con, "duckdb", events, days, current, local=True, resolve=_linker(con),
-                                 actor_events=actors)
+                                 actor_events=actors,
+                                 keyed_days=keyed.drop("actor", "is_anon") if keyed is not None else None)
             finally:
                 raw.execute("SET TimeZone = 'UTC'")
 
@@ -195,6 +209,19 @@ def _as_timestamp(column: ir.Column) -> ir.TimestampValue:
     if column.type().is_numeric():
         return column.as_timestamp("s")  # type: ignore[attr-defined]
     return column.cast("timestamp('UTC')")  # type: ignore[return-value]
+
+
+def _rollup_days(con: Any, raw: Any) -> ir.Table:
+    """The rollup's rows with their person; rows of aliases linked since the last `ensure()` corrected."""
+    days = con.table(ROLLUP).drop("compacted")
+    if not raw.execute("SELECT count(*) FROM link_changes").fetchall()[0][0]:
+        return days
+    links = con.table("identity_links")
+    pending = links.semi_join(con.table("link_changes"), "alias_id").select(
+        pending_alias=links.alias_id, pending_user=links.user_id)
+    joined = days.left_join(pending, days.actor == pending.pending_alias)
+    return joined.mutate(person_id=ibis.coalesce(joined.pending_user, joined.person_id)).drop(
+        "pending_alias", "pending_user")
 
 
 def _linker(con: Any) -> Callable[[ir.Table], ir.Table]:

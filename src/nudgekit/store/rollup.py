@@ -4,9 +4,11 @@ A daily `lifecycle run` over two years of raw events would re-read every event e
 holds one row per person, day and insert batch (compacted to one per person and day by the next run),
 so the run reads a table many times smaller than the events.
 
-Rows are keyed by the *actor* an event arrived with (its user id, or its anonymous id when it had none),
-not by the resolved person: identity links arrive later than events (a visitor signs up), so the person
-is resolved when the rollup is read, through `identity_links`, exactly as `events_resolved` does.
+Rows carry the *actor* an event arrived with (its user id, or its anonymous id when it had none) and the
+person it resolved to when it was written (through `identity_links`, as `events_resolved` does), so readers
+group by person with no join. Identity links arrive later than events (a visitor signs up): every insert
+logs the aliases whose link it added or moved in `link_changes`; `ensure()` re-keys their rows, and a
+reader that finds the log non-empty corrects just those rows (`pending_links`).
 
 :TRICKY: the rows depend on settings (time zone, which events are activity, the revenue property).
 `rollup_meta` stores the fingerprint the rows were built with; inserts only add to a rollup whose
@@ -27,6 +29,7 @@ ROLLUP = "activity_days"
 
 DDL = f"""
 CREATE TABLE IF NOT EXISTS {ROLLUP} (
+    person_id VARCHAR NOT NULL,
     actor VARCHAR NOT NULL,
     is_anon BOOLEAN NOT NULL,
     day DATE NOT NULL,
@@ -38,6 +41,7 @@ CREATE TABLE IF NOT EXISTS {ROLLUP} (
     last_uninstall_ts TIMESTAMPTZ,
     compacted BOOLEAN NOT NULL
 );
+CREATE TABLE IF NOT EXISTS link_changes (alias_id VARCHAR NOT NULL);
 CREATE TABLE IF NOT EXISTS rollup_meta (name VARCHAR PRIMARY KEY, fingerprint VARCHAR NOT NULL,
                                         built_at TIMESTAMPTZ NOT NULL);
 """
@@ -47,6 +51,16 @@ INPUT_SCHEMA = ibis.schema({"actor": "string", "is_anon": "boolean", "type": "st
 
 RESOLVED_PERSON = ("coalesce(l.user_id, CASE WHEN r.is_anon THEN 'anon:' || r.actor ELSE r.actor END)")
 """The person a rollup row `r` belongs to, with `identity_links l` joined on `l.alias_id = r.actor`."""
+
+PENDING_LINKS = "SELECT alias_id, user_id FROM identity_links SEMI JOIN link_changes USING (alias_id)"
+"""The current link of every alias whose link changed since the rows were last re-keyed (an alias has
+one link; `store/backend.py` reads the same through Ibis)."""
+
+
+def with_person(relation: str) -> str:
+    """The rows of `relation` (actor-keyed person-days) with the person each belongs to now."""
+    return (f"SELECT r.*, {RESOLVED_PERSON} AS person_id FROM {relation} r "
+            "LEFT JOIN identity_links l ON l.alias_id = r.actor")
 
 
 class Rollup:
@@ -92,7 +106,9 @@ class Rollup:
         self._aggregate(con, rows, "rollup_delta")
         try:
             if current:
-                con.execute(f"INSERT INTO {ROLLUP} BY NAME SELECT *, false AS compacted FROM rollup_delta")
+                con.execute(f"INSERT INTO {ROLLUP} BY NAME SELECT *, false AS compacted FROM "
+                            f"({with_person('rollup_delta')})")
+                self._log_links(con)
             if not want_active:
                 return []
             rows = con.sql(  # Arrow, not fetchall: aware datetimes without pytz
@@ -103,6 +119,17 @@ class Rollup:
         finally:
             con.execute("DROP TABLE IF EXISTS rollup_delta")
 
+    @staticmethod
+    def _log_links(con: duckdb.DuckDBPyConnection) -> None:
+        """Aliases whose person this insert may have changed: every alias now linked to a user that gained a
+        link in it (the new links themselves, and links moved along a chain onto that user)."""
+        try:
+            con.execute("SELECT 1 FROM new_links LIMIT 0")
+        except duckdb.CatalogException:  # rows inserted without identity linking
+            return
+        con.execute("INSERT INTO link_changes SELECT alias_id FROM identity_links "
+                    "WHERE user_id IN (SELECT user_id FROM new_links)")
+
     def rebuild(self, con: duckdb.DuckDBPyConnection, now: datetime) -> None:
         """Recompute every row from the events (after a settings change, or the first time)."""
         con.execute("BEGIN")
@@ -110,8 +137,10 @@ class Rollup:
             con.execute(f"DROP TABLE IF EXISTS {ROLLUP}")
             con.execute(DDL)
             self._aggregate(con, "events", "rollup_full")
-            con.execute(f"INSERT INTO {ROLLUP} BY NAME SELECT *, true AS compacted FROM rollup_full")
+            con.execute(f"INSERT INTO {ROLLUP} BY NAME SELECT *, true AS compacted FROM "
+                        f"({with_person('rollup_full')})")
             con.execute("DROP TABLE rollup_full")
+            con.execute("DELETE FROM link_changes")
             con.execute("INSERT OR REPLACE INTO rollup_meta VALUES (?, ?, ?)", [ROLLUP, self.spec.fingerprint(), now])
             con.execute("COMMIT")
         except BaseException:
@@ -119,9 +148,14 @@ class Rollup:
             raise
 
     def compact(self, con: duckdb.DuckDBPyConnection) -> int:
-        """Merge the rows inserts added since the last compaction into one row per person and day."""
+        """Re-key the rows of aliases whose link changed, and merge the rows inserts added since the last
+        compaction into one row per actor and day."""
         con.execute("BEGIN")
         try:
+            if con.execute("SELECT count(*) FROM link_changes").fetchall()[0][0]:
+                con.execute(f"UPDATE {ROLLUP} SET person_id = p.user_id FROM ({PENDING_LINKS}) p "
+                            f"WHERE {ROLLUP}.actor = p.alias_id AND {ROLLUP}.person_id <> p.user_id")
+                con.execute("DELETE FROM link_changes")
             dirty = con.execute(
                 f"CREATE OR REPLACE TEMP TABLE dirty AS SELECT DISTINCT actor, is_anon, day FROM {ROLLUP} "
                 "WHERE NOT compacted"
@@ -129,13 +163,13 @@ class Rollup:
             if dirty:
                 con.execute(
                     f"""CREATE OR REPLACE TEMP TABLE merged AS
-                    SELECT actor, is_anon, day, sum(active), sum(revenue), min(first_ts), max(last_active_ts),
+                    SELECT person_id, actor, is_anon, day, sum(active), sum(revenue), min(first_ts), max(last_active_ts),
                            min(first_uninstall_ts), max(last_uninstall_ts), true
                     FROM {ROLLUP} a SEMI JOIN dirty USING (actor, is_anon, day) GROUP BY ALL"""
                 )
                 con.execute(f"DELETE FROM {ROLLUP} a USING dirty d "
                             "WHERE a.actor = d.actor AND a.is_anon = d.is_anon AND a.day = d.day")
-                con.execute(f"INSERT INTO {ROLLUP} SELECT * FROM merged")
+                con.execute(f"INSERT INTO {ROLLUP} BY POSITION SELECT * FROM merged")
                 con.execute("DROP TABLE merged")
             con.execute("DROP TABLE dirty")
             con.execute("COMMIT")

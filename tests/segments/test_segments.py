@@ -188,3 +188,24 @@ def test_cli_preview_export_check_and_lists(shop, tmp_path):
     assert json.loads(runner.invoke(app, ["segment", "list", "add", "cli", str(ids), "--json"]).stdout)["added"] == 1
     lists = json.loads(runner.invoke(app, ["segment", "list", "show", "--json"]).stdout)
     assert {"list": "cli", "members": 1} in [{k: r[k] for k in ("list", "members")} for r in lists]
+
+
+@pytest.mark.parametrize("leaf, needs", [
+    ({"event": "x"}, True),
+    ({"event": "x", "performed": False}, False),
+    ({"event": "x", "count": {"gte": 2}}, True),
+    ({"event": "x", "count": {"lte": 1}}, False),
+    ({"event": "x", "count": {"eq": 0}}, False),
+    ({"event": "x", "count": {"gte": 0, "lte": 3}}, False),
+    ({"event": "x", "sum": {"property": "p", "gte": 1}}, True),
+    ({"event": "x", "sum": {"property": "p", "lte": 100}}, False),
+    ({"event": "x", "sum": {"property": "p", "lt": 0}}, True),
+    ({"event": "x", "avg": {"property": "p", "lte": 100}}, True),
+    ({"event": "x", "count": {"lte": 1}, "last": {"within_last_days": 3}}, True),
+])
+def test_which_event_leaves_only_people_with_events_can_meet(leaf, needs):
+    """Exports start from the people the events aggregate found only when a top-level leaf needs an event."""
+    from nudgekit.segments.compile import needs_an_event
+    from nudgekit.segments.model import BehaviourCondition
+
+    assert needs_an_event(BehaviourCondition.model_validate(leaf)) is needs

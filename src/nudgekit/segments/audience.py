@@ -85,7 +85,8 @@ def members(engine: Any, view: EventsView, segment: m.Segment, *, today: date, z
             declared: dict[str, str] | None = None, snapshot: Path | None = None) -> pa.Table:
     people_table, staged, types = _tables(engine, view, segment, zone, Needs(stages=True, ids=True),
                                           declared=declared, snapshot=snapshot)
-    wide = evaluate(segment, view, people_table, staged, today=today, zone=zone, trait_types=types)
+    wide = evaluate(segment, view, people_table, staged, today=today, zone=zone, trait_types=types,
+                    members_only=True)
     chosen = wide.filter(wide.member).select(*EXPORT_COLUMNS).order_by("person_id")
     return view.con.to_pyarrow(chosen)
 
@@ -107,7 +108,7 @@ def is_member(engine: Any, view: EventsView, segment: m.Segment, person: str, *,
     people_table, staged, types = _tables(engine, view, segment, zone, only=person, declared=declared)
     only_them = _events_of(view, person)
     one = EventsView(view.con, view.engine, only_them, view.actor_days, view.from_rollup, view.local, view.resolve,
-                     keyed_days=view.keyed_days)
+                     keyed_days=view.keyed_days, actor_keys=view.actor_keys)
     everyone = view.table(pa.table({"person_id": pa.array([person], pa.string())}))
     wide = evaluate(segment, one, people_table, staged, today=today, zone=zone, trait_types=types, everyone=everyone)
     found = view.con.to_pyarrow(wide.select("member")).column("member").to_pylist()

@@ -12,7 +12,9 @@ over none matches nothing; `first`/`last` match nobody who never performed the e
 
 from __future__ import annotations
 
+import functools
 import json
+import operator
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -28,14 +30,25 @@ from nudgekit.store.backend import EventsView
 HEX = "0123456789abcdef"
 
 
-def bucket_of(person_id: ir.StringValue, salt: str) -> ir.IntegerValue:
+@ibis.udf.scalar.builtin
+def conv(text: str, from_base: int, to_base: int) -> str:  # type: ignore[empty-body]
+    """Spark's base conversion of a number written as text."""
+
+
+def bucket_of(person_id: ir.StringValue, salt: str, engine: str = "duckdb") -> ir.IntegerValue:
     """0-99 from md5(salt:person_id): the first six hex digits as a number, modulo 100 — the same on every
-    backend (in Python: `int(md5(f"{salt}:{id}").hexdigest()[:6], 16) % 100`)."""
-    digest = (ibis.literal(f"{salt}:") + person_id).hexdigest("md5")
-    digits = ibis.literal(HEX)
+    backend (in Python: `int(md5(f"{salt}:{id}").hexdigest()[:6], 16) % 100`).
+
+    :TRICKY: one md5 per person: DuckDB reads '0x…' text as a number and Spark has `conv`; spelling the
+    digits out one by one repeats the md5 six times (no engine shares the common subexpression)."""
+    digits = (ibis.literal(f"{salt}:") + person_id).hexdigest("md5").substr(0, 6)
+    if engine == "duckdb":
+        return (ibis.literal("0x") + digits).cast("int64") % 100
+    if engine == "pyspark":
+        return conv(digits, 16, 10).cast("int64") % 100
     value: ir.IntegerValue = ibis.literal(0)
     for i in range(6):
-        value = value + digits.find(digest.substr(i, 1)) * (16 ** (5 - i))
+        value = value + ibis.literal(HEX).find(digits.substr(i, 1)) * (16 ** (5 - i))
     return value % 100
 
 
@@ -68,6 +81,7 @@ class Context:
     today: date
     zone: str
     trait_types: dict[str, str]
+    engine: str = "duckdb"
     leaf_ids: dict[int, int] = field(default_factory=dict)
     """id(behaviour condition) -> its number among the aggregates."""
 
@@ -193,11 +207,11 @@ def behaviour_aggregates(view: EventsView, leaves: list[m.BehaviourCondition], c
     an average is carried as a sum and a count until the merge."""
     if view.actor_events is None:
         return _aggregate(view.events, leaves, ctx, view.engine, ("person_id",))
-    by_actor = _aggregate(view.actor_events, leaves, ctx, view.engine, ("actor", "is_anon"))
+    by_actor = _aggregate(view.actor_events, leaves, ctx, view.engine, view.actor_keys)
     resolved = view.resolve(by_actor)
     merged = {}
     for name in by_actor.columns:
-        if name in ("actor", "is_anon"):
+        if name in view.actor_keys:
             continue
         column = resolved[name]
         merged[name] = column.min() if name.endswith("_first") else column.max() if name.endswith("_last") else (
@@ -217,6 +231,11 @@ def _aggregate(ev: ir.Table, leaves: list[m.BehaviourCondition], ctx: Context, e
     if all(b is not None for b in bounds):
         earliest = min(b for b in bounds if b is not None)
         relevant = relevant.filter(relevant.timestamp >= ctx.day_start(earliest))
+    # only the events some leaf counts (its name, inside its window) reach the grouping: "did not open the
+    # app in 7 days" must not drag 90 days of app opens along because another leaf looks back 90 days
+    wanted = [(relevant.event == c.event) & (ibis.literal(True) if c.first or c.last
+                                             else _in_moments(relevant.timestamp, c.window, ctx)) for c in leaves]
+    relevant = relevant.filter(functools.reduce(operator.or_, wanted))
     ts = relevant.timestamp
     metrics: dict[str, ir.Value] = {}
     for i, c in enumerate(leaves):
@@ -344,7 +363,7 @@ def predicate(wide: ir.Table, c: Any, ctx: Context) -> ir.BooleanValue:
             out = out & _compare(wide[name], test, str)
         return out
     if isinstance(c, m.BucketCondition):
-        b = bucket_of(wide.person_id, c.bucket.salt)
+        b = bucket_of(wide.person_id, c.bucket.salt, ctx.engine)
         return (b >= c.bucket.from_) & (b < c.bucket.to)
     if isinstance(c, m.ListCondition):
         return wide[list_column(c.list)].fill_null(False)
@@ -360,19 +379,51 @@ def universe(view: EventsView, people: ir.Table) -> ir.Table:
     return people.select("person_id").union(seen, distinct=True)
 
 
+def needs_an_event(c: m.BehaviourCondition) -> bool:
+    """True when the leaf cannot hold for someone with no matching event (mirrors `_behaviour` at zero)."""
+    if c.performed is False:
+        return False
+    holds_at_zero: list[bool] = []
+    if c.count is not None:
+        holds_at_zero.append((c.count.eq is None or c.count.eq == 0) and (c.count.gte or 0) <= 0)
+    if c.sum is not None:
+        s = c.sum
+        holds_at_zero.append(all(test for test in (
+            s.gte is None or 0 >= s.gte, s.lte is None or 0 <= s.lte, s.gt is None or 0 > s.gt,
+            s.lt is None or 0 < s.lt, s.eq is None or s.eq == 0)))
+    if c.avg is not None or c.first is not None or c.last is not None:
+        holds_at_zero.append(False)  # NULL when nothing was performed
+    return not all(holds_at_zero) if holds_at_zero else True
+
+
 def evaluate(segment: m.Segment, view: EventsView, people: ir.Table, stages: ir.Table | None, *, today: date,
-             zone: str, trait_types: dict[str, str], everyone: ir.Table | None = None) -> ir.Table:
-    """Everyone (or `everyone`), their people columns, and `member`."""
-    ctx = Context(today, zone, trait_types)
-    wide = (everyone if everyone is not None else universe(view, people)).left_join(people, "person_id")
+             zone: str, trait_types: dict[str, str], everyone: ir.Table | None = None,
+             members_only: bool = False) -> ir.Table:
+    """Everyone (or `everyone`), their people columns, and `member`.
+
+    `members_only`: the caller keeps members only, so when the segment requires (AND at its top) an event
+    leaf that nobody without a matching event can meet, start from the people the events aggregate found
+    instead of from everyone — the same members, without joining every person ever seen."""
+    ctx = Context(today, zone, trait_types, view.engine)
+    leaves = behaviours(segment)
+    aggregates = None
+    if leaves:
+        ctx.leaf_ids = {id(c): i for i, c in enumerate(leaves)}
+        aggregates = behaviour_aggregates(view, leaves, ctx)
+    top = segment.where.all if isinstance(segment.where, m.AllOf) else [segment.where]
+    narrow = (members_only and everyone is None and aggregates is not None
+              and any(isinstance(c, m.BehaviourCondition) and needs_an_event(c) for c in top))
+    if narrow:
+        assert aggregates is not None
+        wide = aggregates
+    else:
+        wide = everyone if everyone is not None else universe(view, people)
+    wide = wide.left_join(people, "person_id")
     wide = wide.drop(*[c for c in wide.columns if c.endswith("_right")])
     if stages is not None:
         wide = wide.left_join(stages, "person_id")
         wide = wide.drop(*[c for c in wide.columns if c.endswith("_right")])
-    leaves = behaviours(segment)
-    if leaves:
-        ctx.leaf_ids = {id(c): i for i, c in enumerate(leaves)}
-        aggregates = behaviour_aggregates(view, leaves, ctx)
+    if aggregates is not None and not narrow:
         wide = wide.left_join(aggregates, "person_id")
         wide = wide.drop(*[c for c in wide.columns if c.endswith("_right")])
     return wide.mutate(member=predicate(wide, segment.where, ctx))

@@ -132,7 +132,12 @@ def _events_of(view: EventsView, person: str) -> ir.Table:
             return view.events.filter(ibis.literal(False))  # an alias of another user
         users = [person, *aliases]
         mine = ev.user_id.isin(users)
-        if aliases:
-            mine = mine | (ev.user_id.isnull() & ev.anonymous_id.isin(aliases))
-    return ev.filter(mine).select(person_id=ibis.literal(person), type=ev.type, event=ev.event,
-                                  timestamp=ev.timestamp, properties=ev.properties)
+        if aliases:  # :TRICKY: two scans, not one OR across columns: each can skip what its column rules out
+            return _own(ev.filter(mine), person).union(
+                _own(ev.filter(ev.user_id.isnull() & ev.anonymous_id.isin(aliases)), person), distinct=False)
+    return _own(ev.filter(mine), person)
+
+
+def _own(ev: ir.Table, person: str) -> ir.Table:
+    return ev.select(person_id=ibis.literal(person), type=ev.type, event=ev.event, timestamp=ev.timestamp,
+                     properties=ev.properties)

@@ -65,7 +65,8 @@ class Workspace:
         self.engine = make_engine(settings.state_url)
         self.sessions = make_sessionmaker(self.engine)
         spec = ActivitySpec.from_settings(settings.timezone, settings.lifecycle)
-        self.events = EventStore(settings.events_file, settings.spool_dir, rollup=Rollup(spec))
+        self.events = EventStore(settings.events_file, settings.spool_dir, rollup=Rollup(spec),
+                                 memory_limit=settings.events_memory_limit)
         self.events.on_activity = resurrect.listener(self.engine, clock)
         self.events.wants_activity = lambda: resurrect.anyone_gone(self.engine)
         self.backend = EventsBackend(settings, self.events, events_connection)

@@ -127,6 +127,13 @@ def test_identity_links_that_arrive_later_rekey_the_rollup(sqlite_ws, today):
         assert con.execute("SELECT count(*) FROM link_changes").fetchall()[0][0] == 0
         assert con.execute("SELECT DISTINCT person_id FROM activity_days").fetchall() == [("u1",)]
     assert _classify(ws, use_rollup=True) == pending
+    # u1 in turn is merged into u2: the links of v1 and "old" move along the chain to u2
+    put([msg("track", 3, user="u2"), msg("alias", 0, user="u2", previousId="u1")])
+    moved = _classify(ws, use_rollup=True)
+    assert moved == _classify(ws, use_rollup=False) and [r["person_id"] for r in moved] == ["u2"]
+    ws.backend.prepare(ws.clock())
+    with ws.events.reader() as con:
+        assert con.execute("SELECT DISTINCT person_id FROM activity_days").fetchall() == [("u2",)]
 
 
 def test_an_event_from_a_churned_user_resurrects_them_at_once(ws, today):

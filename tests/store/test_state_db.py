@@ -50,3 +50,17 @@ def test_init_remembers_the_database_and_refuses_to_switch_silently(tmp_path, st
     assert Workspace.open(home).settings.state_url == state_url  # read back from nudge.toml
     with pytest.raises(ValueError, match="edit nudge.toml"):
         Workspace.init(home, database_url="sqlite:///elsewhere.db")
+
+
+def test_event_store_memory_limit_is_applied_and_checked(tmp_path, monkeypatch) -> None:
+    """`events_memory_limit` caps DuckDB (it spills beyond it); a value DuckDB would not understand is refused."""
+    from pydantic import ValidationError
+
+    from nudgekit.config import Settings
+
+    monkeypatch.setenv("NUDGE_EVENTS_MEMORY_LIMIT", "256MB")
+    ws, _ = Workspace.init(tmp_path / "ws")
+    with ws.events.reader() as con:
+        assert con.execute("SELECT current_setting('memory_limit')").fetchall()[0][0] in ("256.0 MiB", "244.1 MiB")
+    with pytest.raises(ValidationError, match="events_memory_limit"):
+        Settings(home=tmp_path, events_memory_limit="lots")

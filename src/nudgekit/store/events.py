@@ -130,8 +130,11 @@ ActivityListener = Callable[[list[tuple[str, datetime]]], None]
 
 class EventStore:
     def __init__(self, path: Path, spool_dir: Path, *, lock_timeout: float = 60.0, rollup: Rollup | None = None,
-                 ) -> None:
+                 memory_limit: str = "") -> None:
         self.path = Path(path)
+        self.memory_limit = memory_limit
+        """DuckDB's memory_limit for every connection ("" for its default); one value per process, as DuckDB
+        refuses a second connection to a file with a different configuration."""
         self.spool_dir = Path(spool_dir)
         self.lock_timeout = lock_timeout
         self.rollup = rollup
@@ -147,7 +150,8 @@ class EventStore:
         delay = 0.005
         while True:
             try:
-                con = duckdb.connect(str(self.path), read_only=read_only)
+                config = {"memory_limit": self.memory_limit} if self.memory_limit else {}
+                con = duckdb.connect(str(self.path), read_only=read_only, config=config)
                 break
             except duckdb.Error as exc:
                 if not any(word in str(exc) for word in _LOCK_WORDS):
@@ -412,10 +416,14 @@ def _link_identities(con: duckdb.DuckDBPyConnection, rows: str) -> None:
     for _ in range(16):
         moved = con.execute(
             "UPDATE identity_links SET user_id = n.user_id FROM new_links n "
-            "WHERE identity_links.user_id = n.alias_id AND identity_links.alias_id <> n.user_id"
-        ).fetchone()[0]  # type: ignore[index]
+            "WHERE identity_links.user_id = n.alias_id AND identity_links.alias_id <> n.user_id "
+            "RETURNING identity_links.alias_id"
+        ).fetchall()
         if not moved:
             break
+        # the rollup re-keys these aliases' rows (see Rollup._log_links); rare, so no table until needed
+        con.execute("CREATE TEMP TABLE IF NOT EXISTS moved_links (alias_id VARCHAR)")
+        con.executemany("INSERT INTO moved_links VALUES (?)", moved)
         con.execute(
             "UPDATE new_links SET user_id = l.user_id FROM identity_links l "
             "WHERE new_links.alias_id = l.alias_id AND new_links.user_id <> l.user_id"

@@ -105,30 +105,28 @@ class Rollup:
             return []
         self._aggregate(con, rows, "rollup_delta")
         try:
+            con.execute(f"CREATE OR REPLACE TEMP TABLE rollup_delta_people AS {with_person('rollup_delta')}")
             if current:
-                con.execute(f"INSERT INTO {ROLLUP} BY NAME SELECT *, false AS compacted FROM "
-                            f"({with_person('rollup_delta')})")
+                con.execute(f"INSERT INTO {ROLLUP} BY NAME SELECT *, false AS compacted FROM rollup_delta_people")
                 self._log_links(con)
             if not want_active:
                 return []
             rows = con.sql(  # Arrow, not fetchall: aware datetimes without pytz
-                f"SELECT {RESOLVED_PERSON} AS person_id, max(r.last_active_ts) AS at FROM rollup_delta r "
-                "LEFT JOIN identity_links l ON l.alias_id = r.actor WHERE r.active > 0 GROUP BY 1"
+                "SELECT person_id, max(last_active_ts) AS at FROM rollup_delta_people WHERE active > 0 GROUP BY 1"
             ).to_arrow_table()
             return list(zip(rows.column("person_id").to_pylist(), rows.column("at").to_pylist(), strict=True))
         finally:
             con.execute("DROP TABLE IF EXISTS rollup_delta")
+            con.execute("DROP TABLE IF EXISTS rollup_delta_people")
 
     @staticmethod
     def _log_links(con: duckdb.DuckDBPyConnection) -> None:
-        """Aliases whose person this insert may have changed: every alias now linked to a user that gained a
-        link in it (the new links themselves, and links moved along a chain onto that user)."""
-        try:
-            con.execute("SELECT 1 FROM new_links LIMIT 0")
-        except duckdb.CatalogException:  # rows inserted without identity linking
-            return
-        con.execute("INSERT INTO link_changes SELECT alias_id FROM identity_links "
-                    "WHERE user_id IN (SELECT user_id FROM new_links)")
+        """Aliases whose person this insert may have changed: the links it added, and the links it moved
+        along a chain (`moved_links`, both left by `store/events.py`'s `_link_identities`)."""
+        con.execute("CREATE TEMP TABLE IF NOT EXISTS moved_links (alias_id VARCHAR)")  # an error would abort
+        con.execute("INSERT INTO link_changes SELECT alias_id FROM new_links "
+                    "UNION ALL SELECT alias_id FROM moved_links")
+        con.execute("DELETE FROM moved_links")
 
     def rebuild(self, con: duckdb.DuckDBPyConnection, now: datetime) -> None:
         """Recompute every row from the events (after a settings change, or the first time)."""

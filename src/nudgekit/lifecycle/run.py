@@ -75,7 +75,7 @@ def classify_everyone(view: EventsView, as_of: date, cfg: LifecycleSettings, zon
     if view.person_keyed:
         facts = classify.cents(classify.person_facts(view.person_days, as_of, cfg, zone))
     else:
-        by_actor = classify.person_facts(view.actor_days, as_of, cfg, zone, keys=view.actor_keys)
+        by_actor = classify.person_facts(view.actor_days, as_of, cfg, zone, keys=("actor", "is_anon"))
         facts = classify.merge_facts(view.resolve(by_actor))
     signal_table = view.table(signals) if signals is not None else None
     expr = classify.stages(facts, as_of, cfg, token_signals=signal_table,

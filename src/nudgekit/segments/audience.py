@@ -108,7 +108,7 @@ def is_member(engine: Any, view: EventsView, segment: m.Segment, person: str, *,
     people_table, staged, types = _tables(engine, view, segment, zone, only=person, declared=declared)
     only_them = _events_of(view, person)
     one = EventsView(view.con, view.engine, only_them, view.actor_days, view.from_rollup, view.local, view.resolve,
-                     keyed_days=view.keyed_days, actor_keys=view.actor_keys)
+                     keyed_days=view.keyed_days)
     everyone = view.table(pa.table({"person_id": pa.array([person], pa.string())}))
     wide = evaluate(segment, one, people_table, staged, today=today, zone=zone, trait_types=types, everyone=everyone)
     found = view.con.to_pyarrow(wide.select("member")).column("member").to_pylist()

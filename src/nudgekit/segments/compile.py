@@ -207,11 +207,11 @@ def behaviour_aggregates(view: EventsView, leaves: list[m.BehaviourCondition], c
     an average is carried as a sum and a count until the merge."""
     if view.actor_events is None:
         return _aggregate(view.events, leaves, ctx, view.engine, ("person_id",))
-    by_actor = _aggregate(view.actor_events, leaves, ctx, view.engine, view.actor_keys)
+    by_actor = _aggregate(view.actor_events, leaves, ctx, view.engine, ("actor", "is_anon"))
     resolved = view.resolve(by_actor)
     merged = {}
     for name in by_actor.columns:
-        if name in view.actor_keys:
+        if name in ("actor", "is_anon"):
             continue
         column = resolved[name]
         merged[name] = column.min() if name.endswith("_first") else column.max() if name.endswith("_last") else (
@@ -283,13 +283,17 @@ def _lower_bound(c: m.BehaviourCondition, today: date) -> date | None:
     return None
 
 
+AMOUNT_OPS = (("gte", operator.ge), ("lte", operator.le), ("gt", operator.gt), ("lt", operator.lt),
+              ("eq", operator.eq))
+
+
+def _amount_tests(value: Any, t: m.AmountTest) -> list[Any]:
+    """Each bound of `t` applied to `value` (a column, or a plain number)."""
+    return [op(value, getattr(t, name)) for name, op in AMOUNT_OPS if getattr(t, name) is not None]
+
+
 def _amount(col: ir.NumericValue, t: m.AmountTest) -> ir.BooleanValue:
-    out: ir.BooleanValue = ibis.literal(True)
-    for name, op in (("gte", "__ge__"), ("lte", "__le__"), ("gt", "__gt__"), ("lt", "__lt__"), ("eq", "__eq__")):
-        bound = getattr(t, name)
-        if bound is not None:
-            out = out & getattr(col, op)(bound)
-    return out.fill_null(False)
+    return functools.reduce(operator.and_, _amount_tests(col, t), ibis.literal(True)).fill_null(False)
 
 
 def _behaviour(wide: ir.Table, c: m.BehaviourCondition, ctx: Context) -> ir.BooleanValue:
@@ -387,10 +391,7 @@ def needs_an_event(c: m.BehaviourCondition) -> bool:
     if c.count is not None:
         holds_at_zero.append((c.count.eq is None or c.count.eq == 0) and (c.count.gte or 0) <= 0)
     if c.sum is not None:
-        s = c.sum
-        holds_at_zero.append(all(test for test in (
-            s.gte is None or 0 >= s.gte, s.lte is None or 0 <= s.lte, s.gt is None or 0 > s.gt,
-            s.lt is None or 0 < s.lt, s.eq is None or s.eq == 0)))
+        holds_at_zero.append(all(_amount_tests(0, c.sum)))  # a sum over nothing is 0
     if c.avg is not None or c.first is not None or c.last is not None:
         holds_at_zero.append(False)  # NULL when nothing was performed
     return not all(holds_at_zero) if holds_at_zero else True
@@ -413,17 +414,17 @@ def evaluate(segment: m.Segment, view: EventsView, people: ir.Table, stages: ir.
     top = segment.where.all if isinstance(segment.where, m.AllOf) else [segment.where]
     narrow = (members_only and everyone is None and aggregates is not None
               and any(isinstance(c, m.BehaviourCondition) and needs_an_event(c) for c in top))
+    def add(wide: ir.Table, other: ir.Table) -> ir.Table:
+        joined = wide.left_join(other, "person_id")
+        return joined.drop(*[c for c in joined.columns if c.endswith("_right")])
+
     if narrow:
         assert aggregates is not None
-        wide = aggregates
+        wide = add(aggregates, people)
     else:
-        wide = everyone if everyone is not None else universe(view, people)
-    wide = wide.left_join(people, "person_id")
-    wide = wide.drop(*[c for c in wide.columns if c.endswith("_right")])
+        wide = add(everyone if everyone is not None else universe(view, people), people)
+        if aggregates is not None:
+            wide = add(wide, aggregates)
     if stages is not None:
-        wide = wide.left_join(stages, "person_id")
-        wide = wide.drop(*[c for c in wide.columns if c.endswith("_right")])
-    if aggregates is not None and not narrow:
-        wide = wide.left_join(aggregates, "person_id")
-        wide = wide.drop(*[c for c in wide.columns if c.endswith("_right")])
+        wide = add(wide, stages)
     return wide.mutate(member=predicate(wide, segment.where, ctx))

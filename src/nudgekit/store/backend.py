@@ -64,10 +64,7 @@ class EventsView:
     resolve: Callable[[ir.Table], ir.Table] = same_person
     """Adds person_id to a table keyed by (actor, is_anon)."""
     actor_events: ir.Table | None = None
-    """Events keyed by `actor_keys` instead of person_id: aggregate these, then resolve."""
-    actor_keys: tuple[str, ...] = ("actor", "is_anon")
-    """The columns `actor_events` and raw `actor_days` are keyed by: (actor, is_anon), or on the DuckDB file
-    (user_key, anon_key), which `resolve()` turns into the former after aggregating."""
+    """Events keyed by (actor, is_anon) instead of person_id: aggregate these, then resolve."""
     keyed_days: ir.Table | None = None
     """Person-day rows already keyed by person at the source (the rollup; warehouse mode)."""
     temporary: list[str] = field(default_factory=list)
@@ -171,19 +168,16 @@ class EventsBackend:
                 events = con.table("events_resolved").select("person_id", "type", "event", "timestamp", "properties")
                 current = use_rollup and self.store.rollup is not None and self.store.rollup.is_current(raw)
                 raw_events = con.table("events")
-                # :TRICKY: grouping by the raw user id and the anonymous id of events without one is about
-                # a fifth cheaper than by coalesce(user_id, anonymous_id) and a flag; `resolve()` derives
-                # the actor from the groups
                 actors = raw_events.filter(raw_events.user_id.notnull() | raw_events.anonymous_id.notnull()).select(
-                    user_key=raw_events.user_id,
-                    anon_key=ibis.ifelse(raw_events.user_id.isnull(), raw_events.anonymous_id, ibis.null("string")),
+                    actor=ibis.coalesce(raw_events.user_id, raw_events.anonymous_id),
+                    is_anon=raw_events.user_id.isnull(),
                     type=raw_events.type, event=raw_events.event,
                     timestamp=raw_events.timestamp, properties=raw_events.properties)
                 keyed = _rollup_days(con, raw) if current else None
                 days = keyed.drop("person_id") if keyed is not None else event_pieces(
-                    actors, self.spec, keys=ACTOR_KEYS)
+                    actors, self.spec, keys=("actor", "is_anon"))
                 yield EventsView(con, "duckdb", events, days, current, local=True, resolve=_linker(con),
-                                 actor_events=actors, actor_keys=ACTOR_KEYS,
+                                 actor_events=actors,
                                  keyed_days=keyed.drop("actor", "is_anon") if keyed is not None else None)
             finally:
                 raw.execute("SET TimeZone = 'UTC'")
@@ -231,17 +225,11 @@ def _rollup_days(con: Any, raw: Any) -> ir.Table:
         "pending_alias", "pending_user")
 
 
-ACTOR_KEYS = ("user_key", "anon_key")
-
-
 def _linker(con: Any) -> Callable[[ir.Table], ir.Table]:
-    """person_id for rows keyed by (actor, is_anon) or ACTOR_KEYS, through identity_links (as
-    `events_resolved` does)."""
+    """person_id for rows keyed by (actor, is_anon), through identity_links (as `events_resolved` does)."""
     links = con.table("identity_links").select("alias_id", linked_user="user_id")
 
     def resolve(t: ir.Table) -> ir.Table:
-        if "actor" not in t.columns:
-            t = t.mutate(actor=ibis.coalesce(t.user_key, t.anon_key), is_anon=t.user_key.isnull()).drop(*ACTOR_KEYS)
         joined = t.left_join(links, t.actor == links.alias_id)
         own = ibis.ifelse(joined.is_anon, "anon:" + joined.actor, joined.actor)
         return joined.mutate(person_id=ibis.coalesce(joined.linked_user, own)).drop("alias_id", "linked_user")

@@ -8,7 +8,7 @@ Rows carry the *actor* an event arrived with (its user id, or its anonymous id w
 person it resolved to when it was written (through `identity_links`, as `events_resolved` does), so readers
 group by person with no join. Identity links arrive later than events (a visitor signs up): every insert
 logs the aliases whose link it added or moved in `link_changes`; `ensure()` re-keys their rows, and a
-reader that finds the log non-empty corrects just those rows (`pending_links`).
+reader that finds the log non-empty corrects just those rows (`store/backend.py`'s `_rollup_days`).
 
 :TRICKY: the rows depend on settings (time zone, which events are activity, the revenue property).
 `rollup_meta` stores the fingerprint the rows were built with; inserts only add to a rollup whose

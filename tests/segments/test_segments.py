@@ -209,3 +209,62 @@ def test_which_event_leaves_only_people_with_events_can_meet(leaf, needs):
     from nudgekit.segments.model import BehaviourCondition
 
     assert needs_an_event(BehaviourCondition.model_validate(leaf)) is needs
+
+
+def test_property_filters_hold_whatever_escapes_the_json_was_written_with(tmp_path):
+    """Imported JSON text is kept as written: a value may arrive escaped (\\uXXXX for Korean, Gson's \\u003c
+    for <) or as a number's other spelling. The raw-text search that spares most JSON parsing must never
+    drop such an event."""
+    from datetime import UTC, datetime
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from nudgekit.workspace import Workspace
+
+    from .world import NOW
+
+    raw = [("a", r'{"name":"\ub2e8\ubc31\uc9c8","code":"a\u003cb","sku":"P-1","n":1e3}'),
+           ("b", '{"name":"단백질","code":"a<b","sku":"P-1","n":1000}'),
+           ("c", '{"name":"샐러드","code":"ab","sku":"P-2","n":7}')]
+    events = pa.table({
+        "message_id": [f"m{i}" for i in range(len(raw))], "type": ["track"] * len(raw),
+        "event": ["product_viewed"] * len(raw), "user_id": [u for u, _ in raw], "anonymous_id": [None] * len(raw),
+        "timestamp": pa.array([datetime(2026, 3, 1, tzinfo=UTC)] * len(raw), pa.timestamp("us", tz="UTC")),
+        "properties": [p for _, p in raw], "context": [None] * len(raw)})
+    pq.write_table(events, tmp_path / "events.parquet")
+    ws, _ = Workspace.init(tmp_path / "t", clock=lambda: NOW)
+    assert ws.import_events(tmp_path / "events.parquet").stored == len(raw)
+
+    def viewed(prop: str, op: str, value: object) -> set[str]:
+        where = [{"property": prop, "op": op, "value": value}]
+        return engine_members(ws, {"event": "product_viewed", "where": where})
+
+    assert viewed("name", "eq", "단백질") == {"a", "b"}
+    assert viewed("code", "eq", "a<b") == {"a", "b"}
+    assert viewed("sku", "eq", "P-1") == {"a", "b"}
+    assert viewed("sku", "in", ["P-2", "P-3"]) == {"c"}
+    assert viewed("sku", "contains", "P-") == {"a", "b", "c"}
+    assert viewed("n", "eq", 1000) == {"a", "b"}
+    ws.close()
+
+
+@pytest.mark.parametrize("op, value, needles", [
+    ("eq", "P-PROBIO-30", ["P-PROBIO-30"]),
+    ("in", ["gold", "silver"], ["gold", "silver"]),
+    ("contains", "PROBIO", ["PROBIO"]),
+    ("eq", "단백질", []),           # Python's json writes it as \\uXXXX
+    ("eq", "a<b", []),             # Gson writes < as \\u003c
+    ("eq", "a/b", []),             # PHP writes / as \\/
+    ("eq", "1000", []),            # a number's text may read back respelt
+    ("eq", "1e3", []),
+    ("eq", 1000, []),
+    ("ne", "gold", []),            # only tests a row must pass can rule rows out
+    ("not_in", ["gold"], []),
+    ("in", ["gold", "단"], []),
+])
+def test_which_property_filters_search_the_raw_text_first(op, value, needles):
+    from nudgekit.segments.compile import _needles
+    from nudgekit.segments.model import PropertyFilter
+
+    assert _needles(PropertyFilter(property="p", op=op, value=value)) == needles

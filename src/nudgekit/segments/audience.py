@@ -22,7 +22,15 @@ import pyarrow.parquet as pq
 
 from nudgekit.segments import model as m
 from nudgekit.segments.compile import evaluate, needs_of
-from nudgekit.segments.people import REACH_CHANNELS, Needs, consent_column, every_channel_purpose, people, stages
+from nudgekit.segments.people import (
+    REACH_CHANNELS,
+    Needs,
+    consent_column,
+    every_channel_purpose,
+    people,
+    profile_ids,
+    stages,
+)
 from nudgekit.store.backend import EventsView
 
 SAMPLE = 10
@@ -83,12 +91,18 @@ EXPORT_COLUMNS = ("person_id", "user_id", "anonymous_id", "stage")
 
 def members(engine: Any, view: EventsView, segment: m.Segment, *, today: date, zone: str,
             declared: dict[str, str] | None = None, snapshot: Path | None = None) -> pa.Table:
-    people_table, staged, types = _tables(engine, view, segment, zone, Needs(stages=True, ids=True),
+    """person_id, user_id, anonymous_id, stage of every member, ordered by person_id.
+
+    :TRICKY: the ids come from the state DB for the members only, after the engine has found them: reading
+    every profile's ids to join them in the engine cost more than the whole segment on 2M profiles."""
+    people_table, staged, types = _tables(engine, view, segment, zone, Needs(stages=True),
                                           declared=declared, snapshot=snapshot)
     wide = evaluate(segment, view, people_table, staged, today=today, zone=zone, trait_types=types,
                     members_only=True)
-    chosen = wide.filter(wide.member).select(*EXPORT_COLUMNS).order_by("person_id")
-    return view.con.to_pyarrow(chosen)
+    found = view.con.to_pyarrow(wide.filter(wide.member).select("person_id", "stage"))
+    ids = profile_ids(engine, found.column("person_id").to_pylist())
+    joined = found.join(ids, "person_id", join_type="left outer")
+    return joined.select(list(EXPORT_COLUMNS)).sort_by("person_id")
 
 
 def export(table: pa.Table, out: Path) -> str:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 import json
 import operator
+import re
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -165,6 +166,36 @@ def _trait(wide: ir.Table, c: m.TraitCondition, ctx: Context) -> ir.BooleanValue
     return _compare(col, test, lambda v: v if isinstance(v, str) else json.dumps(v))
 
 
+PLAIN_TEXT = re.compile(r"[A-Za-z0-9 _\-.:@#+,;!?()%$~*]+")
+"""Characters JSON writers put down as themselves (Gson escapes < > & = ', PHP escapes /, Python escapes
+everything outside ASCII, so those are left out)."""
+NUMBER_TEXT = re.compile(r"[0-9eE+\-.]+")
+
+
+def _needles(f: m.PropertyFilter) -> list[str]:
+    """Texts at least one of which the raw JSON must contain for the filter to hold, or [] when unsure.
+
+    Only for eq / in / contains on plain text that cannot be a number's text (a number's text may be
+    rewritten by the JSON reader: 1e3 reads back as 1000.0)."""
+    if f.op not in (m.Op.EQ, m.Op.IN, m.Op.CONTAINS):
+        return []
+    values = f.value if isinstance(f.value, list) else [f.value]
+    plain = all(isinstance(v, str) and PLAIN_TEXT.fullmatch(v) and not NUMBER_TEXT.fullmatch(v) for v in values)
+    return list(values) if values and len(values) <= 8 and plain else []
+
+
+def _property_tests(ev: ir.Table, f: m.PropertyFilter, engine: str) -> list[ir.BooleanValue]:
+    """The filter as tests to apply in order: a cheap text search of the raw JSON where it can rule rows
+    out (parsing the JSON costs several times more; a view of P-PROBIO-30 among 15M product views: 1.39 s
+    parsed, 0.18 s searched), then the exact test."""
+    needles = _needles(f)
+    exact = _property(ev, f, engine)
+    if not needles:
+        return [exact]
+    hint = functools.reduce(operator.or_, [ev.properties.contains(n) for n in needles])
+    return [hint.fill_null(False), exact]
+
+
 def _property(ev: ir.Table, f: m.PropertyFilter, engine: str) -> ir.BooleanValue:
     text = json_text(ev.properties, f.property, engine)
     test = m.Test(op=f.op, value=f.value)
@@ -241,7 +272,7 @@ def _aggregate(ev: ir.Table, leaves: list[m.BehaviourCondition], ctx: Context, e
     for i, c in enumerate(leaves):
         named = relevant.event == c.event
         inside = named & _in_moments(ts, c.window, ctx)
-        tests = [_property(relevant, f, engine) for f in c.where]
+        tests = [test for f in c.where for test in _property_tests(relevant, f, engine)]
 
         def only(guard: ir.BooleanValue, value: ir.Value, tests: list[ir.BooleanValue] = tests) -> ir.Value:
             """`value` on the events passing `guard` and the property tests, else NULL.

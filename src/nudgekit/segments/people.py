@@ -25,6 +25,7 @@ from nudgekit.store.state import (
     PushToken,
     SegmentListMember,
     TraitDefinition,
+    in_batches,
 )
 from nudgekit.vocabulary import Channel, ConsentChange, Purpose, TokenStatus
 
@@ -163,6 +164,18 @@ def people(engine: Engine, needs: Needs, zone: str, *, only: str | None = None,
     if not arrays:
         arrays["person_id"] = pa.array([], pa.string())
     return pa.table(arrays), types
+
+
+def profile_ids(engine: Engine, person_ids: list[str]) -> pa.Table:
+    """person_id, user_id, anonymous_id of the given people that have a profile (primary-key lookups)."""
+    found: list[Any] = []
+    with engine.connect() as conn:
+        for batch in in_batches(person_ids):
+            found += conn.execute(select(Profile.profile_id, Profile.user_id, Profile.anonymous_id)
+                                  .where(Profile.profile_id.in_(batch))).all()
+    columns = list(zip(*found, strict=True)) if found else [(), (), ()]
+    return pa.table({name: pa.array(list(values), pa.string())
+                     for name, values in zip(("person_id", "user_id", "anonymous_id"), columns, strict=True)})
 
 
 def stages(engine: Engine, snapshot: Path | None = None, *, only: str | None = None) -> pa.Table:

@@ -24,6 +24,7 @@ from sqlalchemy import (
     UniqueConstraint,
     create_engine,
     event,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
 from sqlalchemy.types import TypeDecorator
@@ -147,6 +148,9 @@ class LifecycleStage(Base):
     updated_at: Mapped[datetime]
     run_id: Mapped[int | None] = mapped_column(Integer)
     """The `lifecycle_runs` row that wrote it; None when at-once resurrection did."""
+
+    __table_args__ = (Index("ix_lifecycle_stage_patch", "updated_at", sqlite_where=text("run_id IS NULL"),
+                            postgresql_where=text("run_id IS NULL")),)
 
 
 class LifecycleTransition(Base):

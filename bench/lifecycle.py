@@ -7,7 +7,8 @@ workspace's DuckDB event store, then measures, each step in a fresh process (wal
 of that process):
 
 * floor      — the plain full scan every full recomputation must pay: one
-               `SELECT user_id, count(*), max(timestamp) FROM events GROUP BY user_id`, on the same engine;
+               `SELECT user_id, count(*), max(timestamp) FROM events GROUP BY user_id`, on the same engine
+               (best of two runs: the first may read the file from disk rather than the page cache);
 * full       — classifying everyone from the raw events (no rollup): the full recomputation;
 * rollup     — building the activity rollup from the events (what the first run pays once; afterwards
                ingestion keeps it up to date);
@@ -411,6 +412,9 @@ def main() -> None:
                 export_stages(str(home), Path(events_file))
             console.print(f"measuring {name} ...")
             results[name] = measure(fn, arg)
+            if name in ("floor", "parquet_floor"):  # the first read of a file may come from disk: best of two
+                again = measure(fn, arg)
+                results[name] = min(results[name], again, key=lambda r: r["seconds"])
             console.print(f"  {name}: {json.dumps({k: v for k, v in results[name].items() if k != 'stages'})}")
         floor = results["floor"]
         pandas = results.get("pandas", {"seconds": float("nan"), "peak_mb": float("nan")})

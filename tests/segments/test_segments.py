@@ -268,3 +268,19 @@ def test_which_property_filters_search_the_raw_text_first(op, value, needles):
     from nudgekit.segments.model import PropertyFilter
 
     assert _needles(PropertyFilter(property="p", op=op, value=value)) == needles
+
+
+def test_exports_carry_each_members_ids_in_person_order(shop):
+    """The ids come from the members' profiles (looked up after the engine found the members)."""
+    from sqlalchemy import text
+
+    ws, world = shop
+    segment = {"any": [{"event": "product_viewed"}, {"stage": ["new", "current", "power", "churn"]}]}
+    rows = ws.segment_members(parse({"name": "t", "where": segment})).to_pylist()
+    with ws.engine.connect() as conn:
+        profiles = {r[0]: (r[1], r[2]) for r in conn.execute(
+            text("SELECT profile_id, user_id, anonymous_id FROM profiles WHERE merged_into IS NULL"))}
+    assert len(rows) > 10 and sum(1 for r in rows if r["user_id"]) > 10
+    assert [(r["user_id"], r["anonymous_id"]) for r in rows] == [profiles.get(r["person_id"], (None, None))
+                                                                 for r in rows]
+    assert [r["person_id"] for r in rows] == sorted(r["person_id"] for r in rows)

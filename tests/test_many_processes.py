@@ -230,3 +230,25 @@ def test_events_tail_follow_prints_a_burst_larger_than_a_page(workspace, tmp_pat
     finally:
         tail.kill()
         tail.wait(timeout=10)
+
+
+def test_a_part_another_process_finishes_while_the_drain_looks_for_abandoned_ones(workspace, monkeypatch) -> None:
+    """The drain lists temporary part files, then looks at each one's age; a writer in another process may
+    rename its part (finished) in between. That part is not abandoned and the drain must carry on."""
+    ws = Workspace.open(workspace[0])
+    store = ws.events
+    store.spool_dir.mkdir(parents=True, exist_ok=True)
+    finished = store.spool_dir / ".00000000000000000001-1-deadbeef.tmp"  # listed, then renamed by its writer
+    old = store.spool_dir / ".00000000000000000002-1-cafebabe.tmp"
+    old.write_bytes(b"half a part")
+    os.utime(old, (time.time() - 7200, time.time() - 7200))
+    listed = Path.glob
+
+    def racing_glob(self: Path, pattern: str):  # type: ignore[no-untyped-def]
+        found = list(listed(self, pattern))
+        return [finished, *found] if pattern == ".*.tmp" else found
+
+    monkeypatch.setattr(Path, "glob", racing_glob)
+    store.drain()
+    assert not old.exists()  # the abandoned one is still swept
+    ws.close()

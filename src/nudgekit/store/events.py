@@ -247,10 +247,16 @@ class EventStore:
             return result
 
     def _sweep_abandoned(self, older_than: float = 3600.0) -> None:
-        """Temporary part files left by a process killed mid-write were never acknowledged: remove them."""
+        """Temporary part files left by a process killed mid-write were never acknowledged: remove them.
+
+        :TRICKY: another process may rename its part (finished) between the listing and the look."""
         cutoff = time.time() - older_than
         for tmp in self.spool_dir.glob(".*.tmp"):
-            if tmp.stat().st_mtime < cutoff:
+            try:
+                abandoned = tmp.stat().st_mtime < cutoff
+            except FileNotFoundError:
+                continue
+            if abandoned:
                 tmp.unlink(missing_ok=True)
 
     def append(self, rows: pa.Table) -> AppendResult:

@@ -635,6 +635,9 @@ def lifecycle_report(
     date_to: Annotated[datetime | None, typer.Option("--to", help="Transition matrix: last day (default today).",
                                                      formats=["%Y-%m-%d"])] = None,
     html: Annotated[Path | None, typer.Option(help="Also write a chart to this HTML file (self-contained).")] = None,
+    as_of: Annotated[datetime | None, typer.Option(
+        "--as-of", help="The last week ends on this day (workspace time zone; default today).",
+        formats=["%Y-%m-%d"])] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """People per stage per week, and the transition matrix between two days."""
@@ -644,7 +647,8 @@ def lifecycle_report(
     with workspace(home) as ws:
         with progress_steps(as_json) as step:
             report = ws.lifecycle_report(weeks=weeks, matrix_from=date_from.date() if date_from else None,
-                                         matrix_to=date_to.date() if date_to else None, step=step)
+                                         matrix_to=date_to.date() if date_to else None,
+                                         as_of=as_of.date() if as_of else None, step=step)
         brand = ws.settings.brand
     if html:
         write_html(report, html, f"{brand}: lifecycle")

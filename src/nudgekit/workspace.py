@@ -33,6 +33,7 @@ from nudgekit.store.state import (
     LifecycleTransition,
     Profile,
     PushToken,
+    in_batches,
     make_engine,
     make_sessionmaker,
 )
@@ -229,12 +230,17 @@ class Workspace:
             return suggest(view, self.today(), lookback_days)
 
     def lifecycle_report(self, *, weeks: int = 12, matrix_from: date | None = None, matrix_to: date | None = None,
-                         step: Callable[[str], None] | None = None) -> Any:
-        """People per stage at the end of each of the last `weeks` weeks, and a transition matrix."""
+                         as_of: date | None = None, step: Callable[[str], None] | None = None) -> Any:
+        """People per stage at the end of each of the `weeks` weeks up to `as_of` (default today), and a
+        transition matrix."""
         from nudgekit.lifecycle.report import build
 
+        today = self.today()
+        as_of = as_of or today
+        if as_of > today:
+            raise FieldError("as_of", f"{as_of} is in the future (today is {today} in {self.settings.timezone})")
         with self._behaviour() as (view, _):
-            return build(view, self.today(), self.settings.lifecycle, self.settings.timezone, weeks=weeks,
+            return build(view, as_of, self.settings.lifecycle, self.settings.timezone, weeks=weeks,
                          matrix_from=matrix_from, matrix_to=matrix_to, step=step)
 
     # -- segments ------------------------------------------------------------------------------
@@ -257,14 +263,24 @@ class Workspace:
 
     def is_member(self, segment: Any, user_id: str) -> bool:
         """Does this user (or anonymous visitor) belong to the segment now? For one event at a time."""
+        return user_id in self.members_among(segment, [user_id])
+
+    def members_among(self, segment: Any, user_ids: list[str]) -> set[str]:
+        """Which of these users (or anonymous visitors) belong to the segment now: the single-user check
+        for a batch, at about the cost of one check (journeys check everyone a drain brought events for)."""
         from nudgekit.segments import audience
 
-        check_user_id(user_id)
-        person = self.resolve(user_id) or user_id
+        for user_id in user_ids:
+            check_user_id(user_id)
+        resolved = self.resolve_many(user_ids)
+        # without a profile, an id is a user id or an anonymous id: whichever the events know (the user first)
+        candidates = {u: [resolved[u]] if u in resolved else [u, anonymous_profile_id(u)] for u in user_ids}
         self.flush()
         with self.backend.open(use_rollup=False) as view:
-            return audience.is_member(self.engine, view, segment, person, today=self.today(),
-                                      zone=self.settings.timezone, declared=self.settings.traits)
+            found = audience.membership(self.engine, view, segment, [c for cs in candidates.values() for c in cs],
+                                        today=self.today(), zone=self.settings.timezone,
+                                        declared=self.settings.traits)
+        return {u for u, cs in candidates.items() if next((found[c] for c in cs if c in found), False)}
 
     def change_list(self, name: str, path: Path | str, *, remove: bool = False) -> Any:
         """Add (or remove) the users in a file to (from) a manual list."""
@@ -297,12 +313,24 @@ class Workspace:
 
     def resolve(self, user_or_anonymous_id: str) -> str | None:
         """The profile id for a user id or an anonymous id (following a merge), or None."""
-        with self.sessions() as session:
-            for candidate in (user_or_anonymous_id, anonymous_profile_id(user_or_anonymous_id)):
-                profile = session.get(Profile, candidate)
-                if profile is not None:
-                    return profile.merged_into or profile.profile_id
-        return None
+        return self.resolve_many([user_or_anonymous_id]).get(user_or_anonymous_id)
+
+    def resolve_many(self, ids: list[str]) -> dict[str, str]:
+        """resolve() for many ids in a few queries: id -> profile id, for the ids that have one."""
+        wanted = list(dict.fromkeys(ids))
+        candidates = list(dict.fromkeys([*wanted, *map(anonymous_profile_id, wanted)]))
+        found: dict[str, str] = {}
+        with self.engine.connect() as conn:
+            for batch in in_batches(candidates):
+                rows = conn.execute(select(Profile.profile_id, Profile.merged_into)
+                                    .where(Profile.profile_id.in_(batch))).all()
+                found.update({pid: merged or pid for pid, merged in rows})
+        resolved: dict[str, str] = {}
+        for i in wanted:  # as a user id first, then as an anonymous id
+            person = found.get(i) or found.get(anonymous_profile_id(i))
+            if person is not None:
+                resolved[i] = person
+        return resolved
 
     def profile(self, user_id: str, *, events: int = 10) -> dict[str, Any] | None:
         """Everything we know of one person: profile, consents with history, push tokens, recent events."""

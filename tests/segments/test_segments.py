@@ -286,33 +286,44 @@ def test_exports_carry_each_members_ids_in_person_order(shop):
     assert [r["person_id"] for r in rows] == sorted(r["person_id"] for r in rows)
 
 
-def test_batch_check_follows_identities_and_agrees_with_the_export_and_single_checks(tmp_path):
+@pytest.mark.parametrize("rollup", [False, True], ids=["no rollup", "rollup"])
+def test_batch_check_follows_identities_and_agrees_with_the_export_and_single_checks(tmp_path, monkeypatch, rollup):
     """A visitor who signed up and an older account merged into them count as one person, however they are
     asked about; an anonymous visitor is checked by their anonymous id; an id nobody has seen belongs to
-    nothing, even a segment of people who did not do something."""
+    nothing, even a segment of people who did not do something. With a rollup, the id scans read only the
+    people's days — also while the links that merged them wait to be re-keyed there (the first case; the
+    export then compacts)."""
     from datetime import UTC, datetime, timedelta
 
+    from nudgekit.segments import audience
     from nudgekit.workspace import Workspace
 
     ws, _ = Workspace.init(tmp_path / "ws")
     now = datetime.now(UTC)
+    spans: list = []
+    found_spans = audience._active_spans
+    monkeypatch.setattr(audience, "_active_spans", lambda *a: spans.append(found_spans(*a)) or spans[-1])
 
     def msg(kind: str, hours_ago: int, **fields) -> dict:  # type: ignore[no-untyped-def]
         m = {"type": kind, "timestamp": (now - timedelta(hours=hours_ago)).isoformat(),
              "messageId": f"{kind}-{hours_ago}-{sorted(fields.items())}"} | fields
         return m | ({"properties": {"sku": "P-1"}} if kind == "track" else {})
 
-    result = ws.ingest([
-        msg("track", 50, anonymousId="v1", event="product_viewed"),
-        msg("track", 49, anonymousId="v1", event="product_viewed"),
-        msg("track", 48, userId="old", event="product_viewed"),
-        msg("track", 47, anonymousId="v2", event="product_viewed"),
-        msg("track", 46, userId="u3", event="app_opened"),
-        msg("identify", 10, userId="u1", anonymousId="v1"),
-        msg("alias", 9, userId="u1", previousId="old"),
-    ])
-    assert not result.rejects, result.rejects
-    ws.events.append(result.rows)
+    behaviour = [msg("track", 50, anonymousId="v1", event="product_viewed"),
+                 msg("track", 49, anonymousId="v1", event="product_viewed"),
+                 msg("track", 48, userId="old", event="product_viewed"),
+                 msg("track", 47, anonymousId="v2", event="product_viewed"),
+                 msg("track", 46, userId="u3", event="app_opened")]
+    links = [msg("identify", 10, userId="u1", anonymousId="v1"), msg("alias", 9, userId="u1", previousId="old")]
+    for batch in (behaviour, links):
+        result = ws.ingest(batch)
+        assert not result.rejects, result.rejects
+        ws.events.append(result.rows)
+        if rollup and batch is behaviour:
+            ws.run_lifecycle()  # builds the rollup; the links then wait in link_changes
+    if rollup:
+        with ws.events.reader() as con:
+            assert con.execute("SELECT count(*) FROM link_changes").fetchall()[0][0] > 0
     asked = ["u1", "old", "v1", "v2", "u3", "ghost"]
     person = {"u1": "u1", "old": "u1", "v1": "u1", "v2": "anon:v2", "u3": "u3"}
     cases = {
@@ -327,5 +338,33 @@ def test_batch_check_follows_identities_and_agrees_with_the_export_and_single_ch
         exported = set(ws.segment_members(segment).column("person_id").to_pylist())
         assert exported == {person[u] for u in expected}, name
     assert ws.resolve_many(["u1", "ghost"]) == {"u1": "u1"}  # profiles only; the links above live in the events
+    assert len(spans) == 21  # 3 cases x (one batch + six single checks)
+    used = [found is not None for found in spans]  # [] for "ghost": no days, no scan
+    assert used == [True] * 21 if rollup else [False] * 7 + [True] * 14  # the first export builds the rollup
+    assert all(spans[i] for i in ((0, 7, 14) if rollup else (7, 14)))  # the batches found days
     assert ws.members_among(parse({"name": "x", "where": {"event": "product_viewed"}}), []) == set()
+    ws.close()
+
+
+def test_a_check_reads_every_event_of_a_person_active_on_many_separate_days(tmp_path, monkeypatch):
+    """40 active days two days apart make 40 spans of time; the check merges them into 32 and still reads
+    all 40 events."""
+    from datetime import UTC, datetime, timedelta
+
+    from nudgekit.segments import audience
+    from nudgekit.workspace import Workspace
+
+    ws, _ = Workspace.init(tmp_path / "ws")
+    now = datetime.now(UTC)
+    result = ws.ingest([{"type": "track", "event": "app_opened", "userId": "u1", "properties": {},
+                         "timestamp": (now - timedelta(days=2 * i, hours=1)).isoformat(), "messageId": f"o{i}"}
+                        for i in range(40)])
+    ws.events.append(result.rows)
+    ws.run_lifecycle()
+    spans: list = []
+    found_spans = audience._active_spans
+    monkeypatch.setattr(audience, "_active_spans", lambda *a: spans.append(found_spans(*a)) or spans[-1])
+    assert ws.is_member(parse({"name": "x", "where": {"event": "app_opened", "count": {"gte": 40}}}), "u1")
+    assert not ws.is_member(parse({"name": "x", "where": {"event": "app_opened", "count": {"gte": 41}}}), "u1")
+    assert [len(s) for s in spans] == [audience.MAX_SPANS] * 2
     ws.close()

@@ -10,9 +10,10 @@ can apply while it scans, instead of resolving every event to its person first.
 from __future__ import annotations
 
 import functools
+import operator
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +34,9 @@ from nudgekit.segments.people import (
     profile_ids,
     stages,
 )
+from nudgekit.store.activity import day_start
 from nudgekit.store.backend import EventsView
+from nudgekit.store.rollup import ROLLUP
 
 SAMPLE = 10
 
@@ -141,7 +144,8 @@ def membership(engine: Any, view: EventsView, segment: m.Segment, persons: Seque
     people_table, staged, types = _tables(engine, view, segment, zone, only=wanted, declared=declared)
     # :TRICKY: their events are fetched once (two scans) and evaluated from memory: the expression reads
     # them more than once (the aggregates, who was seen), and each read would scan the store again
-    events = view.table(view.con.to_pyarrow(_events_of(view, wanted, by_user, by_visitor)))
+    spans = _active_spans(view, wanted, [*by_user, *by_visitor], zone)
+    events = view.table(view.con.to_pyarrow(_events_of(view, wanted, by_user, by_visitor, spans)))
     theirs = EventsView(view.con, view.engine, events, view.actor_days, False, view.local, view.resolve,
                         keyed_days=None)
     wide = evaluate(segment, theirs, people_table, staged, today=today, zone=zone, trait_types=types,
@@ -157,13 +161,9 @@ def _ids_of(view: EventsView, asked: list[str]) -> tuple[dict[str, str], dict[st
     if not view.local:
         same = {a: a for a in asked}
         return same, same, {}
-    links = view.con.table("identity_links")
 
     def linked(column: str, ids: list[str]) -> list[tuple[str, str]]:  # an alias has one link
-        if not ids:
-            return []
-        rows = view.con.to_pyarrow(links.filter(links[column].isin(ids)).select("alias_id", "user_id")).to_pylist()
-        return [(r["alias_id"], r["user_id"]) for r in rows]
+        return _lookup(view, f"SELECT alias_id, user_id FROM identity_links WHERE {column} IN ({{}})", ids)
 
     raw = {a: a.removeprefix("anon:") for a in asked}
     link = dict(linked("alias_id", list(set(raw.values()))))
@@ -176,11 +176,57 @@ def _ids_of(view: EventsView, asked: list[str]) -> tuple[dict[str, str], dict[st
     return person_of, by_user, by_visitor
 
 
-def _events_of(view: EventsView, persons: list[str], by_user: dict[str, str], by_visitor: dict[str, str]) -> ir.Table:
-    """These people's events, selected by the raw ids they arrived with (see the module's :TRICKY:)."""
+MAX_SPANS = 32
+"""At most this many time spans narrow an id scan; closer spans are merged first."""
+
+
+def _active_spans(view: EventsView, persons: list[str], raw_ids: list[str], zone: str,
+                  ) -> list[tuple[datetime, datetime]] | None:
+    """The stretches of time holding these people's events, from the activity rollup's days, or None
+    when there is no rollup to ask (then the id scans read every row group).
+
+    :TRICKY: events arrive in time order, so an id scan can skip nothing by the id, but everything outside
+    the person's days by the timestamp (one user's lookup: about 400 ms -> 60 ms on 44.6M events). The
+    rollup is sorted by person, so finding the days takes milliseconds. Its rows carry the person their
+    actor had when written; rows of aliases whose link changed since the last compaction may carry an
+    older one, so those aliases are looked up by actor as well."""
+    if not view.from_rollup or view.raw is None:
+        return None
+    pending = {r[0] for r in _lookup(view, "SELECT alias_id FROM link_changes WHERE alias_id IN ({})", raw_ids)}
+    sql = f"SELECT DISTINCT day FROM {ROLLUP} WHERE person_id IN ({{}})"
+    if pending:
+        sql += f" OR actor IN ({', '.join(['?'] * len(pending))})"
+    days = sorted(r[0] for r in _lookup(view, sql, persons, list(pending)))
+    spans: list[list[date]] = []
+    for day in days:
+        if spans and (day - spans[-1][1]).days <= 1:
+            spans[-1][1] = day
+        else:
+            spans.append([day, day])
+    while len(spans) > MAX_SPANS:  # merge the two spans with the shortest gap between them
+        i = min(range(len(spans) - 1), key=lambda k: (spans[k + 1][0] - spans[k][1]).days)
+        spans[i : i + 2] = [[spans[i][0], spans[i + 1][1]]]
+    return [(day_start(a, zone), day_start(b + timedelta(days=1), zone)) for a, b in spans]
+
+
+def _lookup(view: EventsView, sql: str, ids: list[str], more: list[str] | None = None) -> list[Any]:
+    """Rows of a small lookup on the DuckDB file, `{}` in `sql` standing for the ids' placeholders.
+    :TRICKY: plain SQL: compiling an Ibis expression costs about 15 ms, more than these lookups."""
+    if not ids:
+        return []
+    return view.raw.execute(sql.format(", ".join(["?"] * len(ids))), [*ids, *(more or [])]).fetchall()
+
+
+def _events_of(view: EventsView, persons: list[str], by_user: dict[str, str], by_visitor: dict[str, str],
+               spans: list[tuple[datetime, datetime]] | None = None) -> ir.Table:
+    """These people's events, selected by the raw ids they arrived with (see the module's :TRICKY:), within
+    `spans` when given."""
     if not view.local:
         return view.events.filter(view.events.person_id.isin(persons))
     ev = view.con.table("events")
+    if spans is not None:
+        within = [(ev.timestamp >= ibis.literal(a)) & (ev.timestamp < ibis.literal(b)) for a, b in spans]
+        ev = ev.filter(functools.reduce(operator.or_, within) if within else ibis.literal(False))
     parts = [_own(ev.filter(ev.user_id.isin(list(by_user))), ev.user_id, by_user, view)] if by_user else []
     if by_visitor:  # :TRICKY: two scans, not one OR across columns: each can skip what its column rules out
         anonymous = ev.filter(ev.user_id.isnull() & ev.anonymous_id.isin(list(by_visitor)))

@@ -67,6 +67,8 @@ class EventsView:
     """Events keyed by (actor, is_anon) instead of person_id: aggregate these, then resolve."""
     keyed_days: ir.Table | None = None
     """Person-day rows already keyed by person at the source (the rollup; warehouse mode)."""
+    raw: Any = None
+    """The DuckDB connection itself, on the workspace's own file (for lookups too small to compile)."""
     temporary: list[str] = field(default_factory=list)
 
     @property
@@ -177,7 +179,7 @@ class EventsBackend:
                 days = keyed.drop("person_id") if keyed is not None else event_pieces(
                     actors, self.spec, keys=("actor", "is_anon"))
                 yield EventsView(con, "duckdb", events, days, current, local=True, resolve=_linker(con),
-                                 actor_events=actors,
+                                 actor_events=actors, raw=raw,
                                  keyed_days=keyed.drop("actor", "is_anon") if keyed is not None else None)
             finally:
                 raw.execute("SET TimeZone = 'UTC'")

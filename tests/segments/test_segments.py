@@ -287,7 +287,8 @@ def test_exports_carry_each_members_ids_in_person_order(shop):
 
 
 @pytest.mark.parametrize("rollup", [False, True], ids=["no rollup", "rollup"])
-def test_batch_check_follows_identities_and_agrees_with_the_export_and_single_checks(tmp_path, monkeypatch, rollup):
+def test_batch_check_follows_identities_and_agrees_with_the_export_and_single_checks(tmp_path, monkeypatch, rollup,
+                                                                                   state_url):
     """A visitor who signed up and an older account merged into them count as one person, however they are
     asked about; an anonymous visitor is checked by their anonymous id; an id nobody has seen belongs to
     nothing, even a segment of people who did not do something. With a rollup, the id scans read only the
@@ -298,7 +299,7 @@ def test_batch_check_follows_identities_and_agrees_with_the_export_and_single_ch
     from nudgekit.segments import audience
     from nudgekit.workspace import Workspace
 
-    ws, _ = Workspace.init(tmp_path / "ws")
+    ws, _ = Workspace.init(tmp_path / "ws", database_url=state_url)  # profiles and stages in SQLite or PostgreSQL
     now = datetime.now(UTC)
     spans: list = []
     found_spans = audience._active_spans
@@ -343,6 +344,10 @@ def test_batch_check_follows_identities_and_agrees_with_the_export_and_single_ch
     assert used == [True] * 21 if rollup else [False] * 7 + [True] * 14  # the first export builds the rollup
     assert all(spans[i] for i in ((0, 7, 14) if rollup else (7, 14)))  # the batches found days
     assert ws.members_among(parse({"name": "x", "where": {"event": "product_viewed"}}), []) == set()
+    ws.run_lifecycle()  # stored stages are read for the asked people only
+    new = parse({"name": "new", "where": {"stage": ["new"]}})
+    assert ws.members_among(new, asked) == {"u1", "old", "v1", "v2", "u3"}
+    assert [u for u in asked if ws.is_member(new, u)] == ["u1", "old", "v1", "v2", "u3"]
     ws.close()
 
 

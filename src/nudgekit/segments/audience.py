@@ -1,8 +1,8 @@
-"""What a segment is right now: its size and reach (`preview`), its members (`export`), and whether one
-person belongs (`is_member`).
+"""What a segment is right now: its size and reach (`preview`), its members (`export`), and whether some
+people belong (`membership`, behind `ws.is_member` and `ws.members_among`).
 
-:TRICKY: `is_member` answers for one person at a time (journeys reacting to one event). It evaluates the
-same expression, but over that person's profile row and only their events: the events are selected by
+:TRICKY: `membership` answers for a few people at a time (journeys reacting to events). It evaluates the
+same expression, but over those people's profile rows and only their events: the events are selected by
 the raw ids they arrived with (the user id, or anonymous ids linked to it), a filter the event store
 can apply while it scans, instead of resolving every event to its person first.
 """
@@ -119,13 +119,6 @@ def export(table: pa.Table, out: Path) -> str:
         pacsv.write_csv(table, out)
         return "csv"
     raise m.SegmentError(f"{out}: write .csv or .parquet")
-
-
-def is_member(engine: Any, view: EventsView, segment: m.Segment, person: str, *, today: date, zone: str,
-              declared: dict[str, str] | None = None) -> bool:
-    """Does one person belong, now."""
-    found = membership(engine, view, segment, [person], today=today, zone=zone, declared=declared)
-    return found.get(person, False)
 
 
 def membership(engine: Any, view: EventsView, segment: m.Segment, persons: Sequence[str], *, today: date,

@@ -17,6 +17,8 @@ fingerprint matches the workspace's settings, and the next reader rebuilds a sta
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from functools import cached_property
 
@@ -50,9 +52,12 @@ RESORT_SHARE = 0.1
 """Rows appended since the last sort (new days, compacted rows), as a share of the rollup, above which
 `ensure()` sorts it again."""
 
+ORDER_DDL = "CREATE TABLE IF NOT EXISTS rollup_order (appended BIGINT NOT NULL);"
+"""Rows appended since the rollup was last sorted (one row)."""
+
 DDL = f"""
 CREATE TABLE IF NOT EXISTS {ROLLUP} {COLUMNS};
-CREATE TABLE IF NOT EXISTS rollup_order (appended BIGINT NOT NULL);
+{ORDER_DDL}
 CREATE TABLE IF NOT EXISTS link_changes (alias_id VARCHAR NOT NULL);
 CREATE TABLE IF NOT EXISTS rollup_meta (name VARCHAR PRIMARY KEY, fingerprint VARCHAR NOT NULL,
                                         built_at TIMESTAMPTZ NOT NULL);
@@ -142,28 +147,21 @@ class Rollup:
 
     def rebuild(self, con: duckdb.DuckDBPyConnection, now: datetime) -> None:
         """Recompute every row from the events (after a settings change, or the first time)."""
-        con.execute("BEGIN")
-        try:
+        with _transaction(con):
             con.execute(f"DROP TABLE IF EXISTS {ROLLUP}")
             con.execute(DDL)
             self._aggregate(con, "events", "rollup_full")
             con.execute(f"INSERT INTO {ROLLUP} BY NAME SELECT *, true AS compacted FROM "
                         f"({with_person('rollup_full')}) ORDER BY {ORDER}")
             con.execute("DROP TABLE rollup_full")
-            con.execute("DELETE FROM rollup_order")
-            con.execute("INSERT INTO rollup_order VALUES (0)")
+            _sorted_now(con)
             con.execute("DELETE FROM link_changes")
             con.execute("INSERT OR REPLACE INTO rollup_meta VALUES (?, ?, ?)", [ROLLUP, self.spec.fingerprint(), now])
-            con.execute("COMMIT")
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
 
     def compact(self, con: duckdb.DuckDBPyConnection) -> int:
         """Re-key the rows of aliases whose link changed, and merge the rows inserts added since the last
         compaction into one row per actor and day."""
-        con.execute("BEGIN")
-        try:
+        with _transaction(con):
             if con.execute("SELECT count(*) FROM link_changes").fetchall()[0][0]:
                 con.execute(f"UPDATE {ROLLUP} SET person_id = p.user_id FROM ({PENDING_LINKS}) p "
                             f"WHERE {ROLLUP}.actor = p.alias_id AND {ROLLUP}.person_id <> p.user_id")
@@ -185,34 +183,24 @@ class Rollup:
                 con.execute("UPDATE rollup_order SET appended = appended + (SELECT count(*) FROM merged)")
                 con.execute("DROP TABLE merged")
             con.execute("DROP TABLE dirty")
-            con.execute("COMMIT")
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
         return int(dirty)
 
-    def resort(self, con: duckdb.DuckDBPyConnection, *, force: bool = False) -> bool:
-        """Sort the rollup by person again when enough rows were appended since the last sort (or `force`).
-        Returns whether it did.
+    def resort(self, con: duckdb.DuckDBPyConnection) -> bool:
+        """Sort the rollup by person again when enough rows were appended since the last sort. Returns
+        whether it did.
 
         :TRICKY: a new table written in order, then swapped in: DuckDB keeps rows in insertion order, and
         deleting and re-inserting in place would leave the old row groups' space to a later checkpoint."""
         appended = con.execute("SELECT max(appended) FROM rollup_order").fetchall()[0][0]
         rows = con.execute(f"SELECT count(*) FROM {ROLLUP}").fetchall()[0][0]
-        if not force and appended is not None and appended <= RESORT_SHARE * rows:
+        if appended is not None and appended <= RESORT_SHARE * rows:
             return False
-        con.execute("BEGIN")
-        try:
+        with _transaction(con):
             con.execute(f"CREATE TABLE {ROLLUP}_sorted {COLUMNS}")
             con.execute(f"INSERT INTO {ROLLUP}_sorted SELECT * FROM {ROLLUP} ORDER BY {ORDER}")
             con.execute(f"DROP TABLE {ROLLUP}")
             con.execute(f"ALTER TABLE {ROLLUP}_sorted RENAME TO {ROLLUP}")
-            con.execute("DELETE FROM rollup_order")
-            con.execute("INSERT INTO rollup_order VALUES (0)")
-            con.execute("COMMIT")
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
+            _sorted_now(con)
         return True
 
     def ensure(self, con: duckdb.DuckDBPyConnection, now: datetime) -> str:
@@ -221,6 +209,24 @@ class Rollup:
         if not self.is_current(con):
             self.rebuild(con, now)
             return "rebuilt"
-        con.execute("CREATE TABLE IF NOT EXISTS rollup_order (appended BIGINT NOT NULL)")  # stores made before it
+        con.execute(ORDER_DDL)  # stores made before the rollup was sorted
         done = f"compacted {self.compact(con)}"
         return f"{done}, sorted" if self.resort(con) else done
+
+
+@contextmanager
+def _transaction(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    """All of the block, or none of it."""
+    con.execute("BEGIN")
+    try:
+        yield
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+
+
+def _sorted_now(con: duckdb.DuckDBPyConnection) -> None:
+    """The rollup was just written in person order: nothing appended since."""
+    con.execute("DELETE FROM rollup_order")
+    con.execute("INSERT INTO rollup_order VALUES (0)")

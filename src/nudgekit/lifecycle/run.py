@@ -73,12 +73,13 @@ def classify_everyone(view: EventsView, as_of: date, cfg: LifecycleSettings, zon
                       signals: pa.Table | None = None) -> pa.Table:
     """Stage (and the facts `since` is derived from) for every person seen up to the as-of day."""
     if view.person_keyed:
-        facts = classify.cents(classify.person_facts(view.person_days, as_of, cfg, zone))
+        facts = classify.cents(classify.person_facts(view.person_days, as_of, cfg, zone, engine=view.engine))
     else:
-        by_actor = classify.person_facts(view.actor_days, as_of, cfg, zone, keys=("actor", "is_anon"))
+        by_actor = classify.person_facts(view.actor_days, as_of, cfg, zone, keys=("actor", "is_anon"),
+                                         engine=view.engine)
         facts = classify.merge_facts(view.resolve(by_actor))
     signal_table = view.table(signals) if signals is not None else None
-    expr = classify.stages(facts, as_of, cfg, token_signals=signal_table,
+    expr = classify.stages(facts, as_of, cfg, zone, view.engine, token_signals=signal_table,
                            window_start=day_start(as_of - timedelta(days=cfg.resurrected_days - 1), zone))
     return aware(view.con.to_pyarrow(expr), zone)
 

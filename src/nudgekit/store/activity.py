@@ -12,6 +12,7 @@ runs these expressions sets the session time zone to the workspace's first (`Eve
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from dataclasses import dataclass
@@ -39,6 +40,64 @@ def day_start(day: date, zone: str) -> datetime:
 def day_end(day: date, zone: str) -> datetime:
     """The last instant of a local calendar day, in UTC."""
     return day_start(day + timedelta(days=1), zone) - timedelta(microseconds=1)
+
+
+DAY_US = 86_400_000_000
+OFFSETS_FROM = datetime(1900, 1, 1, tzinfo=UTC)
+
+
+@functools.lru_cache(maxsize=32)
+def utc_offsets(zone: str, until: date) -> tuple[tuple[int, int], ...]:
+    """The zone's UTC offsets from 1900 to the end of `until`: (first instant in epoch microseconds,
+    offset in microseconds), newest first. Instants before 1900 take the oldest offset.
+
+    Read from the tz database a day at a time; where two days differ, the change is found to the second.
+    """
+    tz = ZoneInfo(zone)
+
+    def offset(second: int) -> int:
+        return int(datetime.fromtimestamp(second, tz).utcoffset().total_seconds())  # type: ignore[union-attr]
+
+    second, end = int(OFFSETS_FROM.timestamp()), int(day_start(until + timedelta(days=1), zone).timestamp())
+    changes = [(second, offset(second))]
+    while second < end:
+        after = min(second + 86_400, end)
+        if offset(after) != changes[-1][1]:
+            low, high = second, after  # offset(low) is the old one, offset(high) the new one
+            while high - low > 1:
+                mid = (low + high) // 2
+                low, high = (mid, high) if offset(mid) == changes[-1][1] else (low, mid)
+            changes.append((high, offset(high)))
+        second = after
+    return tuple((at * 1_000_000, off * 1_000_000) for at, off in reversed(changes))
+
+
+@ibis.udf.scalar.builtin(name="epoch_us")
+def _duckdb_epoch_us(moment: datetime) -> int:  # type: ignore[empty-body]
+    """DuckDB: microseconds since 1970 of an instant (no time-zone conversion)."""
+
+
+@ibis.udf.scalar.builtin(name="unix_micros")
+def _spark_epoch_us(moment: datetime) -> int:  # type: ignore[empty-body]
+    """Spark: microseconds since 1970 of an instant."""
+
+
+def calendar_age(moment: ir.TimestampValue, as_of: date, zone: str, engine: str) -> ir.IntegerValue:
+    """How many local calendar days before `as_of` the moment's day is (0 on the as-of day itself).
+
+    :TRICKY: computed from the instant's epoch and the zone's offset, not by casting the timestamp to a
+    date in the session time zone: the cast costs 1.3 s on 44.6M rows, the arithmetic about nothing. The
+    offset is a CASE over the zone's offset changes, newest first, so a recent moment takes one test.
+    Engines without an epoch function here cast, as before.
+    """
+    if engine not in ("duckdb", "pyspark"):
+        return ibis.literal(as_of).delta(moment.date(), unit="day").cast("int32")
+    micros = (_duckdb_epoch_us if engine == "duckdb" else _spark_epoch_us)(moment)
+    offsets = utc_offsets(zone, as_of)
+    *newer, (_, oldest) = offsets
+    offset = ibis.cases(*[(micros >= at, off) for at, off in newer], else_=oldest) if newer else ibis.literal(oldest)
+    today = (as_of - date(1970, 1, 1)).days
+    return (today - (micros + offset) // DAY_US).cast("int32")
 
 
 @dataclass(frozen=True)

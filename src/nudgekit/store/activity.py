@@ -43,13 +43,14 @@ def day_end(day: date, zone: str) -> datetime:
 
 
 DAY_US = 86_400_000_000
-OFFSETS_FROM = datetime(1900, 1, 1, tzinfo=UTC)
+OFFSETS_FROM = datetime(2000, 1, 1, tzinfo=UTC)
+"""Offsets are spelled out from here on (ingestion refuses older events); older instants are cast."""
 
 
 @functools.lru_cache(maxsize=32)
 def utc_offsets(zone: str, until: date) -> tuple[tuple[int, int], ...]:
-    """The zone's UTC offsets from 1900 to the end of `until`: (first instant in epoch microseconds,
-    offset in microseconds), newest first. Instants before 1900 take the oldest offset.
+    """The zone's UTC offsets from 2000 to the end of `until`: (first instant in epoch microseconds,
+    offset in microseconds), newest first; the last one holds from OFFSETS_FROM.
 
     Read from the tz database a day at a time; where two days differ, the change is found to the second.
     """
@@ -87,17 +88,17 @@ def calendar_age(moment: ir.TimestampValue, as_of: date, zone: str, engine: str)
 
     :TRICKY: computed from the instant's epoch and the zone's offset, not by casting the timestamp to a
     date in the session time zone: the cast costs 1.3 s on 44.6M rows, the arithmetic about nothing. The
-    offset is a CASE over the zone's offset changes, newest first, so a recent moment takes one test.
-    Engines without an epoch function here cast, as before.
+    offset is a CASE over the zone's offset changes since 2000, newest first, so a recent moment takes one
+    test; an older moment (warehouse data) and engines without an epoch function here take the cast, which
+    reads the session time zone (`set_session_zone`).
     """
+    cast = ibis.literal(as_of).delta(moment.date(), unit="day").cast("int32")
     if engine not in ("duckdb", "pyspark"):
-        return ibis.literal(as_of).delta(moment.date(), unit="day").cast("int32")
+        return cast
     micros = (_duckdb_epoch_us if engine == "duckdb" else _spark_epoch_us)(moment)
-    offsets = utc_offsets(zone, as_of)
-    *newer, (_, oldest) = offsets
-    offset = ibis.cases(*[(micros >= at, off) for at, off in newer], else_=oldest) if newer else ibis.literal(oldest)
     today = (as_of - date(1970, 1, 1)).days
-    return (today - (micros + offset) // DAY_US).cast("int32")
+    branches = [(micros >= at, (today - (micros + off) // DAY_US).cast("int32")) for at, off in utc_offsets(zone, as_of)]
+    return ibis.cases(*branches, else_=cast)
 
 
 @dataclass(frozen=True)

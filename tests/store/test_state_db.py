@@ -64,3 +64,34 @@ def test_event_store_memory_limit_is_applied_and_checked(tmp_path, monkeypatch) 
         assert con.execute("SELECT current_setting('memory_limit')").fetchall()[0][0] == "244.1 MiB"  # 256e6 bytes
     with pytest.raises(ValidationError, match="events_memory_limit"):
         Settings(home=tmp_path, events_memory_limit="lots")
+
+
+def test_rows_inserted_through_the_driver_read_back_as_the_orm_would_store_them(ws: Workspace) -> None:
+    """`insert_arrow` (COPY / plain executemany) and the ORM's own insert leave identical rows."""
+    from datetime import date
+
+    import pyarrow as pa
+
+    from nudgekit.store.state import LifecycleStage, insert_arrow
+
+    moments = [datetime(2026, 11, 24, 23, 59, 59, 999999, tzinfo=UTC), datetime(2000, 1, 1, tzinfo=UTC), None]
+    rows = pa.table({
+        "profile_id": ["a", "b", "c"], "stage": ["new", "churn", "power"],
+        "since": pa.array([datetime(2026, 1, 2, 3, 4, 5, 6, tzinfo=UTC)] * 3, pa.timestamp("us", tz="UTC")),
+        "lapsing": [True, False, True], "first_seen_at": pa.array(moments, pa.timestamp("us", tz="UTC")),
+        "last_active_at": pa.array(moments[::-1], pa.timestamp("us", tz="Asia/Seoul")),
+        "as_of": pa.array([date(2026, 11, 24)] * 3, pa.date32()), "run_id": [1, None, 3],
+        "updated_at": pa.array([datetime(2026, 11, 24, tzinfo=UTC)] * 3, pa.timestamp("us", tz="UTC")),
+    })
+    with ws.engine.begin() as conn:
+        insert_arrow(conn, LifecycleStage, rows, batch=2)
+        conn.execute(sa.insert(LifecycleStage), [{**r, "profile_id": "orm-" + r["profile_id"]} for r in rows.to_pylist()])
+    with ws.sessions() as session:
+        stored = {s.profile_id: (s.stage, s.since, s.lapsing, s.first_seen_at, s.last_active_at, s.as_of, s.run_id)
+                  for s in session.scalars(sa.select(LifecycleStage))}
+    assert {k: v for k, v in stored.items() if not k.startswith("orm-")} == {
+        k.removeprefix("orm-"): v for k, v in stored.items() if k.startswith("orm-")}
+    assert stored["a"][3] == moments[0] and stored["c"][4] == moments[0]
+    with pytest.raises(ValueError, match="no column nope"):
+        with ws.engine.begin() as conn:
+            insert_arrow(conn, LifecycleStage, pa.table({"nope": [1]}))

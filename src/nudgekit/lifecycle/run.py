@@ -17,14 +17,21 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
-from sqlalchemy import Engine, delete, insert, select, update
+from sqlalchemy import Connection, Engine, delete, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from nudgekit.config import LifecycleSettings
 from nudgekit.lifecycle import classify, stored
 from nudgekit.store.activity import day_end, day_start
 from nudgekit.store.backend import EventsView
-from nudgekit.store.state import LifecycleRun, LifecycleStage, LifecycleTransition, PushToken, in_batches
+from nudgekit.store.state import (
+    LifecycleRun,
+    LifecycleStage,
+    LifecycleTransition,
+    PushToken,
+    in_batches,
+    insert_arrow,
+)
 from nudgekit.vocabulary import Stage, TokenStatus, TransitionSource
 
 Step = Callable[[str], None]
@@ -138,6 +145,38 @@ def _upsert(engine: Engine):  # type: ignore[no-untyped-def]
     return stmt.on_conflict_do_update(index_elements=["profile_id"], set_={k: stmt.excluded[k] for k in keep})
 
 
+def _write_moved(conn: Connection, engine: Engine, moved: pa.Table, *, first: bool, as_of: date, now: datetime,
+                 run_id: int) -> None:
+    """The new stages and their transitions. A first classification inserts everyone straight through the
+    driver (`insert_arrow`); later ones update the few that moved in place."""
+    n = moved.num_rows
+
+    def constant(value: Any, kind: pa.DataType) -> pa.Array:
+        return pa.array([value] * n, kind)
+
+    transitions = pa.table({
+        "profile_id": moved.column("person_id"), "from_stage": moved.column("old_stage"),
+        "to_stage": moved.column("stage"), "at": moved.column("since"),
+        "detected_at": constant(now, pa.timestamp("us", tz="UTC")),
+        "source": constant(TransitionSource.RUN.value, pa.string()),
+    })
+    if first:
+        insert_arrow(conn, LifecycleStage, pa.table({
+            "profile_id": moved.column("person_id"), "stage": moved.column("stage"), "since": moved.column("since"),
+            "lapsing": moved.column("lapsing"), "first_seen_at": moved.column("first_ts"),
+            "last_active_at": moved.column("last_active_ts"), "as_of": constant(as_of, pa.date32()),
+            "updated_at": constant(now, pa.timestamp("us", tz="UTC")), "run_id": constant(run_id, pa.int64()),
+        }))
+    else:
+        rows = moved.to_pylist()
+        for start in range(0, n, WRITE_BATCH):
+            conn.execute(_upsert(engine), [
+                {"profile_id": r["person_id"], "stage": r["stage"], "since": r["since"], "lapsing": r["lapsing"],
+                 "first_seen_at": r["first_ts"], "last_active_at": r["last_active_ts"], "as_of": as_of,
+                 "updated_at": now, "run_id": run_id} for r in rows[start:start + WRITE_BATCH]])
+    insert_arrow(conn, LifecycleTransition, transitions)
+
+
 def run(engine: Engine, view: EventsView, as_of: date, cfg: LifecycleSettings, zone: str, *,
         now: datetime, rollup: str | None = None, step: Step | None = None, remove_missing: bool = True,
         snapshot: Path | None = None) -> RunResult:
@@ -152,7 +191,9 @@ def run(engine: Engine, view: EventsView, as_of: date, cfg: LifecycleSettings, z
     step("comparing with the stored stages")
     old = stored.read(engine, snapshot)
     diff = _changes(new, old, as_of, cfg, zone, remove_missing)
-    moved = diff.sql("SELECT * FROM moved").to_arrow_table().to_pylist()
+    moved = diff.sql("SELECT * FROM moved").to_arrow_table()
+    pairs = dict(sorted((f"{old_stage or 'none'} -> {stage}", n) for old_stage, stage, n in diff.execute(
+        "SELECT old_stage, stage, count(*) FROM moved GROUP BY ALL").fetchall()))
     lapsed = diff.sql("SELECT * FROM lapsed").to_arrow_table().to_pylist()
     gone = [r[0] for r in diff.execute("SELECT person_id FROM gone").fetchall()] if remove_missing else []
     by_stage = dict(diff.execute("SELECT stage, count(*) FROM new GROUP BY 1 ORDER BY 1").fetchall())
@@ -160,27 +201,13 @@ def run(engine: Engine, view: EventsView, as_of: date, cfg: LifecycleSettings, z
     diff.close()
     seconds["compare"] = time.perf_counter() - mark
     mark = time.perf_counter()
-    step(f"storing {len(moved):,} changes")
-    pairs: dict[str, int] = {}
-    for r in moved:
-        key = f"{r['old_stage'] or 'none'} -> {r['stage']}"
-        pairs[key] = pairs.get(key, 0) + 1
+    step(f"storing {moved.num_rows:,} changes")
     users = sum(by_stage.values())
     with engine.begin() as conn:
         run_id = conn.execute(insert(LifecycleRun).values(
-            as_of=as_of, started_at=now, finished_at=now, engine=view.engine, users=users, changed=len(moved),
+            as_of=as_of, started_at=now, finished_at=now, engine=view.engine, users=users, changed=moved.num_rows,
             by_stage=by_stage)).inserted_primary_key[0]
-        # a first classification only inserts; later ones update in place
-        write = insert(LifecycleStage) if old.num_rows == 0 else _upsert(engine)
-        for start in range(0, len(moved), WRITE_BATCH):
-            rows = moved[start:start + WRITE_BATCH]
-            conn.execute(write, [
-                {"profile_id": r["person_id"], "stage": r["stage"], "since": r["since"], "lapsing": r["lapsing"],
-                 "first_seen_at": r["first_ts"], "last_active_at": r["last_active_ts"], "as_of": as_of,
-                 "updated_at": now, "run_id": run_id} for r in rows])
-            conn.execute(insert(LifecycleTransition), [
-                {"profile_id": r["person_id"], "from_stage": r["old_stage"], "to_stage": r["stage"],
-                 "at": r["since"], "detected_at": now, "source": TransitionSource.RUN.value} for r in rows])
+        _write_moved(conn, engine, moved, first=old.num_rows == 0, as_of=as_of, now=now, run_id=run_id)
         for flag in (True, False):
             ids = [r["person_id"] for r in lapsed if r["lapsing"] is flag]
             for batch in in_batches(ids):
@@ -193,5 +220,5 @@ def run(engine: Engine, view: EventsView, as_of: date, cfg: LifecycleSettings, z
     stored.save(snapshot, run_id, state)
     seconds["store"] = time.perf_counter() - mark
     ordered = {s.value: by_stage.get(s.value, 0) for s in Stage}
-    return RunResult(as_of, view.engine, users, ordered, len(moved), dict(sorted(pairs.items())),
+    return RunResult(as_of, view.engine, users, ordered, moved.num_rows, pairs,
                      len(gone), rollup, seconds)

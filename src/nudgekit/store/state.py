@@ -10,9 +10,12 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 from typing import Any
 
+import pyarrow as pa
+import pyarrow.compute as pc
 from sqlalchemy import (
     JSON,
     Boolean,
+    Connection,
     Date,
     DateTime,
     Engine,
@@ -207,6 +210,44 @@ class SegmentListMember(Base):
 def in_batches(values: list[str], size: int = 5000) -> list[list[str]]:
     """Split the values of an IN (...) list so no backend meets its parameter limit."""
     return [values[i:i + size] for i in range(0, len(values), size)]
+
+
+def insert_arrow(conn: Connection, model: type[Base], rows: pa.Table, batch: int = 50_000) -> None:
+    """Insert many rows (columns named as the model's) straight through the driver, inside `conn`'s
+    transaction: COPY on PostgreSQL, executemany of plain tuples on SQLite.
+
+    :TRICKY: SQLAlchemy's executemany turns every value through its type's bind processing: 2M stages and
+    2M transitions took 54-90 s on SQLite. Here the values are spelled once per column by Arrow, as
+    SQLAlchemy itself stores them (UTC moments as 'YYYY-MM-DD HH:MM:SS.ffffff' on SQLite, with '+00' for
+    PostgreSQL's timestamptz; booleans as 0/1 on SQLite), so the ORM reads them back unchanged.
+    """
+    postgres = conn.dialect.name == "postgresql"
+    names = rows.column_names
+    unknown = [n for n in names if n not in model.__table__.columns]
+    if unknown:
+        raise ValueError(f"{model.__tablename__} has no column {', '.join(unknown)}")
+    for start in range(0, rows.num_rows, batch):
+        part = rows.slice(start, batch)
+        columns = []
+        for name in names:
+            column = part.column(name)
+            if pa.types.is_timestamp(column.type):
+                moment = column.cast(pa.timestamp("us", tz="UTC"))
+                column = pc.strftime(moment, format="%Y-%m-%d %H:%M:%S" + ("+00" if postgres else ""))
+            elif pa.types.is_date(column.type):
+                column = pc.strftime(column, format="%Y-%m-%d")
+            elif pa.types.is_boolean(column.type) and not postgres:
+                column = column.cast(pa.int8())
+            columns.append(column.to_pylist())
+        values = list(zip(*columns, strict=True))
+        if postgres:
+            with conn.connection.driver_connection.cursor() as cur:  # type: ignore[union-attr]
+                with cur.copy(f"COPY {model.__tablename__} ({', '.join(names)}) FROM STDIN") as copy:
+                    for row in values:
+                        copy.write_row(row)
+        else:
+            marks = ", ".join(["?"] * len(names))
+            conn.exec_driver_sql(f"INSERT INTO {model.__tablename__} ({', '.join(names)}) VALUES ({marks})", values)
 
 
 def make_engine(url: str) -> Engine:

@@ -95,3 +95,6 @@ def test_rows_inserted_through_the_driver_read_back_as_the_orm_would_store_them(
     with pytest.raises(ValueError, match="no column nope"):
         with ws.engine.begin() as conn:
             insert_arrow(conn, LifecycleStage, pa.table({"nope": [1]}))
+    with pytest.raises(ValueError, match="naive timestamps .* since"):
+        with ws.engine.begin() as conn:
+            insert_arrow(conn, LifecycleStage, rows.set_column(2, "since", rows.column("since").cast(pa.timestamp("us"))))

@@ -101,12 +101,8 @@ def cents(facts: ir.Table) -> ir.Table:
 
 def with_ages(facts: ir.Table, as_of: date, zone: str, engine: str) -> ir.Table:
     """The ages (in local calendar days before the as-of day) of the moments the rules compare in days."""
-    def age(ts: ir.TimestampValue) -> ir.IntegerValue:
-        return calendar_age(ts, as_of, zone, engine)
-
-    f = facts
-    return f.mutate(first_age=age(f.first_ts), last_active_age=age(f.last_active_ts),
-                    before_window_age=age(f.before_window_ts), window_first_age=age(f.window_first_ts))
+    return facts.mutate(**{f"{name}_age": calendar_age(facts[f"{name}_ts"], as_of, zone, engine)
+                           for name in ("first", "last_active", "before_window", "window_first")})
 
 
 def _earliest(a: ir.TimestampValue, b: ir.TimestampValue) -> ir.TimestampValue:

@@ -226,6 +226,9 @@ def insert_arrow(conn: Connection, model: type[Base], rows: pa.Table, batch: int
     unknown = [n for n in names if n not in model.__table__.columns]
     if unknown:
         raise ValueError(f"{model.__tablename__} has no column {', '.join(unknown)}")
+    naive = [f.name for f in rows.schema if pa.types.is_timestamp(f.type) and f.type.tz is None]
+    if naive:  # as UtcDateTime refuses them: a wall-clock time is no moment
+        raise ValueError(f"naive timestamps given to the state DB in {', '.join(naive)}; attach a time zone")
     for start in range(0, rows.num_rows, batch):
         part = rows.slice(start, batch)
         columns = []

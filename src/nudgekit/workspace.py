@@ -276,10 +276,17 @@ class Workspace:
         # without a profile, an id is a user id or an anonymous id: whichever the events know (the user first)
         candidates = {u: [resolved[u]] if u in resolved else [u, anonymous_profile_id(u)] for u in user_ids}
         self.flush()
-        with self.backend.open() as view:
-            found = audience.membership(self.engine, view, segment, [c for cs in candidates.values() for c in cs],
-                                        today=self.today(), zone=self.settings.timezone,
-                                        declared=self.settings.traits)
+        ids = [c for cs in candidates.values() for c in cs]
+        asked = {"today": self.today(), "zone": self.settings.timezone, "declared": self.settings.traits}
+        if self.backend.warehouse:
+            with self.backend.open() as view:
+                found = audience.membership(self.engine, view, segment, ids, **asked)
+        else:
+            with self.events.reader() as raw:
+                raw.execute(f"SET TimeZone = '{self.settings.timezone}'")
+                rollup = self.events.rollup
+                store = audience.LocalStore(raw, rollup is not None and rollup.is_current(raw))
+                found = audience.local_membership(self.engine, store, segment, ids, **asked)
         return {u for u, cs in candidates.items() if next((found[c] for c in cs if c in found), False)}
 
     def change_list(self, name: str, path: Path | str, *, remove: bool = False) -> Any:

@@ -373,3 +373,56 @@ def test_a_check_reads_every_event_of_a_person_active_on_many_separate_days(tmp_
     assert not ws.is_member(parse({"name": "x", "where": {"event": "app_opened", "count": {"gte": 41}}}), "u1")
     assert [len(s) for s in spans] == [audience.MAX_SPANS] * 2
     ws.close()
+
+
+def test_a_check_compiled_once_still_follows_the_day_and_the_segment(tmp_path):
+    """The single-user check reuses the SQL it compiled for a segment: the next day, a window ends on that
+    day, and an edited segment is compiled afresh."""
+    from datetime import timedelta
+
+    from nudgekit.workspace import Workspace
+
+    from .world import NOW
+
+    clock = {"now": NOW}
+    ws, _ = Workspace.init(tmp_path / "t", clock=lambda: clock["now"])
+    result = ws.ingest([{"type": "track", "event": "app_opened", "userId": "a", "messageId": "o1",
+                         "timestamp": (NOW - timedelta(hours=1)).isoformat()}])
+    ws.events.append(result.rows)
+    opened = parse({"name": "opened", "where": {"event": "app_opened", "within_last_days": 2}})
+    assert ws.is_member(opened, "a")
+    clock["now"] = NOW + timedelta(days=1)
+    assert ws.is_member(opened, "a")
+    clock["now"] = NOW + timedelta(days=2)
+    assert not ws.is_member(opened, "a")
+    assert ws.is_member(parse({"name": "opened", "where": {"event": "app_opened", "within_last_days": 3}}), "a")
+    ws.close()
+
+
+def test_a_store_made_before_the_links_index_gets_it(tmp_path):
+    """The index that finds a person's aliases is created on stores that predate it, at the next
+    segment or lifecycle read, and checks answer the same with it."""
+    from nudgekit.store.events import LINKS_INDEX_DDL
+    from nudgekit.workspace import Workspace
+
+    from .world import NOW
+
+    ws, _ = Workspace.init(tmp_path / "t", clock=lambda: NOW)
+    result = ws.ingest([{"type": "identify", "userId": "u1", "anonymousId": "v1", "messageId": "i1"},
+                        {"type": "track", "event": "app_opened", "anonymousId": "v1", "messageId": "t1"}])
+    ws.events.append(result.rows)
+    name = LINKS_INDEX_DDL.split()[5]
+
+    def indexes() -> list:
+        with ws.events.reader() as con:
+            return [r[0] for r in con.execute("SELECT index_name FROM duckdb_indexes()").fetchall()]
+
+    assert indexes() == [name]
+    with ws.events.writer() as con:
+        con.execute(f"DROP INDEX {name}")
+    opened = parse({"name": "opened", "where": {"event": "app_opened"}})
+    assert ws.members_among(opened, ["u1", "v1"]) == {"u1", "v1"}
+    ws.segment_members(opened)
+    assert indexes() == [name]
+    assert ws.members_among(opened, ["u1", "v1"]) == {"u1", "v1"}
+    ws.close()

@@ -1,16 +1,16 @@
 """What a segment is right now: its size and reach (`preview`), its members (`export`), and whether some
-people belong (`membership`, behind `ws.is_member` and `ws.members_among`).
+people belong (`local_membership` on the workspace's own store, `membership` on a warehouse; behind
+`ws.is_member` and `ws.members_among`).
 
-:TRICKY: `membership` answers for a few people at a time (journeys reacting to events). It evaluates the
-same expression, but over those people's profile rows and only their events: the events are selected by
-the raw ids they arrived with (the user id, or anonymous ids linked to it), a filter the event store
-can apply while it scans, instead of resolving every event to its person first.
+:TRICKY: the membership checks answer for a few people at a time (journeys reacting to events). They
+evaluate the same expression, but over those people's profile rows and only their events: on the
+workspace's store the events are selected by the raw ids they arrived with (the user id, or anonymous ids
+linked to it), a hash join the scan applies row by row within the people's active days, instead of
+resolving every event to its person first; and the expression is compiled to SQL once per segment and day.
 """
 
 from __future__ import annotations
 
-import functools
-import operator
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -123,40 +123,118 @@ def export(table: pa.Table, out: Path) -> str:
 
 def membership(engine: Any, view: EventsView, segment: m.Segment, persons: Sequence[str], *, today: date,
                zone: str, declared: dict[str, str] | None = None) -> dict[str, bool]:
-    """Whether each of these people belongs, now: the single-person check for a batch (a journey checks
-    everyone whose events one drain brought in with one scan, not one scan each).
+    """Whether each of these people belongs, now, reading a warehouse (or any Ibis backend): the
+    single-person check for a batch (a journey checks everyone whose events one drain brought in with one
+    scan, not one scan each). There an event's id is its person. The answer leaves out ids nobody has seen
+    (no profile, no event): they belong to no segment, not even one of people who did *not* do something.
 
-    An id may be an alias of a person (a user id merged into another, a visitor who signed up): it is
-    answered for that person. The answer leaves out ids nobody has seen (no profile, no event): they belong
-    to no segment, not even one of people who did *not* do something."""
+    :TRICKY: their events are fetched once and evaluated from memory: the expression reads them more than
+    once (the aggregates, who was seen), and each read would scan the source again."""
     asked = list(dict.fromkeys(persons))
     if not asked:
         return {}
-    person_of, by_user, by_visitor = _ids_of(view, asked)
-    wanted = list(dict.fromkeys(person_of.values()))
-    people_table, staged, types = _tables(engine, view, segment, zone, only=wanted, declared=declared)
-    # :TRICKY: their events are fetched once (two scans) and evaluated from memory: the expression reads
-    # them more than once (the aggregates, who was seen), and each read would scan the store again
-    spans = _active_spans(view, wanted, [*by_user, *by_visitor], zone)
-    events = view.table(view.con.to_pyarrow(_events_of(view, wanted, by_user, by_visitor, spans)))
-    theirs = EventsView(view.con, view.engine, events, view.actor_days, False, view.local, view.resolve,
-                        keyed_days=None)
-    wide = evaluate(segment, theirs, people_table, staged, today=today, zone=zone, trait_types=types,
-                    everyone=universe(theirs, people_table))
-    found = view.con.to_pyarrow(wide.select("person_id", "member"))
+    people_rows, staged_rows, types = _people_of(engine, segment, asked, zone, declared)
+    events = view.table(view.con.to_pyarrow(
+        view.events.filter(view.events.person_id.isin(asked)).select(*OWN_SCHEMA.names).cast(OWN_SCHEMA)))
+    theirs = EventsView(view.con, view.engine, events, view.actor_days, False)
+    people_table = view.table(people_rows)
+    wide = evaluate(segment, theirs, people_table, view.table(staged_rows) if staged_rows is not None else None,
+                    today=today, zone=zone, trait_types=types, everyone=universe(theirs, people_table))
+    return _answers({a: a for a in asked}, view.con.to_pyarrow(wide.select("person_id", "member")))
+
+
+@dataclass
+class LocalStore:
+    """The workspace's own DuckDB file: its connection (for lookups and SQL too small to compile each time)
+    and whether its activity rollup is current."""
+
+    raw: Any
+    rollup_current: bool
+
+
+def local_membership(engine: Any, store: LocalStore, segment: m.Segment, persons: Sequence[str], *, today: date,
+                     zone: str, declared: dict[str, str] | None = None) -> dict[str, bool]:
+    """`membership` on the workspace's own store, in milliseconds a person (see the module's :TRICKY:).
+
+    An id may be an alias of a person (a user id merged into another, a visitor who signed up): it is
+    answered for that person. The connection's time zone must be the workspace's."""
+    asked = list(dict.fromkeys(persons))
+    if not asked:
+        return {}
+    person_of, by_user, by_visitor = _ids_of(store, asked)
+    people_rows, staged_rows, types = _people_of(engine, segment, list(dict.fromkeys(person_of.values())), zone,
+                                                 declared)
+    events = _fetch_events(store, by_user, by_visitor, zone)
+    sql = _member_sql(segment, today, zone, ibis.Schema.from_pyarrow(people_rows.schema),
+                      None if staged_rows is None else ibis.Schema.from_pyarrow(staged_rows.schema), types)
+    rows = dict(zip(MEMBER_TABLES, (events, people_rows, staged_rows), strict=True))
+    for name, table in rows.items():
+        if table is not None:
+            store.raw.register(name, table)
+    try:
+        found = store.raw.sql(sql).to_arrow_table()
+    finally:
+        for name, table in rows.items():
+            if table is not None:
+                store.raw.unregister(name)
+    return _answers(person_of, found)
+
+
+def _people_of(engine: Any, segment: m.Segment, wanted: list[str], zone: str, declared: dict[str, str] | None,
+               ) -> tuple[pa.Table, pa.Table | None, dict[str, str]]:
+    """The people columns the segment reads, and their stored stages when it reads those, for `wanted` only."""
+    needs = needs_of(segment)
+    people_rows, types = people(engine, needs, zone, only=wanted, declared=declared)
+    return people_rows, stages(engine, only=wanted) if needs.stages else None, types
+
+
+def _answers(person_of: dict[str, str], found: pa.Table) -> dict[str, bool]:
     member = dict(zip(found.column("person_id").to_pylist(), found.column("member").to_pylist(), strict=True))
     return {a: bool(member[p]) for a, p in person_of.items() if p in member}
 
 
-def _ids_of(view: EventsView, asked: list[str]) -> tuple[dict[str, str], dict[str, str], dict[str, str]]:
+MEMBER_TABLES = ("nudge_member_events", "nudge_member_people", "nudge_member_stages")
+"""The names a check's rows are registered under on the DuckDB connection, for the compiled SQL to read."""
+
+
+
+_COMPILED: dict[tuple[Any, ...], str] = {}
+COMPILED_KEPT = 128
+"""Compiled checks kept (a segment's SQL changes each day; a journey checks a handful of segments)."""
+
+
+def _member_sql(segment: m.Segment, today: date, zone: str, people_schema: ibis.Schema,
+                staged_schema: ibis.Schema | None, types: dict[str, str]) -> str:
+    """The segment as SQL over the MEMBER_TABLES, compiled once for a segment, day, zone and table columns.
+
+    :TRICKY: building and compiling the Ibis expression took about 40 ms a check, more than everything
+    else together."""
+    key = (segment.model_dump_json(), today, zone, people_schema, staged_schema, tuple(sorted(types.items())))
+    if key not in _COMPILED:
+        if len(_COMPILED) >= COMPILED_KEPT:
+            _COMPILED.clear()
+        _COMPILED[key] = _compile_member_sql(segment, today, zone, people_schema, staged_schema, types)
+    return _COMPILED[key]
+
+
+def _compile_member_sql(segment: m.Segment, today: date, zone: str, people_schema: ibis.Schema,
+                        staged_schema: ibis.Schema | None, types: dict[str, str]) -> str:
+    events_name, people_name, staged_name = MEMBER_TABLES
+    events = ibis.table(OWN_SCHEMA, name=events_name)
+    people_table = ibis.table(people_schema, name=people_name)
+    staged = None if staged_schema is None else ibis.table(staged_schema, name=staged_name)
+    theirs = EventsView(None, "duckdb", events, events, False)
+    wide = evaluate(segment, theirs, people_table, staged, today=today, zone=zone, trait_types=types,
+                    everyone=universe(theirs, people_table))
+    return str(ibis.to_sql(wide.select("person_id", "member"), dialect="duckdb"))
+
+
+def _ids_of(store: LocalStore, asked: list[str]) -> tuple[dict[str, str], dict[str, str], dict[str, str]]:
     """asked id -> person; and the raw ids their events arrive with -> person, as user ids and as anonymous
-    ids (see the module's :TRICKY:). Outside the workspace's own store an event's id is its person."""
-    if not view.local:
-        same = {a: a for a in asked}
-        return same, same, {}
+    ids (see the module's :TRICKY:)."""
 
     def linked(column: str, ids: list[str]) -> list[tuple[str, str]]:  # an alias has one link
-        return _lookup(view, f"SELECT alias_id, user_id FROM identity_links WHERE {column} IN ({{}})", ids)
+        return _lookup(store, f"SELECT alias_id, user_id FROM identity_links WHERE {column} IN ({{}})", ids)
 
     raw = {a: a.removeprefix("anon:") for a in asked}
     link = dict(linked("alias_id", list(set(raw.values()))))
@@ -173,23 +251,23 @@ MAX_SPANS = 32
 """At most this many time spans narrow an id scan; closer spans are merged first."""
 
 
-def _active_spans(view: EventsView, persons: list[str], raw_ids: list[str], zone: str,
+def _active_spans(store: LocalStore, persons: list[str], raw_ids: list[str], zone: str,
                   ) -> list[tuple[datetime, datetime]] | None:
     """The stretches of time holding these people's events, from the activity rollup's days, or None
-    when there is no rollup to ask (then the id scans read every row group).
+    when there is no rollup to ask (then the id scan reads every row group).
 
     :TRICKY: events arrive in time order, so an id scan can skip nothing by the id, but everything outside
     the person's days by the timestamp (one user's lookup: about 400 ms -> 60 ms on 44.6M events). The
     rollup is sorted by person, so finding the days takes milliseconds. Its rows carry the person their
     actor had when written; rows of aliases whose link changed since the last compaction may carry an
     older one, so those aliases are looked up by actor as well."""
-    if not view.from_rollup or view.raw is None:
+    if not store.rollup_current:
         return None
-    pending = {r[0] for r in _lookup(view, "SELECT alias_id FROM link_changes WHERE alias_id IN ({})", raw_ids)}
+    pending = {r[0] for r in _lookup(store, "SELECT alias_id FROM link_changes WHERE alias_id IN ({})", raw_ids)}
     sql = f"SELECT DISTINCT day FROM {ROLLUP} WHERE person_id IN ({{}})"
     if pending:
         sql += f" OR actor IN ({', '.join(['?'] * len(pending))})"
-    days = sorted(r[0] for r in _lookup(view, sql, persons, list(pending)))
+    days = sorted(r[0] for r in _lookup(store, sql, persons, list(pending)))
     spans: list[list[date]] = []
     for day in days:
         if spans and (day - spans[-1][1]).days <= 1:
@@ -202,41 +280,46 @@ def _active_spans(view: EventsView, persons: list[str], raw_ids: list[str], zone
     return [(day_start(a, zone), day_start(b + timedelta(days=1), zone)) for a, b in spans]
 
 
-def _lookup(view: EventsView, sql: str, ids: list[str], more: list[str] | None = None) -> list[Any]:
+def _lookup(store: LocalStore, sql: str, ids: list[str], more: list[str] | None = None) -> list[Any]:
     """Rows of a small lookup on the DuckDB file, `{}` in `sql` standing for the ids' placeholders.
     :TRICKY: plain SQL: compiling an Ibis expression costs about 15 ms, more than these lookups."""
     if not ids:
         return []
-    return view.raw.execute(sql.format(", ".join(["?"] * len(ids))), [*ids, *(more or [])]).fetchall()
+    return store.raw.execute(sql.format(", ".join(["?"] * len(ids))), [*ids, *(more or [])]).fetchall()
 
 
-def _events_of(view: EventsView, persons: list[str], by_user: dict[str, str], by_visitor: dict[str, str],
-               spans: list[tuple[datetime, datetime]] | None = None) -> ir.Table:
-    """These people's events, selected by the raw ids they arrived with (see the module's :TRICKY:), within
-    `spans` when given."""
-    if not view.local:
-        return view.events.filter(view.events.person_id.isin(persons))
-    ev = view.con.table("events")
+def _fetch_events(store: LocalStore, by_user: dict[str, str], by_visitor: dict[str, str], zone: str) -> pa.Table:
+    """The events of the people in `by_user` / `by_visitor` (raw id -> person), from the workspace's own
+    store, keyed by person (OWN_SCHEMA): one scan, within the people's active days when the rollup knows
+    them (see `_active_spans`).
+
+    :TRICKY: an index on user ids found one user's events in 1 ms instead of a scan's 10-100 ms, but the
+    whole check only went from 74 to 63 ms (median; opening the file and the rest stay) for a store a
+    gigabyte larger on 44.6M events and inserts three times slower: not worth it (docs/performance.md)."""
+    schema = OWN_SCHEMA.to_pyarrow()
+    if not by_user and not by_visitor:
+        return schema.empty_table()
+    persons = list({*by_user.values(), *by_visitor.values()})
+    spans = _active_spans(store, persons, list({*by_user, *by_visitor}), zone)
+    if spans == []:
+        return schema.empty_table()
+    wanted = pa.table({"is_anon": [False] * len(by_user) + [True] * len(by_visitor),
+                       "raw_id": [*by_user, *by_visitor], "person_id": [*by_user.values(), *by_visitor.values()]})
+    sql = ("SELECT w.person_id, e.type, e.event, e.timestamp, e.properties FROM events e "
+           f"JOIN {WANTED} w ON w.raw_id = coalesce(e.user_id, e.anonymous_id) AND w.is_anon = (e.user_id IS NULL)")
+    params: list[datetime] = []
     if spans is not None:
-        within = [(ev.timestamp >= ibis.literal(a)) & (ev.timestamp < ibis.literal(b)) for a, b in spans]
-        ev = ev.filter(functools.reduce(operator.or_, within) if within else ibis.literal(False))
-    parts = [_own(ev.filter(ev.user_id.isin(list(by_user))), ev.user_id, by_user, view)] if by_user else []
-    if by_visitor:  # :TRICKY: two scans, not one OR across columns: each can skip what its column rules out
-        anonymous = ev.filter(ev.user_id.isnull() & ev.anonymous_id.isin(list(by_visitor)))
-        parts.append(_own(anonymous, anonymous.anonymous_id, by_visitor, view))
-    return functools.reduce(lambda a, b: a.union(b, distinct=False), parts)
+        sql += " WHERE " + " OR ".join(["(e.timestamp >= ? AND e.timestamp < ?)"] * len(spans))
+        params = [moment for span in spans for moment in span]
+    store.raw.register(WANTED, wanted)
+    try:
+        rows = store.raw.sql(sql, params=params).to_arrow_table()
+    finally:
+        store.raw.unregister(WANTED)
+    return pa.table([rows.column(n).cast(schema.field(n).type) for n in schema.names], schema=schema)
 
 
-def _own(ev: ir.Table, raw_id: ir.StringValue, owner: dict[str, str], view: EventsView) -> ir.Table:
-    """Events keyed by the person their raw id belongs to (`owner`: raw id -> person)."""
-    if len(set(owner.values())) == 1:  # one person: a constant, no join
-        person: ir.StringValue = ibis.literal(next(iter(owner.values())))
-    else:
-        mapping = view.table(pa.table({"raw_id": list(owner), "owner": list(owner.values())}))
-        ev = ev.join(mapping, raw_id == mapping.raw_id)
-        person = ev.owner
-    own = ev.select(person_id=person, type=ev.type, event=ev.event, timestamp=ev.timestamp, properties=ev.properties)
-    return own.cast(OWN_SCHEMA)  # :TRICKY: a join may drop NOT NULL from a column, and a union wants equal types
+WANTED = "nudge_member_ids"
 
 
 OWN_SCHEMA = ibis.schema({"person_id": "string", "type": "string", "event": "string",

@@ -142,11 +142,13 @@ class EventsBackend:
         return self.connection is not None or self.settings.events_url is not None
 
     def prepare(self, now: datetime) -> str | None:
-        """Bring the rollup up to date (a short write). Returns what was done, or None in warehouse mode."""
-        if self.warehouse or self.store.rollup is None:
+        """Bring the rollup up to date and the user index in place (a short write). Returns what was done to the
+        rollup, or None in warehouse mode."""
+        if self.warehouse:
             return None
         with self.store.lease(hold_seconds=3600) as lease:
-            return self.store.rollup.ensure(lease.connection(), now)
+            self.store.ensure_index(lease.connection())
+            return self.store.rollup.ensure(lease.connection(), now) if self.store.rollup else None
 
     @contextmanager
     def open(self, *, use_rollup: bool = True) -> Iterator[EventsView]:

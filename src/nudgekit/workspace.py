@@ -282,10 +282,7 @@ class Workspace:
             with self.backend.open() as view:
                 found = audience.membership(self.engine, view, segment, ids, **asked)
         else:
-            with self.events.reader() as raw:
-                raw.execute(f"SET TimeZone = '{self.settings.timezone}'")
-                rollup = self.events.rollup
-                store = audience.LocalStore(raw, rollup is not None and rollup.is_current(raw))
+            with self.backend.local() as store:
                 found = audience.local_membership(self.engine, store, segment, ids, **asked)
         return {u for u, cs in candidates.items() if next((found[c] for c in cs if c in found), False)}
 

@@ -11,7 +11,8 @@ resolving every event to its person first; and the expression is compiled to SQL
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -35,7 +36,7 @@ from nudgekit.segments.people import (
     stages,
 )
 from nudgekit.store.activity import day_start
-from nudgekit.store.backend import EventsView
+from nudgekit.store.backend import EventsView, LocalStore
 from nudgekit.store.rollup import ROLLUP
 
 SAMPLE = 10
@@ -58,12 +59,20 @@ class Preview:
 
 
 def _tables(engine: Any, view: EventsView, segment: m.Segment, zone: str, extra: Needs | None = None,
-            only: list[str] | None = None, declared: dict[str, str] | None = None, snapshot: Path | None = None,
+            declared: dict[str, str] | None = None, snapshot: Path | None = None,
             ) -> tuple[ir.Table, ir.Table | None, dict[str, str]]:
+    table, staged, types = _people_of(engine, segment, zone, extra=extra, declared=declared, snapshot=snapshot)
+    return view.table(table), view.table(staged) if staged is not None else None, types
+
+
+def _people_of(engine: Any, segment: m.Segment, zone: str, *, extra: Needs | None = None,
+               only: list[str] | None = None, declared: dict[str, str] | None = None, snapshot: Path | None = None,
+               ) -> tuple[pa.Table, pa.Table | None, dict[str, str]]:
+    """The people columns the segment (and `extra`) reads, and the stored stages when it reads those, for
+    everyone or `only` these people."""
     needs = needs_of(segment) | (extra or Needs())
     table, types = people(engine, needs, zone, only=only, declared=declared)
-    staged = view.table(stages(engine, snapshot, only=only)) if needs.stages else None
-    return view.table(table), staged, types
+    return table, stages(engine, snapshot, only=only) if needs.stages else None, types
 
 
 def preview(engine: Any, view: EventsView, segment: m.Segment, *, today: date, zone: str,
@@ -133,7 +142,7 @@ def membership(engine: Any, view: EventsView, segment: m.Segment, persons: Seque
     asked = list(dict.fromkeys(persons))
     if not asked:
         return {}
-    people_rows, staged_rows, types = _people_of(engine, segment, asked, zone, declared)
+    people_rows, staged_rows, types = _people_of(engine, segment, zone, only=asked, declared=declared)
     events = view.table(view.con.to_pyarrow(
         view.events.filter(view.events.person_id.isin(asked)).select(*OWN_SCHEMA.names).cast(OWN_SCHEMA)))
     theirs = EventsView(view.con, view.engine, events, view.actor_days, False)
@@ -141,15 +150,6 @@ def membership(engine: Any, view: EventsView, segment: m.Segment, persons: Seque
     wide = evaluate(segment, theirs, people_table, view.table(staged_rows) if staged_rows is not None else None,
                     today=today, zone=zone, trait_types=types, everyone=universe(theirs, people_table))
     return _answers({a: a for a in asked}, view.con.to_pyarrow(wide.select("person_id", "member")))
-
-
-@dataclass
-class LocalStore:
-    """The workspace's own DuckDB file: its connection (for lookups and SQL too small to compile each time)
-    and whether its activity rollup is current."""
-
-    raw: Any
-    rollup_current: bool
 
 
 def local_membership(engine: Any, store: LocalStore, segment: m.Segment, persons: Sequence[str], *, today: date,
@@ -162,30 +162,27 @@ def local_membership(engine: Any, store: LocalStore, segment: m.Segment, persons
     if not asked:
         return {}
     person_of, by_user, by_visitor = _ids_of(store, asked)
-    people_rows, staged_rows, types = _people_of(engine, segment, list(dict.fromkeys(person_of.values())), zone,
-                                                 declared)
+    people_rows, staged_rows, types = _people_of(engine, segment, zone, only=list(dict.fromkeys(person_of.values())),
+                                                 declared=declared)
     events = _fetch_events(store, by_user, by_visitor, zone)
     sql = _member_sql(segment, today, zone, ibis.Schema.from_pyarrow(people_rows.schema),
                       None if staged_rows is None else ibis.Schema.from_pyarrow(staged_rows.schema), types)
-    rows = dict(zip(MEMBER_TABLES, (events, people_rows, staged_rows), strict=True))
-    for name, table in rows.items():
-        if table is not None:
-            store.raw.register(name, table)
-    try:
+    with _registered(store.raw, dict(zip(MEMBER_TABLES, (events, people_rows, staged_rows), strict=True))):
         found = store.raw.sql(sql).to_arrow_table()
-    finally:
-        for name, table in rows.items():
-            if table is not None:
-                store.raw.unregister(name)
     return _answers(person_of, found)
 
 
-def _people_of(engine: Any, segment: m.Segment, wanted: list[str], zone: str, declared: dict[str, str] | None,
-               ) -> tuple[pa.Table, pa.Table | None, dict[str, str]]:
-    """The people columns the segment reads, and their stored stages when it reads those, for `wanted` only."""
-    needs = needs_of(segment)
-    people_rows, types = people(engine, needs, zone, only=wanted, declared=declared)
-    return people_rows, stages(engine, only=wanted) if needs.stages else None, types
+@contextmanager
+def _registered(raw: Any, tables: dict[str, pa.Table | None]) -> Iterator[None]:
+    """Arrow tables readable by name on a DuckDB connection for the length of the block (None: left out)."""
+    named = {name: table for name, table in tables.items() if table is not None}
+    for name, table in named.items():
+        raw.register(name, table)
+    try:
+        yield
+    finally:
+        for name in named:
+            raw.unregister(name)
 
 
 def _answers(person_of: dict[str, str], found: pa.Table) -> dict[str, bool]:
@@ -195,8 +192,8 @@ def _answers(person_of: dict[str, str], found: pa.Table) -> dict[str, bool]:
 
 MEMBER_TABLES = ("nudge_member_events", "nudge_member_people", "nudge_member_stages")
 """The names a check's rows are registered under on the DuckDB connection, for the compiled SQL to read."""
-
-
+WANTED = "nudge_member_ids"
+"""The name the ids whose events a check reads are registered under."""
 
 _COMPILED: dict[tuple[Any, ...], str] = {}
 COMPILED_KEPT = 128
@@ -311,15 +308,9 @@ def _fetch_events(store: LocalStore, by_user: dict[str, str], by_visitor: dict[s
     if spans is not None:
         sql += " WHERE " + " OR ".join(["(e.timestamp >= ? AND e.timestamp < ?)"] * len(spans))
         params = [moment for span in spans for moment in span]
-    store.raw.register(WANTED, wanted)
-    try:
+    with _registered(store.raw, {WANTED: wanted}):
         rows = store.raw.sql(sql, params=params).to_arrow_table()
-    finally:
-        store.raw.unregister(WANTED)
     return pa.table([rows.column(n).cast(schema.field(n).type) for n in schema.names], schema=schema)
-
-
-WANTED = "nudge_member_ids"
 
 
 OWN_SCHEMA = ibis.schema({"person_id": "string", "type": "string", "event": "string",

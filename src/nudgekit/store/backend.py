@@ -101,6 +101,15 @@ class EventsView:
         self.temporary.clear()
 
 
+@dataclass
+class LocalStore:
+    """The workspace's own DuckDB file, read without Ibis: its connection (for lookups and SQL compiled
+    once) and whether its activity rollup is current."""
+
+    raw: Any
+    rollup_current: bool
+
+
 def connect_url(url: str) -> Any:
     """An Ibis connection for NUDGE_EVENTS_URL. `pyspark://` starts (or joins) a local Spark session."""
     if url.startswith("pyspark://"):
@@ -142,13 +151,21 @@ class EventsBackend:
         return self.connection is not None or self.settings.events_url is not None
 
     def prepare(self, now: datetime) -> str | None:
-        """Bring the rollup up to date and the user index in place (a short write). Returns what was done to the
+        """Bring the rollup up to date and the store's indexes in place (a short write). Returns what was done to the
         rollup, or None in warehouse mode."""
         if self.warehouse:
             return None
         with self.store.lease(hold_seconds=3600) as lease:
             self.store.ensure_index(lease.connection())
             return self.store.rollup.ensure(lease.connection(), now) if self.store.rollup else None
+
+    @contextmanager
+    def local(self) -> Iterator[LocalStore]:
+        """The workspace's own store through its DuckDB connection, in the workspace's time zone."""
+        with self.store.reader() as raw:
+            raw.execute(f"SET TimeZone = '{self.settings.timezone}'")
+            rollup = self.store.rollup
+            yield LocalStore(raw, rollup is not None and rollup.is_current(raw))
 
     @contextmanager
     def open(self, *, use_rollup: bool = True) -> Iterator[EventsView]:

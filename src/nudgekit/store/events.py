@@ -78,7 +78,8 @@ LEFT JOIN identity_links by_user ON by_user.alias_id = e.user_id
 LEFT JOIN identity_links by_anon ON by_anon.alias_id = e.anonymous_id;
 """
 
-LINKS_INDEX_DDL = "CREATE INDEX IF NOT EXISTS links_by_user ON identity_links (user_id)"
+LINKS_INDEX = "links_by_user"
+LINKS_INDEX_DDL = f"CREATE INDEX IF NOT EXISTS {LINKS_INDEX} ON identity_links (user_id)"
 """A person's aliases in a millisecond (about 12 ms scanning 2M links), for the single-user segment check."""
 
 

@@ -14,13 +14,14 @@ import orjson
 import typer
 from pydantic import ValidationError
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from nudgekit.config import home_from_env
 from nudgekit.profiles.contacts import FieldError
 from nudgekit.store.events import EventStoreBusy
-from nudgekit.vocabulary import Channel, ConsentSource, KeyScope, Purpose
+from nudgekit.vocabulary import Channel, ConsentSource, KeyScope, MessageChannel, Purpose, SmsType
 from nudgekit.workspace import Workspace, WorkspaceNotFound
 
 app = typer.Typer(help="nudgekit — a CRM messaging engine. Every command that prints a result takes --json.",
@@ -43,6 +44,12 @@ segment_app = typer.Typer(help="Segments: declared in YAML or JSON, previewed, e
 list_app = typer.Typer(help="Manual lists of users, for `list: NAME` in segments.", no_args_is_help=True)
 segment_app.add_typer(list_app, name="list")
 app.add_typer(segment_app, name="segment")
+message_app = typer.Typer(help="Messages: check one against its channel's limits and rules before sending.",
+                          no_args_is_help=True)
+app.add_typer(message_app, name="message")
+sender_app = typer.Typer(help="Who messages come from: sender name, numbers, 080 opt-out, Kakao channel, email.",
+                         no_args_is_help=True)
+app.add_typer(sender_app, name="sender")
 
 TIME_FORMATS = ["%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%d"]
 console = Console()
@@ -808,3 +815,106 @@ def progress_steps(quiet: bool) -> Iterator[Callable[[str], None]]:
 
 def main() -> None:  # pragma: no cover
     app()
+
+
+@message_app.command("check")
+def message_check(
+    channel: Annotated[MessageChannel, typer.Option(help="Channel: " + ", ".join(c.value for c in MessageChannel))],
+    text: Annotated[str, typer.Option(help="The message text ('-' reads it from standard input).")],
+    subject: Annotated[str | None, typer.Option(help="Subject (LMS / MMS, email).")] = None,
+    image: Annotated[list[Path] | None, typer.Option(help="An image file (repeat for several).")] = None,
+    ad: Annotated[bool, typer.Option("--ad", help="Advertising (광고성 정보).")] = False,
+    sender_number: Annotated[str | None, typer.Option("--from", help="Sender number (default: the first one).")] = None,
+    sms_type: Annotated[SmsType | None, typer.Option("--type", help="Force SMS, LMS or MMS.")] = None,
+    home: HomeOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Check a message without sending it: the type chosen, sizes against limits, price, and every reason
+    it would be refused (exit code 1 when there is one)."""
+    json_errors(as_json)
+    if text == "-":
+        text = sys.stdin.read()
+    with workspace(home) as ws:
+        try:
+            checked = ws.check_message(channel, text=text, subject=subject, images=image or None, ad=ad,
+                                       sender_number=sender_number, type=sms_type)
+        except FieldError as exc:
+            fail(str(exc), 2)
+    if as_json:
+        emit_json(checked.as_dict())
+    else:
+        _print_checked(checked)
+    if not checked.ok:
+        raise typer.Exit(1)
+
+
+def _print_checked(checked: Any) -> None:
+    kind = f" {checked.type}" if checked.type else ""
+    verdict = "[green]can be sent[/]" if checked.ok else f"[red]would be refused ({len(checked.problems)})[/]"
+    console.print(f"{checked.channel.value}{kind}: {verdict}, {checked.cost_krw:g} KRW a message")
+    table = Table("part", "size", "limit")
+    for name, size in checked.sizes.items():
+        style = "red" if size.value > size.limit else ""
+        table.add_row(name, f"[{style}]{size.value:,} {size.unit}[/]" if style else f"{size.value:,} {size.unit}",
+                      f"{size.limit:,} {size.unit}")
+    if checked.sizes:
+        console.print(table)
+    for mark, items in (("[red]✗[/]", checked.problems), ("[yellow]![/]", checked.warnings)):
+        for p in items:
+            console.print(f"{mark} {p.field}: {escape(p.en)}\n  {escape(p.ko)}")
+
+
+SENDER_LABELS = {"name": "sender name (전송자 명칭)", "sms_numbers": "sender numbers (발신번호)",
+                 "optout_080": "free opt-out number (080)", "kakao_sender_key": "Kakao sender key",
+                 "kakao_channel": "Kakao channel", "email_from": "email from", "email_reply_to": "email reply-to"}
+
+
+@sender_app.command("show")
+def sender_show(home: HomeOpt = None, as_json: JsonOpt = False) -> None:
+    """The workspace's sender settings ([sender] in nudge.toml)."""
+    json_errors(as_json)
+    with workspace(home) as ws:
+        _print_sender(ws.settings.sender.model_dump(), as_json)
+
+
+@sender_app.command("set")
+def sender_set(
+    name: Annotated[str | None, typer.Option(help="Sender name (전송자 명칭) advertising carries.")] = None,
+    sms_number: Annotated[list[str] | None, typer.Option(help="Add a registered sender number (repeat).")] = None,
+    remove_sms_number: Annotated[list[str] | None, typer.Option(help="Remove a sender number (repeat).")] = None,
+    optout_080: Annotated[str | None, typer.Option("--optout-080", help="Free 080 opt-out number ('' clears).")] = None,
+    kakao_sender_key: Annotated[str | None, typer.Option(help="Kakao channel sender key / profile id.")] = None,
+    kakao_channel: Annotated[str | None, typer.Option(help="Kakao channel id, e.g. @brand.")] = None,
+    email_from: Annotated[str | None, typer.Option(help="Email From address.")] = None,
+    email_reply_to: Annotated[str | None, typer.Option(help="Email Reply-To address.")] = None,
+    home: HomeOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Change sender settings; written to [sender] in nudge.toml (comments and other settings kept)."""
+    json_errors(as_json)
+    given = {"name": name, "optout_080": optout_080, "kakao_sender_key": kakao_sender_key,
+             "kakao_channel": kakao_channel, "email_from": email_from, "email_reply_to": email_reply_to}
+    with workspace(home) as ws:
+        try:
+            sender = ws.set_sender(add_sms_numbers=sms_number or [], remove_sms_numbers=remove_sms_number or [],
+                                   **{k: v for k, v in given.items() if v is not None})
+        except FieldError as exc:
+            fail(str(exc), 2)
+        _print_sender(sender.model_dump(), as_json)
+
+
+def _print_sender(values: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        emit_json(values)
+        return
+    from nudgekit.channels.numbers import spelled
+
+    table = Table("setting", "value", title="sender")
+    for key, label in SENDER_LABELS.items():
+        value = values.get(key)
+        if key == "sms_numbers":
+            value = ", ".join(spelled(n) for n in value) if value else None
+        elif key == "optout_080" and value:
+            value = spelled(value)
+        table.add_row(label, escape(str(value)) if value else "[dim]not set[/]")
+    console.print(table)

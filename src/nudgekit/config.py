@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -93,6 +93,68 @@ class WarehouseSettings(BaseSettings):
     """Segment's message type column (track/page/screen/identify) when the table mixes them; None = all are track."""
 
 
+class SenderSettings(BaseModel):
+    """Who the workspace sends as (docs/channels.md#sender-settings): numbers are registered with the carriers
+    and providers first; here they are only declared, and every text message is checked against them."""
+
+    name: str = ""
+    """전송자 명칭: the company or service name advertising must carry."""
+    sms_numbers: list[str] = Field(default_factory=list)
+    """Registered sender numbers (발신번호); the first is the default."""
+    optout_080: str | None = None
+    """The provider-issued free opt-out number advertising text messages end with."""
+    kakao_sender_key: str | None = None
+    """Kakao channel sender key (NHN Cloud) or profile id (Solapi pfId)."""
+    kakao_channel: str | None = None
+    """The Kakao channel's search id, e.g. @brand."""
+    email_from: str | None = None
+    email_reply_to: str | None = None
+
+    @field_validator("sms_numbers")
+    @classmethod
+    def _registrable(cls, value: list[str]) -> list[str]:
+        from nudgekit.channels.numbers import sender_number
+
+        return list(dict.fromkeys(sender_number(n) for n in value))
+
+    @field_validator("optout_080")
+    @classmethod
+    def _free(cls, value: str | None) -> str | None:
+        from nudgekit.channels.numbers import optout_number
+
+        return optout_number(value) if value else None
+
+    @field_validator("email_from", "email_reply_to")
+    @classmethod
+    def _address(cls, value: str | None) -> str | None:
+        from email_validator import EmailNotValidError, validate_email
+
+        if not value:
+            return None
+        try:
+            return validate_email(value, check_deliverability=False).normalized
+        except EmailNotValidError as exc:
+            raise ValueError(f'"{value}" is not an email address: {exc}') from None
+
+
+class PriceSettings(BaseModel):
+    """What one message costs, in KRW without VAT (docs/channels.md#prices). The defaults are a published
+    2026-01 list price (CHANNEL_RULES C); set your contract's prices here."""
+
+    sms: float = Field(12.0, ge=0)
+    lms: float = Field(39.0, ge=0)
+    mms: float = Field(90.0, ge=0)
+    alimtalk: float = Field(10.0, ge=0)
+    brand_message_friend: float = Field(25.0, ge=0)
+    """A Brand Message to a friend of the Kakao channel."""
+    brand_message_nonfriend: float = Field(35.0, ge=0)
+    push: float = Field(0.0, ge=0)
+    inapp: float = Field(0.0, ge=0)
+    card: float = Field(0.0, ge=0)
+    email: float = Field(0.0, ge=0)
+    webhook: float = Field(0.0, ge=0)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="NUDGE_", env_nested_delimiter="__", extra="ignore")
 
@@ -120,6 +182,8 @@ class Settings(BaseSettings):
     """An Ibis backend URL (e.g. `pyspark://`, `duckdb:///lake.duckdb`) to read events from instead of the
     workspace's DuckDB file: warehouse mode, read in place with the `[warehouse]` column mapping."""
     warehouse: WarehouseSettings = Field(default_factory=WarehouseSettings)
+    sender: SenderSettings = Field(default_factory=SenderSettings)
+    prices: PriceSettings = Field(default_factory=PriceSettings)
 
     @field_validator("timezone")
     @classmethod
@@ -182,6 +246,27 @@ def toml_string(value: str) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
+def write_section(home: Path, section: str, values: dict[str, Any]) -> None:
+    """Set keys of one [section] of the workspace's nudge.toml (None removes a key), keeping its comments and
+    everything else; written to a temporary file and renamed, so a crash leaves the old file or the new."""
+    import tomlkit
+
+    path = home / CONFIG_FILE
+    document = tomlkit.parse(path.read_text(encoding="utf-8"))
+    table = document.get(section)
+    if table is None:
+        table = tomlkit.table()
+        document[section] = table
+    for key, value in values.items():
+        if value is None:
+            table.pop(key, None)
+        else:
+            table[key] = value
+    temporary = path.with_suffix(".toml.tmp")
+    temporary.write_text(tomlkit.dumps(document), encoding="utf-8")
+    temporary.replace(path)
+
+
 def load_settings(home: Path | str | None = None, **overrides: Any) -> Settings:
     if home is not None:
         overrides["home"] = Path(home)
@@ -204,6 +289,19 @@ power_revenue_top_percent = 10   # ... or in the top 10% of buyers by revenue ov
 resurrected_days = 14
 # activity_events = []      # empty: every track/page/screen event except ignore_events
 ignore_events = ["message_*", "app_uninstalled"]
+
+# [prices]                  # KRW per message without VAT; defaults in docs/channels.md#prices
+# sms = 12
+# lms = 39
+# mms = 90
+# alimtalk = 10
+
+[sender]                    # who messages come from (docs/channels.md#sender-settings)
+# name = "브랜드"             # 전송자 명칭, required on advertising
+# sms_numbers = ["0212345678"]   # registered sender numbers (발신번호); the first is the default
+# optout_080 = "0801234567"      # free opt-out number for advertising text messages
+# kakao_sender_key = ""          # Kakao channel sender key / profile id
+# email_from = "news@example.com"
 
 [ingest]
 max_message_bytes = 32768

@@ -144,3 +144,45 @@ class TransitionSource(StrEnum):
     """`nudge lifecycle run` (or the scheduled run)."""
     EVENT = "event"
     """An incoming event from a Churn or Uninstall user: Resurrected at once."""
+
+
+class MessageChannel(StrEnum):
+    """Where a message goes: each has its own message model, limits, price and providers (docs/channels.md).
+
+    Consent is kept per `Channel` (Kakao's two channels share one consent, in-app messages and content cards
+    another): `CONSENT_CHANNEL` maps a message channel to the consent it needs for advertising."""
+
+    PUSH = "push"
+    """App push through FCM or APNs."""
+    INAPP = "inapp"
+    """In-app / in-browser message, shown by our SDK endpoint."""
+    CARD = "card"
+    """Content card, kept in the user's feed until it expires."""
+    ALIMTALK = "alimtalk"
+    """Kakao AlimTalk: informational only, an approved template."""
+    BRAND_MESSAGE = "brand_message"
+    """Kakao Brand Message: advertising, successor of FriendTalk."""
+    SMS = "sms"
+    """SMS, LMS or MMS, chosen from the length and images."""
+    EMAIL = "email"
+    """Email through SMTP."""
+    WEBHOOK = "webhook"
+    """A signed POST to the customer's URL, for anything else."""
+
+
+CONSENT_CHANNEL: dict[MessageChannel, Channel | None] = {
+    MessageChannel.PUSH: Channel.PUSH, MessageChannel.INAPP: Channel.INAPP, MessageChannel.CARD: Channel.INAPP,
+    MessageChannel.ALIMTALK: Channel.KAKAO, MessageChannel.BRAND_MESSAGE: Channel.KAKAO,
+    MessageChannel.SMS: Channel.SMS, MessageChannel.EMAIL: Channel.EMAIL, MessageChannel.WEBHOOK: None,
+}
+
+
+class SmsType(StrEnum):
+    """The three kinds of text message on Korean carriers (CHANNEL_RULES C)."""
+
+    SMS = "SMS"
+    """Up to 90 bytes, no subject."""
+    LMS = "LMS"
+    """Up to 2,000 bytes, with an optional subject of up to 40 bytes."""
+    MMS = "MMS"
+    """An LMS with up to three JPEG images."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -10,10 +10,20 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+from pydantic import ValidationError
 from sqlalchemy import select
 
 from nudgekit.apikeys import Keys
-from nudgekit.config import CONFIG_FILE, DEFAULT_TOML, Settings, load_settings, toml_string
+from nudgekit.channels.numbers import sender_number
+from nudgekit.config import (
+    CONFIG_FILE,
+    DEFAULT_TOML,
+    SenderSettings,
+    Settings,
+    load_settings,
+    toml_string,
+    write_section,
+)
 from nudgekit.consent import history
 from nudgekit.consent.history import ConsentUpdate
 from nudgekit.ingest.pipeline import Ingestor, IngestResult
@@ -37,7 +47,15 @@ from nudgekit.store.state import (
     make_engine,
     make_sessionmaker,
 )
-from nudgekit.vocabulary import Channel, ConsentChange, ConsentSource, EventSource, KeyScope, Purpose
+from nudgekit.vocabulary import (
+    Channel,
+    ConsentChange,
+    ConsentSource,
+    EventSource,
+    KeyScope,
+    MessageChannel,
+    Purpose,
+)
 
 PYTHON_BUFFER_ROWS = 2000
 
@@ -242,6 +260,42 @@ class Workspace:
         with self._behaviour() as (view, _):
             return build(view, as_of, self.settings.lifecycle, self.settings.timezone, weeks=weeks,
                          matrix_from=matrix_from, matrix_to=matrix_to, step=step)
+
+    # -- messages ------------------------------------------------------------------------------
+
+    def check_message(self, channel: Any, **fields: Any) -> Any:
+        """Every reason a provider would refuse this message, its type, sizes and price (nothing is sent)."""
+        from nudgekit.channels.registry import check_message
+
+        return check_message(_enum(MessageChannel, channel, "channel"), fields, self.settings)
+
+    def set_sender(self, *, add_sms_numbers: Sequence[str] = (), remove_sms_numbers: Sequence[str] = (),
+                   **changes: Any) -> SenderSettings:
+        """Change the sender settings in nudge.toml (a value of "" clears it) and return them.
+
+        `changes` are SenderSettings fields; `sms_numbers` replaces the list, the two others edit it."""
+        unknown = set(changes) - set(SenderSettings.model_fields)
+        if unknown:
+            raise FieldError(sorted(unknown)[0], "is not a sender setting")
+        merged = self.settings.sender.model_dump()
+        merged.update({k: (v or None) if isinstance(v, str) else v for k, v in changes.items()})
+        numbers = [*merged["sms_numbers"], *add_sms_numbers]
+        try:
+            drop = {sender_number(n) for n in remove_sms_numbers}
+            sender = SenderSettings.model_validate({**merged, "sms_numbers": numbers})
+        except ValueError as exc:
+            where = exc.errors()[0]["loc"][0] if isinstance(exc, ValidationError) else "sms_numbers"
+            reason = exc.errors()[0]["msg"] if isinstance(exc, ValidationError) else str(exc)
+            raise FieldError(f"sender.{where}", reason.removeprefix("Value error, ")) from None
+        missing = drop - set(sender.sms_numbers)
+        if missing:
+            raise FieldError("sender.sms_numbers", f"{', '.join(sorted(missing))} is not a registered sender number")
+        sender = sender.model_copy(update={"sms_numbers": [n for n in sender.sms_numbers if n not in drop]})
+        touched = set(changes) | ({"sms_numbers"} if add_sms_numbers or remove_sms_numbers else set())
+        written = sender.model_dump()
+        write_section(self.settings.home, "sender", {k: written[k] or None for k in sorted(touched)})
+        self.settings = self.settings.model_copy(update={"sender": sender})
+        return sender
 
     # -- segments ------------------------------------------------------------------------------
 

@@ -24,7 +24,7 @@ def home_from_env() -> Path:
     return Path(os.environ.get("NUDGE_HOME") or DEFAULT_HOME)
 
 
-class IngestSettings(BaseSettings):
+class IngestSettings(BaseModel):
     max_message_bytes: int = 32 * 1024
     """Segment's limit for one message."""
     max_batch_bytes: int = 500 * 1024
@@ -35,7 +35,7 @@ class IngestSettings(BaseSettings):
     """How often the server moves spooled events into the event store."""
 
 
-class LifecycleSettings(BaseSettings):
+class LifecycleSettings(BaseModel):
     """Thresholds of the six stages (docs/lifecycle.md). Days are calendar days in the workspace time zone."""
 
     new_days: int = Field(7, ge=1, le=365)
@@ -79,7 +79,7 @@ class LifecycleSettings(BaseSettings):
         return self
 
 
-class WarehouseSettings(BaseSettings):
+class WarehouseSettings(BaseModel):
     """Warehouse mode: read an existing events table in place through Ibis (docs/lifecycle.md#warehouse-mode)."""
 
     table: str = "events"

@@ -34,7 +34,7 @@ strictest among our providers, so an image that passes here passes everywhere (C
 taken as 1,000 bytes, the stricter reading."""
 
 AD_LABEL = "(광고)"
-OPTOUT_LINE = re.compile(r"무료\s*(?:수신\s*)?거부\s*[:：]?\s*(080[\d\-\s]{7,12})")
+OPTOUT_LINE = re.compile(r"무료\s*(?:수신\s*)?거부\s*[:：]?\s*(080(?:[\- ]?\d){7,8})(?!\d)")
 """무료수신거부 080... or 무료거부 080...: the word 무료 is required (providers check this form)."""
 
 

@@ -813,10 +813,6 @@ def progress_steps(quiet: bool) -> Iterator[Callable[[str], None]]:
         yield lambda label: status.update(label)
 
 
-def main() -> None:  # pragma: no cover
-    app()
-
-
 @message_app.command("check")
 def message_check(
     channel: Annotated[MessageChannel, typer.Option(help="Channel: " + ", ".join(c.value for c in MessageChannel))],
@@ -854,9 +850,8 @@ def _print_checked(checked: Any) -> None:
     console.print(f"{checked.channel.value}{kind}: {verdict}, {checked.cost_krw:g} KRW a message")
     table = Table("part", "size", "limit")
     for name, size in checked.sizes.items():
-        style = "red" if size.value > size.limit else ""
-        table.add_row(name, f"[{style}]{size.value:,} {size.unit}[/]" if style else f"{size.value:,} {size.unit}",
-                      f"{size.limit:,} {size.unit}")
+        cell = f"{size.value:,} {size.unit}"
+        table.add_row(name, f"[red]{cell}[/]" if size.value > size.limit else cell, f"{size.limit:,} {size.unit}")
     if checked.sizes:
         console.print(table)
     for mark, items in (("[red]✗[/]", checked.problems), ("[yellow]![/]", checked.warnings)):
@@ -918,3 +913,7 @@ def _print_sender(values: dict[str, Any], as_json: bool) -> None:
             value = spelled(value)
         table.add_row(label, escape(str(value)) if value else "[dim]not set[/]")
     console.print(table)
+
+
+def main() -> None:  # pragma: no cover
+    app()

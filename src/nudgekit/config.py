@@ -15,6 +15,9 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from nudgekit.channels.numbers import optout_number, sender_number
+from nudgekit.profiles.contacts import FieldError, normalize_email
+
 CONFIG_FILE = "nudge.toml"
 DEFAULT_HOME = Path(".nudge")
 
@@ -97,7 +100,7 @@ class SenderSettings(BaseModel):
     """Who the workspace sends as (docs/channels.md#sender-settings): numbers are registered with the carriers
     and providers first; here they are only declared, and every text message is checked against them."""
 
-    name: str = ""
+    name: str | None = None
     """전송자 명칭: the company or service name advertising must carry."""
     sms_numbers: list[str] = Field(default_factory=list)
     """Registered sender numbers (발신번호); the first is the default."""
@@ -113,28 +116,22 @@ class SenderSettings(BaseModel):
     @field_validator("sms_numbers")
     @classmethod
     def _registrable(cls, value: list[str]) -> list[str]:
-        from nudgekit.channels.numbers import sender_number
-
         return list(dict.fromkeys(sender_number(n) for n in value))
 
     @field_validator("optout_080")
     @classmethod
     def _free(cls, value: str | None) -> str | None:
-        from nudgekit.channels.numbers import optout_number
-
         return optout_number(value) if value else None
 
     @field_validator("email_from", "email_reply_to")
     @classmethod
     def _address(cls, value: str | None) -> str | None:
-        from email_validator import EmailNotValidError, validate_email
-
         if not value:
             return None
         try:
-            return validate_email(value, check_deliverability=False).normalized
-        except EmailNotValidError as exc:
-            raise ValueError(f'"{value}" is not an email address: {exc}') from None
+            return normalize_email(value)
+        except FieldError as exc:
+            raise ValueError(exc.reason) from None
 
 
 class PriceSettings(BaseModel):

@@ -279,14 +279,14 @@ class Workspace:
             raise FieldError(sorted(unknown)[0], "is not a sender setting")
         merged = self.settings.sender.model_dump()
         merged.update({k: (v or None) if isinstance(v, str) else v for k, v in changes.items()})
-        numbers = [*merged["sms_numbers"], *add_sms_numbers]
+        try:
+            sender = SenderSettings.model_validate({**merged, "sms_numbers": [*merged["sms_numbers"], *add_sms_numbers]})
+        except ValidationError as exc:
+            raise FieldError.first_of(exc, "sender.") from None
         try:
             drop = {sender_number(n) for n in remove_sms_numbers}
-            sender = SenderSettings.model_validate({**merged, "sms_numbers": numbers})
         except ValueError as exc:
-            where = exc.errors()[0]["loc"][0] if isinstance(exc, ValidationError) else "sms_numbers"
-            reason = exc.errors()[0]["msg"] if isinstance(exc, ValidationError) else str(exc)
-            raise FieldError(f"sender.{where}", reason.removeprefix("Value error, ")) from None
+            raise FieldError("sender.sms_numbers", str(exc)) from None
         missing = drop - set(sender.sms_numbers)
         if missing:
             raise FieldError("sender.sms_numbers", f"{', '.join(sorted(missing))} is not a registered sender number")

@@ -37,11 +37,13 @@ def test_sender_set_writes_nudge_toml_and_keeps_its_comments(home: Path) -> None
     assert settings.sender.name == "뉴지샵" and settings.sender.optout_080 == "0801112222"
     assert settings.sender.email_from == "news@example.com"
     assert settings.lifecycle.churn_days == 30  # the rest of the file still reads the same
-    removed = nudge(home, "sender", "set", "--remove-sms-number", "1588-1234", "--optout-080", "", "--json")
-    assert json.loads(removed.stdout)["sms_numbers"] == ["0212345678"]
-    assert load_settings(home).sender.optout_080 is None
     shown = nudge(home, "sender", "show")
     assert "02-1234-5678" in shown.stdout and "뉴지샵" in shown.stdout
+    removed = nudge(home, "sender", "set", "--remove-sms-number", "1588-1234", "--optout-080", "", "--name", "",
+                    "--json")
+    assert json.loads(removed.stdout)["sms_numbers"] == ["0212345678"]
+    cleared = load_settings(home).sender
+    assert cleared.optout_080 is None and cleared.name is None and cleared.email_from == "news@example.com"
 
 
 @pytest.mark.parametrize(("args", "field"), [

@@ -23,4 +23,4 @@ def test_only_nudge_variables_reach_the_settings(tmp_path: Path, monkeypatch: py
     settings = load_settings(home)
     assert settings.lifecycle.churn_days == 30 and settings.lifecycle.new_days == 3
     assert settings.warehouse.table == "lake.events" and settings.warehouse.type is None
-    assert settings.sender.name == "" and settings.prices.sms == 12
+    assert settings.sender.name is None and settings.prices.sms == 12

@@ -36,6 +36,5 @@ def check_message(channel: MessageChannel, fields: dict[str, Any], settings: Set
     try:
         message = spec.model.model_validate({k: v for k, v in fields.items() if v is not None})
     except ValidationError as exc:
-        first = exc.errors()[0]
-        raise FieldError(".".join(str(p) for p in first["loc"]) or "message", first["msg"]) from None
+        raise FieldError.first_of(exc) from None
     return spec.check(message, settings)

@@ -7,6 +7,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import phonenumbers
 from email_validator import EmailNotValidError, validate_email
+from pydantic import ValidationError
 
 
 class FieldError(ValueError):
@@ -16,6 +17,13 @@ class FieldError(ValueError):
         super().__init__(f"{field}: {reason}")
         self.field = field
         self.reason = reason
+
+    @classmethod
+    def first_of(cls, exc: ValidationError, prefix: str = "") -> FieldError:
+        """The first problem pydantic found, as a FieldError named `prefix` + its location."""
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "value"
+        return cls(prefix + where, first["msg"].removeprefix("Value error, "))
 
 
 MAX_ID_LENGTH = 255

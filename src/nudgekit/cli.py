@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -813,34 +814,127 @@ def progress_steps(quiet: bool) -> Iterator[Callable[[str], None]]:
         yield lambda label: status.update(label)
 
 
+ChannelOpt = Annotated[MessageChannel, typer.Option(help="Channel: " + ", ".join(c.value for c in MessageChannel))]
+TextOpt = Annotated[str | None, typer.Option(help="The message text ('-' reads it from standard input).")]
+SubjectOpt = Annotated[str | None, typer.Option(help="Subject (LMS / MMS, email).")]
+ImageOpt = Annotated[list[Path] | None, typer.Option(help="An image file (repeat for several).")]
+AdOpt = Annotated[bool, typer.Option("--ad", help="Advertising (광고성 정보).")]
+FromOpt = Annotated[str | None, typer.Option("--from", help="Sender number (SMS) or address (email); default [sender].")]
+TypeOpt = Annotated[SmsType | None, typer.Option("--type", help="Force SMS, LMS or MMS.")]
+HtmlOpt = Annotated[Path | None, typer.Option(help="Email: an HTML file for the HTML part.")]
+UnsubscribeOpt = Annotated[str | None, typer.Option(help="Email: the one-click unsubscribe link (https).")]
+UrlOpt = Annotated[str | None, typer.Option(help="Webhook: the address to POST to.")]
+DataOpt = Annotated[str | None, typer.Option(help="Webhook: the JSON object to send.")]
+OPTION_OF = {"images": "--image", "sender_number": "--from", "from_email": "--from", "type": "--type",
+             "unsubscribe_url": "--unsubscribe-url"}
+
+
+def _message_fields(channel: MessageChannel, *, text: str | None, subject: str | None, image: list[Path] | None,
+                    ad: bool, sender: str | None, sms_type: SmsType | None, html: Path | None,
+                    unsubscribe_url: str | None, url: str | None, data: str | None) -> dict[str, Any]:
+    """The message's fields from the options given (options the channel has no use for are refused)."""
+    if text == "-":
+        text = sys.stdin.read()
+    fields: dict[str, Any] = {"text": text, "subject": subject, "images": image or None, "ad": ad or None,
+                              "type": sms_type, "unsubscribe_url": unsubscribe_url, "url": url}
+    fields["from_email" if channel == MessageChannel.EMAIL else "sender_number"] = sender
+    if html is not None:
+        try:
+            fields["html"] = html.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            fail(f"--html: cannot read {html}: {exc}", 2)
+    if data is not None:
+        try:
+            fields["data"] = json.loads(data)
+        except json.JSONDecodeError as exc:
+            fail(f"--data: not JSON ({exc.msg} at character {exc.pos})", 2)
+    return {k: v for k, v in fields.items() if v is not None}
+
+
+def _option_error(exc: FieldError) -> None:
+    where = OPTION_OF.get(exc.field, "--" + exc.field.replace("_", "-"))
+    fail(f"{where}: {exc.reason}", 2)
+
+
 @message_app.command("check")
 def message_check(
-    channel: Annotated[MessageChannel, typer.Option(help="Channel: " + ", ".join(c.value for c in MessageChannel))],
-    text: Annotated[str, typer.Option(help="The message text ('-' reads it from standard input).")],
-    subject: Annotated[str | None, typer.Option(help="Subject (LMS / MMS, email).")] = None,
-    image: Annotated[list[Path] | None, typer.Option(help="An image file (repeat for several).")] = None,
-    ad: Annotated[bool, typer.Option("--ad", help="Advertising (광고성 정보).")] = False,
-    sender_number: Annotated[str | None, typer.Option("--from", help="Sender number (default: the first one).")] = None,
-    sms_type: Annotated[SmsType | None, typer.Option("--type", help="Force SMS, LMS or MMS.")] = None,
+    channel: ChannelOpt,
+    text: TextOpt = None,
+    subject: SubjectOpt = None,
+    image: ImageOpt = None,
+    ad: AdOpt = False,
+    sender: FromOpt = None,
+    sms_type: TypeOpt = None,
+    html: HtmlOpt = None,
+    unsubscribe_url: UnsubscribeOpt = None,
+    url: UrlOpt = None,
+    data: DataOpt = None,
     home: HomeOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Check a message without sending it: the type chosen, sizes against limits, price, and every reason
     it would be refused (exit code 1 when there is one)."""
     json_errors(as_json)
-    if text == "-":
-        text = sys.stdin.read()
+    fields = _message_fields(channel, text=text, subject=subject, image=image, ad=ad, sender=sender, sms_type=sms_type,
+                             html=html, unsubscribe_url=unsubscribe_url, url=url, data=data)
     with workspace(home) as ws:
         try:
-            checked = ws.check_message(channel, text=text, subject=subject, images=image or None, ad=ad,
-                                       sender_number=sender_number, type=sms_type)
+            checked = ws.check_message(channel, **fields)
         except FieldError as exc:
-            fail(str(exc), 2)
+            _option_error(exc)
     if as_json:
         emit_json(checked.as_dict())
     else:
         _print_checked(checked)
     if not checked.ok:
+        raise typer.Exit(1)
+
+
+@message_app.command("send")
+def message_send(
+    channel: ChannelOpt,
+    to: Annotated[str, typer.Option(help="The recipient: phone number, email address, push token or URL.")],
+    text: TextOpt = None,
+    subject: SubjectOpt = None,
+    image: ImageOpt = None,
+    ad: AdOpt = False,
+    sender: FromOpt = None,
+    sms_type: TypeOpt = None,
+    html: HtmlOpt = None,
+    unsubscribe_url: UnsubscribeOpt = None,
+    url: UrlOpt = None,
+    data: DataOpt = None,
+    home: HomeOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """A test send: check the message and hand it to the channel's provider ([providers] in nudge.toml; the
+    sandbox only records it). Goes to the address you name, with no consent checks or retries — for your own
+    phone or inbox. Exit code 1 when it was not accepted."""
+    json_errors(as_json)
+    fields = _message_fields(channel, text=text, subject=subject, image=image, ad=ad, sender=sender, sms_type=sms_type,
+                             html=html, unsubscribe_url=unsubscribe_url, url=url, data=data)
+    with workspace(home) as ws:
+        try:
+            result = ws.send_now(channel, to, **fields)
+        except FieldError as exc:
+            _option_error(exc)
+        except ValueError as exc:
+            fail(str(exc), 2)
+    if as_json:
+        emit_json(result.as_dict())
+    elif result.outcome is None:
+        if not result.checked.ok:
+            _print_checked(result.checked)
+        console.print(f"[red]not sent:[/] {escape(result.note or '')}")
+    else:
+        o = result.outcome
+        colour = "green" if o.sent else "red"
+        console.print(f"[{colour}]{o.verdict.value}[/] by {result.provider}"
+                      + (f" (id {escape(o.provider_message_id)})" if o.provider_message_id else "")
+                      + (f": {escape(o.code or '')} {escape(o.detail)}" if not o.sent else ""))
+        if result.note:
+            console.print(f"[yellow]![/] {escape(result.note)}")
+    if result.outcome is None or not result.outcome.sent:
         raise typer.Exit(1)
 
 
@@ -912,6 +1006,43 @@ def _print_sender(values: dict[str, Any], as_json: bool) -> None:
         elif key == "optout_080" and value:
             value = spelled(value)
         table.add_row(label, escape(str(value)) if value else "[dim]not set[/]")
+    console.print(table)
+
+
+outbox_app = typer.Typer(help="What the sandbox provider recorded instead of sending.", no_args_is_help=True)
+app.add_typer(outbox_app, name="outbox")
+
+
+@outbox_app.command("show")
+def outbox_show(
+    channel: Annotated[MessageChannel | None, typer.Option(help="Only this channel.")] = None,
+    to: Annotated[str | None, typer.Option(help="Only messages to this recipient.")] = None,
+    limit: Annotated[int, typer.Option(min=1, help="How many, newest first.")] = 20,
+    home: HomeOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Messages the sandbox recorded: exactly what would have gone out, newest first."""
+    json_errors(as_json)
+    with workspace(home) as ws:
+        rows = ws.outbox(channel=channel, to=to, limit=limit)
+        zone = ws.settings.timezone
+    if as_json:
+        emit_json(rows)
+        return
+    if not rows:
+        console.print("The sandbox has recorded no messages yet.")
+        return
+    from zoneinfo import ZoneInfo
+
+    table = Table("#", "recorded", "channel", "to", "message", title="sandbox outbox (not sent)")
+    for row in rows:
+        at = datetime.fromisoformat(row["recorded_at"]).astimezone(ZoneInfo(zone)).strftime("%Y-%m-%d %H:%M:%S")
+        kind = row["channel"] + (f" {row['type']}" if row["type"] else "")
+        body = row["message"]
+        summary = " · ".join(str(body[k]) for k in ("subject", "title", "text", "url") if body.get(k))
+        summary = " ".join(summary.split())
+        table.add_row(str(row["id"]), at, kind, escape(row["to"]),
+                      escape(summary[:80] + ("…" if len(summary) > 80 else "")))
     console.print(table)
 
 

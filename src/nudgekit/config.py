@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, Field, field_validator, model_validator
@@ -152,6 +152,54 @@ class PriceSettings(BaseModel):
     webhook: float = Field(0.0, ge=0)
 
 
+PROVIDER_NAMES = ("sandbox", "smtp", "webhook")
+"""Providers that exist (docs/channels.md#providers); a name outside this list fails when settings load."""
+
+
+class ProviderRoutes(BaseModel):
+    """Which provider sends each channel. The sandbox — the default — records messages locally instead of
+    sending them (`nudge outbox show`)."""
+
+    push: str = "sandbox"
+    alimtalk: str = "sandbox"
+    brand_message: str = "sandbox"
+    sms: str = "sandbox"
+    email: str = "sandbox"
+    webhook: str = "sandbox"
+
+    @field_validator("*")
+    @classmethod
+    def _known(cls, value: str) -> str:
+        if value not in PROVIDER_NAMES:
+            raise ValueError(f"unknown provider {value!r} (known: {', '.join(PROVIDER_NAMES)})")
+        return value
+
+
+class SmtpSettings(BaseModel):
+    """The SMTP relay email goes through (your ESP's or your own). Put the password in NUDGE_SMTP__PASSWORD
+    rather than in nudge.toml."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(587, ge=1, le=65535)
+    security: Literal["starttls", "tls", "none"] = "starttls"
+    """starttls: upgrade a plain connection (port 587); tls: TLS from the start (port 465); none: local relays."""
+    username: str | None = None
+    password: str | None = None
+    timeout_seconds: float = Field(30.0, gt=0)
+    messages_per_connection: int = Field(100, ge=1)
+
+
+class WebhookSettings(BaseModel):
+    """Signed JSON POSTs to your own endpoints (docs/channels.md#webhook)."""
+
+    secret: str | None = None
+    """The HMAC-SHA256 signing secret receivers verify; required to send. Prefer NUDGE_WEBHOOK__SECRET."""
+    timeout_seconds: float = Field(10.0, gt=0)
+    allow_local: bool = False
+    """Allow http:// URLs and local or private addresses (127.0.0.1, 10.x, localhost) — for testing only;
+    otherwise only https:// to public hosts is accepted, so a campaign cannot reach your internal network."""
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="NUDGE_", env_nested_delimiter="__", extra="ignore")
 
@@ -181,6 +229,9 @@ class Settings(BaseSettings):
     warehouse: WarehouseSettings = Field(default_factory=WarehouseSettings)
     sender: SenderSettings = Field(default_factory=SenderSettings)
     prices: PriceSettings = Field(default_factory=PriceSettings)
+    providers: ProviderRoutes = Field(default_factory=ProviderRoutes)
+    smtp: SmtpSettings = Field(default_factory=SmtpSettings)
+    webhook: WebhookSettings = Field(default_factory=WebhookSettings)
 
     @field_validator("timezone")
     @classmethod
@@ -299,6 +350,19 @@ ignore_events = ["message_*", "app_uninstalled"]
 # optout_080 = "0801234567"      # free opt-out number for advertising text messages
 # kakao_sender_key = ""          # Kakao channel sender key / profile id
 # email_from = "news@example.com"
+
+[providers]                 # who sends each channel: "sandbox" records messages instead (docs/channels.md#providers)
+# email = "smtp"
+# webhook = "webhook"
+
+# [smtp]                    # password: set NUDGE_SMTP__PASSWORD rather than writing it here
+# host = "smtp.example.com"
+# port = 587
+# security = "starttls"     # starttls | tls | none
+# username = "apikey"
+
+# [webhook]                 # signing secret: set NUDGE_WEBHOOK__SECRET rather than writing it here
+# timeout_seconds = 10
 
 [ingest]
 max_message_bytes = 32768

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -66,6 +68,20 @@ class WorkspaceNotFound(RuntimeError):
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class SendResult:
+    checked: Any
+    outcome: Any
+    """The provider's classified answer; None when nothing was sent."""
+    note: str | None = None
+    """Why nothing was sent, or what the answer taught us about the recipient."""
+    provider: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"sent": bool(self.outcome and self.outcome.sent), "provider": self.provider, "note": self.note,
+                "outcome": self.outcome.as_dict() if self.outcome else None, "check": self.checked.as_dict()}
 
 
 @dataclass(frozen=True)
@@ -268,6 +284,48 @@ class Workspace:
         from nudgekit.channels.registry import check_message
 
         return check_message(_enum(MessageChannel, channel, "channel"), fields, self.settings)
+
+    def send_now(self, channel: Any, to: str, *, profile_id: str | None = None, message_id: str | None = None,
+                 **fields: Any) -> SendResult:
+        """Check one message and hand it straight to the channel's provider: a test send to an address you
+        name (no outbox, retries or consent checks — campaigns send through delivery). A message that fails
+        its check, or an address suppressed on the channel, is not sent and costs nothing."""
+        from nudgekit.channels import feedback, providers
+        from nudgekit.channels.provider import Envelope
+        from nudgekit.channels.registry import check_parsed, parse_message, recipient
+
+        kind = _enum(MessageChannel, channel, "channel")
+        if kind == MessageChannel.WEBHOOK:
+            fields.setdefault("url", to)
+        message = parse_message(kind, fields)
+        to = recipient(kind, to, self.settings)
+        checked = check_parsed(kind, message, self.settings)
+        if not checked.ok:
+            return SendResult(checked, None, "the message failed its check")
+        with self.sessions() as session:
+            dead = feedback.suppressed(session, kind, to)
+        if dead is not None:
+            return SendResult(checked, None, f"{to} is suppressed on {kind.value} ({dead.reason}: {dead.detail})")
+        envelope = Envelope(message_id or f"test-{uuid.uuid4().hex}", kind, to, message, checked.type, profile_id)
+        provider = providers.open_for(kind, providers.Context(self.settings, self.sessions, self.clock))
+
+        async def one() -> Any:
+            try:
+                return (await provider.send([envelope]))[0]
+            finally:
+                await provider.aclose()
+
+        outcome = asyncio.run(one())
+        with self.sessions.begin() as session:
+            learned = feedback.remember(session, envelope, outcome, self.clock())
+        return SendResult(checked, outcome, learned, provider.name)
+
+    def outbox(self, *, channel: Any = None, to: str | None = None, limit: int = 20) -> list[dict[str, Any]]:
+        """What the sandbox provider recorded instead of sending, newest first."""
+        from nudgekit.channels.sandbox import recorded
+
+        kind = _enum(MessageChannel, channel, "channel") if channel is not None else None
+        return recorded(self.sessions, channel=kind, to=to, limit=limit)
 
     def set_sender(self, *, add_sms_numbers: Sequence[str] = (), remove_sms_numbers: Sequence[str] = (),
                    **changes: Any) -> SenderSettings:

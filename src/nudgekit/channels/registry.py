@@ -9,9 +9,11 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from nudgekit.channels.check import Checked
+from nudgekit.channels.email import message as email
 from nudgekit.channels.sms import message as sms
+from nudgekit.channels.webhook import message as webhook
 from nudgekit.config import Settings
-from nudgekit.profiles.contacts import FieldError
+from nudgekit.profiles.contacts import FieldError, normalize_email, normalize_phone
 from nudgekit.vocabulary import MessageChannel
 
 
@@ -19,22 +21,51 @@ from nudgekit.vocabulary import MessageChannel
 class ChannelSpec:
     model: type[BaseModel]
     check: Callable[[Any, Settings], Checked]
+    recipient: Callable[[str, Settings], str]
+    """The recipient's address in its stored form (E.164 phone, normalised email, URL); FieldError if unusable."""
+
+
+def _phone(value: str, settings: Settings) -> str:
+    return normalize_phone(value, settings.phone_region, "to")
+
+
+def _url(value: str, settings: Settings) -> str:
+    return value
 
 
 CHANNELS: dict[MessageChannel, ChannelSpec] = {
-    MessageChannel.SMS: ChannelSpec(sms.SmsMessage, lambda m, s: sms.check(m, s.sender, s.prices)),
+    MessageChannel.SMS: ChannelSpec(sms.SmsMessage, lambda m, s: sms.check(m, s.sender, s.prices), _phone),
+    MessageChannel.EMAIL: ChannelSpec(email.EmailMessage, lambda m, s: email.check(m, s.sender, s.prices),
+                                      lambda v, s: normalize_email(v, "to")),
+    MessageChannel.WEBHOOK: ChannelSpec(webhook.WebhookMessage, lambda m, s: webhook.check(m, s.webhook, s.prices),
+                                        _url),
 }
 
 
-def check_message(channel: MessageChannel, fields: dict[str, Any], settings: Settings) -> Checked:
-    """Check a message given as plain fields (CLI options, API JSON). A field of the wrong shape is a
-    FieldError; everything a provider would refuse is in the result's problems."""
+def parse_message(channel: MessageChannel, fields: dict[str, Any]) -> BaseModel:
+    """The channel's message model from plain fields (CLI options, API JSON); a field of the wrong shape, or
+    one the channel does not have, is a FieldError."""
     spec = CHANNELS.get(channel)
     if spec is None:
         built = ", ".join(c.value for c in CHANNELS)
-        raise FieldError("channel", f"checking {channel.value} messages is not built yet (built: {built})")
+        raise FieldError("channel", f"{channel.value} messages are not built yet (built: {built})")
     try:
-        message = spec.model.model_validate({k: v for k, v in fields.items() if v is not None})
+        return spec.model.model_validate({k: v for k, v in fields.items() if v is not None})
     except ValidationError as exc:
+        first = exc.errors()[0]
+        if first["type"] == "extra_forbidden":
+            raise FieldError(str(first["loc"][0]), f"{channel.value} messages have no such field") from None
         raise FieldError.first_of(exc) from None
-    return spec.check(message, settings)
+
+
+def recipient(channel: MessageChannel, value: str, settings: Settings) -> str:
+    return CHANNELS[channel].recipient(value, settings)
+
+
+def check_parsed(channel: MessageChannel, message: BaseModel, settings: Settings) -> Checked:
+    return CHANNELS[channel].check(message, settings)
+
+
+def check_message(channel: MessageChannel, fields: dict[str, Any], settings: Settings) -> Checked:
+    """Check a message given as plain fields: everything a provider would refuse is in the result's problems."""
+    return check_parsed(channel, parse_message(channel, fields), settings)

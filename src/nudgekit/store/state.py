@@ -207,6 +207,37 @@ class SegmentListMember(Base):
     """The file the member came from."""
 
 
+class SandboxMessage(Base):
+    """A message the sandbox provider recorded instead of sending: exactly what would have gone out."""
+
+    __tablename__ = "sandbox_messages"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    message_id: Mapped[str] = mapped_column(String(255), unique=True)
+    """Our id; a repeated send of the same id is recorded once, as a vendor with idempotency would."""
+    channel: Mapped[str] = mapped_column(String(16))
+    type: Mapped[str | None] = mapped_column(String(16))
+    recipient: Mapped[str] = mapped_column(String(4096))
+    profile_id: Mapped[str | None] = mapped_column(String(255), index=True)
+    body: Mapped[dict[str, Any]] = mapped_column(JSON)
+    """The message's fields as the provider would have received them."""
+    recorded_at: Mapped[datetime] = mapped_column(index=True)
+
+
+class Suppression(Base):
+    """An address that must not be messaged on a channel again (hard bounce, complaint, invalid number).
+
+    Keyed by the address, not the person: the same address under another profile is suppressed too."""
+
+    __tablename__ = "suppressions"
+    channel: Mapped[str] = mapped_column(String(16), primary_key=True)
+    address: Mapped[str] = mapped_column(String(4096), primary_key=True)
+    reason: Mapped[str] = mapped_column(String(64))
+    """hard_bounce, invalid_number, complaint, manual ..."""
+    detail: Mapped[str | None] = mapped_column(Text)
+    """The provider's words (SMTP reply, result code)."""
+    at: Mapped[datetime]
+
+
 def in_batches(values: list[str], size: int = 5000) -> list[list[str]]:
     """Split the values of an IN (...) list so no backend meets its parameter limit."""
     return [values[i:i + size] for i in range(0, len(values), size)]

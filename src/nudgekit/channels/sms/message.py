@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from nudgekit.channels.check import Checked, Size
 from nudgekit.channels.numbers import digits_of, sender_number, spelled
@@ -40,6 +40,8 @@ OPTOUT_LINE = re.compile(r"무료\s*(?:수신\s*)?거부\s*[:：]?\s*(080(?:[\- 
 
 class SmsMessage(BaseModel):
     """A text message as a marketer writes it."""
+
+    model_config = ConfigDict(extra="forbid")
 
     text: str
     subject: str | None = None

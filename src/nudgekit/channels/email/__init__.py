@@ -1,0 +1,1 @@
+"""Email: the message model and checks (message.py), and the SMTP provider (smtp.py)."""

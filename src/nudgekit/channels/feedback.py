@@ -1,0 +1,58 @@
+"""What a provider's "this recipient cannot receive" teaches us, written back to profiles so nobody is
+messaged at a dead address again (issue #4, item 8):
+
+- push: the token is marked invalid (FCM UNREGISTERED, APNs 410); once all of a person's tokens are invalid
+  the lifecycle counts it as an uninstall signal;
+- email: a hard bounce suppresses the address;
+- text messages: a number the carrier says does not exist is suppressed;
+- Kakao: "not a KakaoTalk user / blocked / unreachable" sets the profile's kakao_reachable to false, so later
+  messages go straight to the fallback.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import update
+from sqlalchemy.orm import Session
+
+from nudgekit.channels.provider import Envelope, Outcome, Verdict
+from nudgekit.store.state import Profile, PushToken, Suppression
+from nudgekit.vocabulary import MessageChannel, TokenStatus
+
+KAKAO = (MessageChannel.ALIMTALK, MessageChannel.BRAND_MESSAGE)
+
+
+def remember(session: Session, envelope: Envelope, outcome: Outcome, now: datetime) -> str | None:
+    """Record what the outcome says about the recipient; returns what was recorded (for logs), or None."""
+    if outcome.verdict != Verdict.INVALID_RECIPIENT and not outcome.fallback:
+        return None
+    detail = f"{outcome.code}: {outcome.detail}" if outcome.code else outcome.detail
+    channel = envelope.channel
+    if channel == MessageChannel.PUSH:
+        token = session.get(PushToken, envelope.to)
+        if token is None or token.status == TokenStatus.INVALID.value:
+            return None
+        token.status, token.status_reason, token.updated_at = TokenStatus.INVALID.value, detail[:255], now
+        return "push token invalid"
+    if channel in KAKAO:
+        query = update(Profile).values(kakao_reachable=False, updated_at=now)
+        where = Profile.profile_id == envelope.profile_id if envelope.profile_id else Profile.phone == envelope.to
+        session.execute(query.where(where))
+        return "unreachable on Kakao"
+    if channel in (MessageChannel.EMAIL, MessageChannel.SMS):
+        reason = "hard_bounce" if channel == MessageChannel.EMAIL else "invalid_number"
+        address = _key(channel, envelope.to)
+        if session.get(Suppression, (channel.value, address)) is None:
+            session.add(Suppression(channel=channel.value, address=address, reason=reason, detail=detail, at=now))
+        return f"{channel.value} address suppressed ({reason})"
+    return None
+
+
+def suppressed(session: Session, channel: MessageChannel, address: str) -> Suppression | None:
+    return session.get(Suppression, (channel.value, _key(channel, address)))
+
+
+def _key(channel: MessageChannel, address: str) -> str:
+    """Email addresses are suppressed whatever their case (every mailbox provider ignores it)."""
+    return address.lower() if channel == MessageChannel.EMAIL else address

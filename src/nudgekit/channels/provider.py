@@ -1,0 +1,121 @@
+"""The one small interface every provider module implements, and the words for what a provider answered.
+
+A provider translates: it turns checked messages into its vendor's request and the vendor's answer into an
+`Outcome`. It decides nothing else — retries, rate limits, fallback and the outbox belong to delivery.
+
+:TRICKY: `Verdict.UNCERTAIN` is the answer that matters most for "never twice": the request may have reached
+the vendor (a timeout after the body was sent, NHN's 2000, Kakao's 3005). Sending it again risks a duplicate
+on the user's phone, so delivery must not resend it; it waits for a receipt or gives up.
+"""
+
+from __future__ import annotations
+
+import email.utils
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any, Protocol
+
+from pydantic import BaseModel
+
+from nudgekit.vocabulary import MessageChannel
+
+
+class Verdict(StrEnum):
+    """What one message's send came to."""
+
+    ACCEPTED = "accepted"
+    """The vendor took the message (delivery receipts come later)."""
+    RETRYABLE = "retryable"
+    """A passing fault (server busy, connection refused before the request): the same message may go again."""
+    RATE_LIMITED = "rate_limited"
+    """The vendor asked us to slow down; `retry_after` says for how long when it said so."""
+    PERMANENT = "permanent"
+    """Our configuration or the content is wrong; sending again cannot help (an operator must act)."""
+    INVALID_RECIPIENT = "invalid_recipient"
+    """This address, number or token cannot receive: remember it, never retry it on this channel."""
+    UNCERTAIN = "uncertain"
+    """It may have been delivered (see the module's :TRICKY:): never resend."""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """A provider's answer about one message, already classified."""
+
+    verdict: Verdict
+    code: str | None = None
+    """The vendor's own code (HTTP status, SMTP reply, NHN resultCode, FCM errorCode ...)."""
+    detail: str = ""
+    """The vendor's words, kept for the operator."""
+    provider_message_id: str | None = None
+    retry_after: float | None = None
+    """Seconds to wait, when the vendor said (Retry-After) or its documentation fixes it."""
+    fallback: bool = False
+    """The recipient is unreachable on this channel but a fallback channel may reach them (Kakao -> SMS)."""
+
+    @property
+    def sent(self) -> bool:
+        return self.verdict == Verdict.ACCEPTED
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"verdict": self.verdict.value, "code": self.code, "detail": self.detail,
+                "provider_message_id": self.provider_message_id, "retry_after": self.retry_after,
+                "fallback": self.fallback}
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a provider can do, read by delivery to shape batches and pace sends."""
+
+    channels: frozenset[MessageChannel]
+    batch_size: int = 1
+    """How many messages one call may carry."""
+    idempotency: bool = False
+    """Whether the vendor itself drops a repeated message id (so a retry after a timeout is safe)."""
+    rate_per_second: float | None = None
+    """The vendor's documented ceiling, when it has one."""
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """One checked message to one recipient, as it is handed to a provider."""
+
+    message_id: str
+    """Our id, fixed before any I/O; providers that support it pass it on as the idempotency key."""
+    channel: MessageChannel
+    to: str
+    """The address on this channel: phone number, email address, push token, URL."""
+    message: BaseModel
+    type: str | None = None
+    """The type the check chose (SMS / LMS / MMS ...)."""
+    profile_id: str | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+class Provider(Protocol):
+    """Send one message or a batch; never raise for a vendor's answer, only for a fault in our own code."""
+
+    name: str
+    capabilities: Capabilities
+
+    async def send(self, batch: list[Envelope]) -> list[Outcome]:
+        """One outcome per envelope, in order."""
+        ...
+
+    async def aclose(self) -> None: ...
+
+
+def retry_after_seconds(value: str | None, now: datetime | None = None) -> float | None:
+    """Read an HTTP Retry-After header: seconds, or an HTTP date (RFC 9110 10.2.3). Unreadable -> None."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())

@@ -1,0 +1,48 @@
+"""Which providers exist and how each is opened from the settings: one explicit table, keyed by the names
+`[providers]` in nudge.toml uses (config.PROVIDER_NAMES lists the same names so settings fail at load)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from nudgekit.channels.email.smtp import SmtpProvider
+from nudgekit.channels.provider import Provider
+from nudgekit.channels.sandbox import SandboxProvider
+from nudgekit.channels.webhook.provider import WebhookProvider
+from nudgekit.config import Settings
+from nudgekit.vocabulary import MessageChannel
+
+
+@dataclass(frozen=True)
+class Context:
+    settings: Settings
+    sessions: sessionmaker[Session]
+    clock: Callable[[], datetime]
+
+
+PROVIDERS: dict[str, Callable[[Context], Provider]] = {
+    "sandbox": lambda c: SandboxProvider(c.sessions, c.clock),
+    "smtp": lambda c: SmtpProvider(c.settings.smtp, c.settings.sender, c.clock),
+    "webhook": lambda c: WebhookProvider(c.settings.webhook, c.clock),
+}
+
+
+def route(settings: Settings, channel: MessageChannel) -> str:
+    """The provider name `[providers]` sets for the channel."""
+    name = getattr(settings.providers, channel.value, None)
+    if name is None:
+        raise ValueError(f"{channel.value} messages are not sent through a provider")
+    return name
+
+
+def open_for(channel: MessageChannel, context: Context) -> Provider:
+    """The provider `[providers]` names for the channel, opened; refuses one that cannot carry the channel."""
+    name = route(context.settings, channel)
+    provider = PROVIDERS[name](context)
+    if channel not in provider.capabilities.channels:
+        raise ValueError(f"[providers] {channel.value} = {name!r}, but {name} cannot send {channel.value} messages")
+    return provider

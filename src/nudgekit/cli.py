@@ -817,26 +817,37 @@ def progress_steps(quiet: bool) -> Iterator[Callable[[str], None]]:
 ChannelOpt = Annotated[MessageChannel, typer.Option(help="Channel: " + ", ".join(c.value for c in MessageChannel))]
 TextOpt = Annotated[str | None, typer.Option(help="The message text ('-' reads it from standard input).")]
 SubjectOpt = Annotated[str | None, typer.Option(help="Subject (LMS / MMS, email).")]
-ImageOpt = Annotated[list[Path] | None, typer.Option(help="An image file (repeat for several).")]
+ImageOpt = Annotated[list[str] | None, typer.Option(help="MMS: an image file (repeat for several); push: an https:// URL.")]
+TitleOpt = Annotated[str | None, typer.Option(help="Push: the title.")]
+LinkOpt = Annotated[str | None, typer.Option(help="Push: the deep link opened on tap.")]
+SilentOpt = Annotated[bool, typer.Option("--silent", help="Push: a background push that shows nothing.")]
 AdOpt = Annotated[bool, typer.Option("--ad", help="Advertising (광고성 정보).")]
 FromOpt = Annotated[str | None, typer.Option("--from", help="Sender number (SMS) or address (email); default [sender].")]
 TypeOpt = Annotated[SmsType | None, typer.Option("--type", help="Force SMS, LMS or MMS.")]
 HtmlOpt = Annotated[Path | None, typer.Option(help="Email: an HTML file for the HTML part.")]
 UnsubscribeOpt = Annotated[str | None, typer.Option(help="Email: the one-click unsubscribe link (https).")]
 UrlOpt = Annotated[str | None, typer.Option(help="Webhook: the address to POST to.")]
-DataOpt = Annotated[str | None, typer.Option(help="Webhook: the JSON object to send.")]
+DataOpt = Annotated[str | None, typer.Option(help="Webhook: the JSON object to send; push: string key/values.")]
 OPTION_OF = {"images": "--image", "sender_number": "--from", "from_email": "--from", "type": "--type",
              "unsubscribe_url": "--unsubscribe-url"}
 
 
-def _message_fields(channel: MessageChannel, *, text: str | None, subject: str | None, image: list[Path] | None,
+def _message_fields(channel: MessageChannel, *, text: str | None, subject: str | None, image: list[str] | None,
                     ad: bool, sender: str | None, sms_type: SmsType | None, html: Path | None,
-                    unsubscribe_url: str | None, url: str | None, data: str | None) -> dict[str, Any]:
+                    unsubscribe_url: str | None, url: str | None, data: str | None, title: str | None = None,
+                    link: str | None = None, silent: bool = False) -> dict[str, Any]:
     """The message's fields from the options given (options the channel has no use for are refused)."""
     if text == "-":
         text = sys.stdin.read()
-    fields: dict[str, Any] = {"text": text, "subject": subject, "images": image or None, "ad": ad or None,
-                              "type": sms_type, "unsubscribe_url": unsubscribe_url, "url": url}
+    fields: dict[str, Any] = {"text": text, "subject": subject, "ad": ad or None, "type": sms_type,
+                              "unsubscribe_url": unsubscribe_url, "url": url, "title": title, "link": link,
+                              "silent": silent or None}
+    if channel == MessageChannel.PUSH:
+        if image and len(image) > 1:
+            fail("--image: a push carries one image", 2)
+        fields["image"] = image[0] if image else None
+    else:
+        fields["images"] = [Path(i) for i in image] if image else None
     fields["from_email" if channel == MessageChannel.EMAIL else "sender_number"] = sender
     if html is not None:
         try:
@@ -869,6 +880,9 @@ def message_check(
     unsubscribe_url: UnsubscribeOpt = None,
     url: UrlOpt = None,
     data: DataOpt = None,
+    title: TitleOpt = None,
+    link: LinkOpt = None,
+    silent: SilentOpt = False,
     home: HomeOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -876,7 +890,8 @@ def message_check(
     it would be refused (exit code 1 when there is one)."""
     json_errors(as_json)
     fields = _message_fields(channel, text=text, subject=subject, image=image, ad=ad, sender=sender, sms_type=sms_type,
-                             html=html, unsubscribe_url=unsubscribe_url, url=url, data=data)
+                             html=html, unsubscribe_url=unsubscribe_url, url=url, data=data, title=title, link=link,
+                             silent=silent)
     with workspace(home) as ws:
         try:
             checked = ws.check_message(channel, **fields)
@@ -904,6 +919,9 @@ def message_send(
     unsubscribe_url: UnsubscribeOpt = None,
     url: UrlOpt = None,
     data: DataOpt = None,
+    title: TitleOpt = None,
+    link: LinkOpt = None,
+    silent: SilentOpt = False,
     home: HomeOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -912,7 +930,8 @@ def message_send(
     phone or inbox. Exit code 1 when it was not accepted."""
     json_errors(as_json)
     fields = _message_fields(channel, text=text, subject=subject, image=image, ad=ad, sender=sender, sms_type=sms_type,
-                             html=html, unsubscribe_url=unsubscribe_url, url=url, data=data)
+                             html=html, unsubscribe_url=unsubscribe_url, url=url, data=data, title=title, link=link,
+                             silent=silent)
     with workspace(home) as ws:
         try:
             result = ws.send_now(channel, to, **fields)

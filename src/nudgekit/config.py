@@ -152,7 +152,7 @@ class PriceSettings(BaseModel):
     webhook: float = Field(0.0, ge=0)
 
 
-PROVIDER_NAMES = ("sandbox", "smtp", "webhook")
+PROVIDER_NAMES = ("sandbox", "smtp", "webhook", "fcm")
 """Providers that exist (docs/channels.md#providers); a name outside this list fails when settings load."""
 
 
@@ -187,6 +187,17 @@ class SmtpSettings(BaseModel):
     password: str | None = None
     timeout_seconds: float = Field(30.0, gt=0)
     messages_per_connection: int = Field(100, ge=1)
+
+
+class FcmSettings(BaseModel):
+    """Firebase Cloud Messaging (HTTP v1) for app push."""
+
+    service_account_file: Path | None = None
+    """The service account key (JSON) from Firebase console > Project settings > Service accounts."""
+    project_id: str | None = None
+    """Default: the key's project_id."""
+    base_url: str = "https://fcm.googleapis.com"
+    timeout_seconds: float = Field(10.0, gt=0)
 
 
 class WebhookSettings(BaseModel):
@@ -232,6 +243,7 @@ class Settings(BaseSettings):
     providers: ProviderRoutes = Field(default_factory=ProviderRoutes)
     smtp: SmtpSettings = Field(default_factory=SmtpSettings)
     webhook: WebhookSettings = Field(default_factory=WebhookSettings)
+    fcm: FcmSettings = Field(default_factory=FcmSettings)
 
     @field_validator("timezone")
     @classmethod
@@ -352,6 +364,7 @@ ignore_events = ["message_*", "app_uninstalled"]
 # email_from = "news@example.com"
 
 [providers]                 # who sends each channel: "sandbox" records messages instead (docs/channels.md#providers)
+# push = "fcm"
 # email = "smtp"
 # webhook = "webhook"
 
@@ -360,6 +373,9 @@ ignore_events = ["message_*", "app_uninstalled"]
 # port = 587
 # security = "starttls"     # starttls | tls | none
 # username = "apikey"
+
+# [fcm]                     # app push through Firebase Cloud Messaging
+# service_account_file = "firebase-key.json"
 
 # [webhook]                 # signing secret: set NUDGE_WEBHOOK__SECRET rather than writing it here
 # timeout_seconds = 10

@@ -303,9 +303,9 @@ class Workspace:
         if not checked.ok:
             return SendResult(checked, None, "the message failed its check")
         with self.sessions() as session:
-            dead = feedback.suppressed(session, kind, to)
+            dead = feedback.known_dead(session, kind, to)
         if dead is not None:
-            return SendResult(checked, None, f"{to} is suppressed on {kind.value} ({dead.reason}: {dead.detail})")
+            return SendResult(checked, None, dead)
         envelope = Envelope(message_id or f"test-{uuid.uuid4().hex}", kind, to, message, checked.type, profile_id)
         provider = providers.open_for(kind, providers.Context(self.settings, self.sessions, self.clock))
 

@@ -53,6 +53,17 @@ def suppressed(session: Session, channel: MessageChannel, address: str) -> Suppr
     return session.get(Suppression, (channel.value, _key(channel, address)))
 
 
+def known_dead(session: Session, channel: MessageChannel, address: str) -> str | None:
+    """Why this address must not be tried again on the channel, or None."""
+    if channel == MessageChannel.PUSH:
+        token = session.get(PushToken, address)
+        if token is not None and token.status == TokenStatus.INVALID.value:
+            return f"the push token is invalid ({token.status_reason})"
+        return None
+    row = suppressed(session, channel, address)
+    return f"{address} is suppressed on {channel.value} ({row.reason}: {row.detail})" if row else None
+
+
 def _key(channel: MessageChannel, address: str) -> str:
     """Email addresses are suppressed whatever their case (every mailbox provider ignores it)."""
     return address.lower() if channel == MessageChannel.EMAIL else address

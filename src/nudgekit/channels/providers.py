@@ -6,11 +6,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from nudgekit.channels.email.smtp import SmtpProvider
 from nudgekit.channels.provider import Provider
+from nudgekit.channels.push.fcm import FcmProvider
 from nudgekit.channels.sandbox import SandboxProvider
 from nudgekit.channels.webhook.provider import WebhookProvider
 from nudgekit.config import Settings
@@ -28,7 +30,14 @@ PROVIDERS: dict[str, Callable[[Context], Provider]] = {
     "sandbox": lambda c: SandboxProvider(c.sessions, c.clock),
     "smtp": lambda c: SmtpProvider(c.settings.smtp, c.settings.sender, c.clock),
     "webhook": lambda c: WebhookProvider(c.settings.webhook, c.clock),
+    "fcm": lambda c: FcmProvider(c.settings.fcm.model_copy(update={
+        "service_account_file": _in_home(c.settings, c.settings.fcm.service_account_file)})),
 }
+
+
+def _in_home(settings: Settings, path: Path | None) -> Path | None:
+    """A file named in nudge.toml is found relative to the workspace."""
+    return settings.home / path if path is not None and not path.is_absolute() else path
 
 
 def route(settings: Settings, channel: MessageChannel) -> str:

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ValidationError
 
 from nudgekit.channels.check import Checked
 from nudgekit.channels.email import message as email
+from nudgekit.channels.push import message as push
 from nudgekit.channels.sms import message as sms
 from nudgekit.channels.webhook import message as webhook
 from nudgekit.config import Settings
@@ -33,7 +34,15 @@ def _url(value: str, settings: Settings) -> str:
     return value
 
 
+def _token(value: str, settings: Settings) -> str:
+    token = value.strip()
+    if not token or len(token) > 4096 or any(c.isspace() for c in token):
+        raise FieldError("to", "a push token is one word of at most 4,096 characters")
+    return token
+
+
 CHANNELS: dict[MessageChannel, ChannelSpec] = {
+    MessageChannel.PUSH: ChannelSpec(push.PushMessage, lambda m, s: push.check(m, s.prices), _token),
     MessageChannel.SMS: ChannelSpec(sms.SmsMessage, lambda m, s: sms.check(m, s.sender, s.prices), _phone),
     MessageChannel.EMAIL: ChannelSpec(email.EmailMessage, lambda m, s: email.check(m, s.sender, s.prices),
                                       lambda v, s: normalize_email(v, "to")),

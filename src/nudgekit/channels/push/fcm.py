@@ -98,25 +98,23 @@ class FcmProvider:
         url = f"{self.settings.base_url.rstrip('/')}/v1/projects/{self.project}/messages:send"
         body = orjson.dumps({"message": fcm_message(message, envelope.to)})
         async with self._gate:
-            try:
-                token = await self._access_token()
-            except _Refused as refused:
-                return Outcome(Verdict.PERMANENT, str(refused.response.status_code),
-                               f"the service account was refused: {refused.response.text[:300]}")
-            except httpx.HTTPError as exc:
-                return Outcome(Verdict.RETRYABLE, None, f"cannot get an access token: {type(exc).__name__}: {exc}")
-            try:
-                response = await self._post(url, body, token)
-                if response.status_code == 401 and _error_of(response)[0] != "THIRD_PARTY_AUTH_ERROR":
-                    response = await self._post(url, body, await self._access_token(renew=True))
-            except _Refused as refused:
-                return Outcome(Verdict.PERMANENT, str(refused.response.status_code),
-                               f"the service account was refused: {refused.response.text[:300]}")
-            except httpx.TimeoutException as exc:
-                return Outcome(Verdict.UNCERTAIN, None, f"no answer within {self.settings.timeout_seconds:g} s "
-                               f"({type(exc).__name__}); FCM may have accepted it")
-            except httpx.HTTPError as exc:
-                return Outcome(Verdict.RETRYABLE, None, f"{type(exc).__name__}: {exc}")
+            for renew in (False, True):
+                try:
+                    token = await self._access_token(renew=renew)
+                except _Refused as refused:
+                    return Outcome(Verdict.PERMANENT, str(refused.response.status_code),
+                                   f"the service account was refused: {refused.response.text[:300]}")
+                except httpx.HTTPError as exc:
+                    return Outcome(Verdict.RETRYABLE, None, f"cannot get an access token: {type(exc).__name__}: {exc}")
+                try:
+                    response = await self._post(url, body, token)
+                except httpx.TimeoutException as exc:
+                    return Outcome(Verdict.UNCERTAIN, None, f"no answer within {self.settings.timeout_seconds:g} s "
+                                   f"({type(exc).__name__}); FCM may have accepted it")
+                except httpx.HTTPError as exc:
+                    return Outcome(Verdict.RETRYABLE, None, f"{type(exc).__name__}: {exc}")
+                if response.status_code != 401 or _error_of(response)[0] == "THIRD_PARTY_AUTH_ERROR":
+                    break
         return classify(response)
 
     async def _post(self, url: str, body: bytes, token: str) -> httpx.Response:

@@ -67,13 +67,7 @@ def fcm_message(message: PushMessage, token: str) -> dict[str, Any]:
         body["notification"] = notification
         if message.android_channel:
             android["notification"] = {"channel_id": message.android_channel}
-        aps: dict[str, Any] = {}
-        if message.badge is not None:
-            aps["badge"] = message.badge
-        if message.ios_category:
-            aps["category"] = message.ios_category
-        if message.image:
-            aps["mutable-content"] = 1
+        aps = _aps_extras(message)
         if aps:
             apns = {"payload": {"aps": aps}}
     body["android"] = android
@@ -82,19 +76,25 @@ def fcm_message(message: PushMessage, token: str) -> dict[str, Any]:
     return body
 
 
+def _aps_extras(message: PushMessage) -> dict[str, Any]:
+    """The `aps` keys a shown push carries on iOS whichever way it goes (badge, category, image extension)."""
+    aps: dict[str, Any] = {}
+    if message.badge is not None:
+        aps["badge"] = message.badge
+    if message.ios_category:
+        aps["category"] = message.ios_category
+    if message.image:
+        aps["mutable-content"] = 1
+    return aps
+
+
 def apns_payload(message: PushMessage) -> dict[str, Any]:
     """The JSON body APNs receives (custom keys beside `aps`)."""
     if message.silent:
         aps: dict[str, Any] = {"content-available": 1}
     else:
         alert = {k: v for k, v in (("title", message.title), ("body", message.text)) if v}
-        aps = {"alert": alert, "sound": "default"}
-        if message.badge is not None:
-            aps["badge"] = message.badge
-        if message.ios_category:
-            aps["category"] = message.ios_category
-        if message.image:
-            aps["mutable-content"] = 1
+        aps = {"alert": alert, "sound": "default", **_aps_extras(message)}
     payload: dict[str, Any] = {"aps": aps, **message.data}
     if message.link:
         payload["link"] = message.link
@@ -119,13 +119,13 @@ def check(message: PushMessage, prices: PriceSettings) -> Checked:
             out.problem(f"data.{key}", "reserved_data_key",
                         f'"{key}" is reserved by FCM and cannot be a data key.',
                         f'"{key}"는 FCM이 쓰는 이름이라 data 키로 쓸 수 없습니다.')
-    for where, url, schemes in (("image", message.image, ("https",)), ("link", message.link, None)):
-        if url is None:
-            continue
-        parts = urlsplit(url)
-        if not parts.scheme or (schemes and parts.scheme not in schemes) or (schemes and not parts.netloc):
-            wanted = "an https:// address" if schemes else "a link with a scheme (myapp://..., https://...)"
-            out.problem(where, "bad_url", f"{url} is not {wanted}.", f"{url}은(는) 올바른 주소가 아닙니다.")
+    image = urlsplit(message.image) if message.image is not None else None
+    if image is not None and (image.scheme != "https" or not image.netloc):
+        out.problem("image", "bad_url", f"{message.image} is not an https:// address.",
+                    f"{message.image}은(는) https:// 주소가 아닙니다.")
+    if message.link is not None and not urlsplit(message.link).scheme:
+        out.problem("link", "bad_url", f"{message.link} is not a link with a scheme (myapp://..., https://...).",
+                    f"{message.link}은(는) 올바른 링크가 아닙니다(myapp://..., https://...).")
     size = max(len(orjson.dumps({"message": fcm_message(message, "")})), len(orjson.dumps(apns_payload(message))))
     out.sizes["payload"] = Size(size, PAYLOAD_BYTES, "bytes")
     if size > PAYLOAD_BYTES:

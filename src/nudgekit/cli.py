@@ -22,7 +22,17 @@ from rich.table import Table
 from nudgekit.config import home_from_env
 from nudgekit.profiles.contacts import FieldError
 from nudgekit.store.events import EventStoreBusy
-from nudgekit.vocabulary import Channel, ConsentSource, KeyScope, MessageChannel, Purpose, SmsType
+from nudgekit.vocabulary import (
+    BrandFormat,
+    Channel,
+    ConsentSource,
+    KeyScope,
+    MessageChannel,
+    Purpose,
+    SmsType,
+    Targeting,
+    TemplateStatus,
+)
 from nudgekit.workspace import Workspace, WorkspaceNotFound
 
 app = typer.Typer(help="nudgekit — a CRM messaging engine. Every command that prints a result takes --json.",
@@ -76,7 +86,7 @@ def json_errors(on: bool) -> None:
 def fail(message: str, code: int = 1) -> None:
     if _errors_as_json:
         emit_json({"error": message, "exit_code": code})
-    err.print(f"[bold red]error:[/] {message}")
+    err.print(f"[bold red]error:[/] {escape(message)}")
     raise typer.Exit(code)
 
 
@@ -828,8 +838,39 @@ HtmlOpt = Annotated[Path | None, typer.Option(help="Email: an HTML file for the 
 UnsubscribeOpt = Annotated[str | None, typer.Option(help="Email: the one-click unsubscribe link (https).")]
 UrlOpt = Annotated[str | None, typer.Option(help="Webhook: the address to POST to.")]
 DataOpt = Annotated[str | None, typer.Option(help="Webhook: the JSON object to send; push: string key/values.")]
-OPTION_OF = {"images": "--image", "sender_number": "--from", "from_email": "--from", "type": "--type",
-             "unsubscribe_url": "--unsubscribe-url"}
+TemplateOpt = Annotated[str | None, typer.Option(help="AlimTalk: the template code (nudge kakao templates list).")]
+VarOpt = Annotated[list[str] | None, typer.Option("--var", help="AlimTalk: a template variable as name=value (repeat).")]
+ButtonOpt = Annotated[list[str] | None, typer.Option(
+    "--button", help='Brand Message: a button as JSON, e.g. \'{"type":"WL","name":"보기","url_mobile":"https://…"}\'.')]
+FormatOpt = Annotated[BrandFormat | None, typer.Option("--format", help="Brand Message: text, image or wide.")]
+TargetingOpt = Annotated[Targeting | None, typer.Option(
+    help="Brand Message: I (channel friends), M or N (consented non-friends; qualified channels only).")]
+NoFallbackOpt = Annotated[bool, typer.Option("--no-fallback", help="Kakao: no text message when Kakao cannot deliver.")]
+FallbackTextOpt = Annotated[str | None, typer.Option(help="Kakao: the fallback text message's own text.")]
+OPTION_OF = {"images": "--image", "image": "--image", "sender_number": "--from", "from_email": "--from",
+             "type": "--type", "unsubscribe_url": "--unsubscribe-url", "variables": "--var", "buttons": "--button",
+             "fallback": "--no-fallback"}
+
+
+def _kakao_fields(template: str | None, var: list[str] | None, button: list[str] | None,
+                  brand_format: BrandFormat | None, targeting: Targeting | None, no_fallback: bool,
+                  fallback_text: str | None) -> dict[str, Any]:
+    variables: dict[str, str] = {}
+    for pair in var or []:
+        name, equals, value = pair.partition("=")
+        if not equals or not name.strip():
+            fail(f"--var: write name=value, not {pair!r}", 2)
+        variables[name.strip()] = value
+    buttons = []
+    for raw in button or []:
+        try:
+            buttons.append(json.loads(raw))
+        except json.JSONDecodeError as exc:
+            fail(f"--button: not JSON ({exc.msg} at character {exc.pos}): {raw}", 2)
+    fields = {"template": template, "variables": variables or None, "buttons": buttons or None,
+              "format": brand_format, "targeting": targeting, "fallback": False if no_fallback else None,
+              "fallback_text": fallback_text}
+    return {k: v for k, v in fields.items() if v is not None}
 
 
 def _message_fields(channel: MessageChannel, *, text: str | None, subject: str | None, image: list[str] | None,
@@ -842,10 +883,11 @@ def _message_fields(channel: MessageChannel, *, text: str | None, subject: str |
     fields: dict[str, Any] = {"text": text, "subject": subject, "ad": ad or None, "type": sms_type,
                               "unsubscribe_url": unsubscribe_url, "url": url, "title": title, "link": link,
                               "silent": silent or None}
-    if channel == MessageChannel.PUSH:
+    if channel in (MessageChannel.PUSH, MessageChannel.BRAND_MESSAGE):
         if image and len(image) > 1:
-            fail("--image: a push carries one image", 2)
-        fields["image"] = image[0] if image else None
+            fail(f"--image: a {channel.value.replace('_', ' ')} carries one image", 2)
+        image_field = image[0] if image else None
+        fields["image"] = Path(image_field) if image_field and channel == MessageChannel.BRAND_MESSAGE else image_field
     else:
         fields["images"] = [Path(i) for i in image] if image else None
     fields["from_email" if channel == MessageChannel.EMAIL else "sender_number"] = sender
@@ -883,6 +925,13 @@ def message_check(
     title: TitleOpt = None,
     link: LinkOpt = None,
     silent: SilentOpt = False,
+    template: TemplateOpt = None,
+    var: VarOpt = None,
+    button: ButtonOpt = None,
+    brand_format: FormatOpt = None,
+    targeting: TargetingOpt = None,
+    no_fallback: NoFallbackOpt = False,
+    fallback_text: FallbackTextOpt = None,
     home: HomeOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -892,6 +941,7 @@ def message_check(
     fields = _message_fields(channel, text=text, subject=subject, image=image, ad=ad, sender=sender, sms_type=sms_type,
                              html=html, unsubscribe_url=unsubscribe_url, url=url, data=data, title=title, link=link,
                              silent=silent)
+    fields.update(_kakao_fields(template, var, button, brand_format, targeting, no_fallback, fallback_text))
     with workspace(home) as ws:
         try:
             checked = ws.check_message(channel, **fields)
@@ -922,6 +972,13 @@ def message_send(
     title: TitleOpt = None,
     link: LinkOpt = None,
     silent: SilentOpt = False,
+    template: TemplateOpt = None,
+    var: VarOpt = None,
+    button: ButtonOpt = None,
+    brand_format: FormatOpt = None,
+    targeting: TargetingOpt = None,
+    no_fallback: NoFallbackOpt = False,
+    fallback_text: FallbackTextOpt = None,
     home: HomeOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -932,6 +989,7 @@ def message_send(
     fields = _message_fields(channel, text=text, subject=subject, image=image, ad=ad, sender=sender, sms_type=sms_type,
                              html=html, unsubscribe_url=unsubscribe_url, url=url, data=data, title=title, link=link,
                              silent=silent)
+    fields.update(_kakao_fields(template, var, button, brand_format, targeting, no_fallback, fallback_text))
     with workspace(home) as ws:
         try:
             result = ws.send_now(channel, to, **fields)
@@ -941,20 +999,31 @@ def message_send(
             fail(str(exc), 2)
     if as_json:
         emit_json(result.as_dict())
-    elif result.outcome is None:
+    else:
+        _print_send(result)
+        if result.fallback is not None:
+            console.print("fallback text message:", end=" ")
+            _print_send(result.fallback)
+    if not result.sent:
+        raise typer.Exit(1)
+
+
+def _print_send(result: Any) -> None:
+    if result.outcome is None:
         if not result.checked.ok:
             _print_checked(result.checked)
-        console.print(f"[red]not sent:[/] {escape(result.note or '')}")
-    else:
-        o = result.outcome
-        colour = "green" if o.sent else "red"
-        console.print(f"[{colour}]{o.verdict.value}[/] by {result.provider}"
-                      + (f" (id {escape(o.provider_message_id)})" if o.provider_message_id else "")
-                      + (f": {escape(o.code or '')} {escape(o.detail)}" if not o.sent else ""))
-        if result.note:
-            console.print(f"[yellow]![/] {escape(result.note)}")
-    if result.outcome is None or not result.outcome.sent:
-        raise typer.Exit(1)
+        if result.fallback is None:
+            console.print(f"[red]not sent:[/] {escape(result.note or '')}")
+        else:
+            console.print(f"[yellow]![/] {escape(result.note or '')}")
+        return
+    o = result.outcome
+    colour = "green" if o.sent else "red"
+    console.print(f"[{colour}]{o.verdict.value}[/] by {result.provider}"
+                  + (f" (id {escape(o.provider_message_id)})" if o.provider_message_id else "")
+                  + (f": {escape(o.code or '')} {escape(o.detail)}" if not o.sent else ""))
+    if result.note:
+        console.print(f"[yellow]![/] {escape(result.note)}")
 
 
 def _print_checked(checked: Any) -> None:
@@ -967,6 +1036,11 @@ def _print_checked(checked: Any) -> None:
         table.add_row(name, f"[red]{cell}[/]" if size.value > size.limit else cell, f"{size.limit:,} {size.unit}")
     if checked.sizes:
         console.print(table)
+    if "text" in checked.rendered:
+        console.print(f"reads: {escape(checked.rendered['text'])}")
+    if checked.fallback is not None:
+        fb = checked.fallback
+        console.print(f"fallback: {fb.checked.type}, {fb.checked.cost_krw:g} KRW — {escape(fb.message.text)}")
     for mark, items in (("[red]✗[/]", checked.problems), ("[yellow]![/]", checked.warnings)):
         for p in items:
             console.print(f"{mark} {p.field}: {escape(p.en)}\n  {escape(p.ko)}")
@@ -1058,11 +1132,109 @@ def outbox_show(
         at = datetime.fromisoformat(row["recorded_at"]).astimezone(ZoneInfo(zone)).strftime("%Y-%m-%d %H:%M:%S")
         kind = row["channel"] + (f" {row['type']}" if row["type"] else "")
         body = row["message"]
-        summary = " · ".join(str(body[k]) for k in ("subject", "title", "text", "url") if body.get(k))
+        shown = {**body, "text": body.get("text") or body.get("rendered", {}).get("text")}
+        summary = " · ".join(str(shown[k]) for k in ("subject", "title", "text", "url") if shown.get(k))
         summary = " ".join(summary.split())
         table.add_row(str(row["id"]), at, kind, escape(row["to"]),
                       escape(summary[:80] + ("…" if len(summary) > 80 else "")))
     console.print(table)
+
+
+kakao_app = typer.Typer(help="Kakao: the AlimTalk template registry.", no_args_is_help=True)
+templates_app = typer.Typer(help="AlimTalk templates and their review status.", no_args_is_help=True)
+kakao_app.add_typer(templates_app, name="templates")
+app.add_typer(kakao_app, name="kakao")
+STATUS_COLOUR = {"approved": "green", "rejected": "red", "dormant": "red"}
+
+
+@templates_app.command("list")
+def templates_list(
+    status: Annotated[TemplateStatus | None, typer.Option(help="Only templates with this status.")] = None,
+    home: HomeOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Every AlimTalk template the workspace knows, with its status and variables."""
+    json_errors(as_json)
+    with workspace(home) as ws:
+        found = ws.kakao_templates(status)
+    if as_json:
+        emit_json([t.as_dict() for t in found])
+        return
+    if not found:
+        console.print("No templates yet: `nudge kakao templates sync` fetches them from your provider.")
+        return
+    table = Table("code", "name", "status", "variables", "text", "from")
+    for t in found:
+        colour = STATUS_COLOUR.get(t.status.value, "yellow")
+        status_cell = f"[{colour}]{t.status.value}[/]" + (f"\n{escape(t.comment)}" if t.comment else "")
+        text = " ".join(t.content.split())
+        table.add_row(escape(t.code), escape(t.name), status_cell, escape(", ".join(t.variables)),
+                      escape(text[:60] + ("…" if len(text) > 60 else "")), t.source)
+    console.print(table)
+
+
+@templates_app.command("add")
+def templates_add(
+    code: str,
+    text: Annotated[str, typer.Option(help="The template text with #{variables} ('-' reads standard input).")],
+    name: Annotated[str | None, typer.Option(help="A name for people (default the code).")] = None,
+    button: ButtonOpt = None,
+    status: Annotated[TemplateStatus, typer.Option(help="Its review status (the sandbox trusts what you say).")]
+    = TemplateStatus.PENDING,
+    home: HomeOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Add or replace a template by hand — for the sandbox, or before your provider has it. A sync with a
+    real provider replaces what the provider knows."""
+    json_errors(as_json)
+    buttons = _kakao_fields(None, None, button, None, None, False, None).get("buttons", [])
+    with workspace(home) as ws:
+        try:
+            template = ws.add_kakao_template(code, text=sys.stdin.read() if text == "-" else text, name=name,
+                                             buttons=buttons, status=status)
+        except FieldError as exc:
+            fail(f"{OPTION_OF.get(exc.field, '--' + exc.field.split('.')[0])}: {exc.reason}", 2)
+    if as_json:
+        emit_json(template.as_dict())
+    else:
+        console.print(f"template {escape(code)} saved ({template.status.value}); variables: "
+                      f"{escape(', '.join(template.variables)) or 'none'}")
+
+
+@templates_app.command("remove")
+def templates_remove(code: str, home: HomeOpt = None, as_json: JsonOpt = False) -> None:
+    """Forget a template."""
+    json_errors(as_json)
+    with workspace(home) as ws:
+        removed = ws.remove_kakao_template(code)
+    if not removed:
+        fail(f"there is no template {code!r}", 1)
+    if as_json:
+        emit_json({"code": code, "removed": True})
+    else:
+        console.print(f"template {escape(code)} removed")
+
+
+@templates_app.command("sync")
+def templates_sync(home: HomeOpt = None, as_json: JsonOpt = False) -> None:
+    """Fetch every AlimTalk template from the provider [providers] alimtalk names, with Kakao's review
+    status; new ones are added, changed ones updated, deleted ones removed."""
+    json_errors(as_json)
+    with workspace(home) as ws:
+        try:
+            with progress_steps(as_json) as step:
+                step("fetching templates")
+                report = ws.sync_kakao_templates()
+        except ValueError as exc:
+            fail(str(exc), 2)
+    if as_json:
+        emit_json(report.as_dict())
+        return
+    console.print(f"from {report.source}: {len(report.added)} added, {len(report.changed)} changed, "
+                  f"{len(report.removed)} removed, {report.unchanged} unchanged")
+    for line in (*[f"+ {c}" for c in report.added], *[f"~ {c}" for c in report.changed],
+                 *[f"- {c}" for c in report.removed]):
+        console.print(f"  {escape(line)}")
 
 
 def main() -> None:  # pragma: no cover

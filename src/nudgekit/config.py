@@ -110,6 +110,9 @@ class SenderSettings(BaseModel):
     """Kakao channel sender key (NHN Cloud) or profile id (Solapi pfId)."""
     kakao_channel: str | None = None
     """The Kakao channel's search id, e.g. @brand."""
+    kakao_targeting: list[Literal["I", "M", "N"]] = Field(default_factory=lambda: ["I"])
+    """Brand Message targeting modes Kakao allows the channel: I (friends) always; M and N (consented
+    non-friends) only once Kakao has qualified the channel."""
     email_from: str | None = None
     email_reply_to: str | None = None
 
@@ -152,7 +155,7 @@ class PriceSettings(BaseModel):
     webhook: float = Field(0.0, ge=0)
 
 
-PROVIDER_NAMES = ("sandbox", "smtp", "webhook", "fcm")
+PROVIDER_NAMES = ("sandbox", "smtp", "webhook", "fcm", "solapi")
 """Providers that exist (docs/channels.md#providers); a name outside this list fails when settings load."""
 
 
@@ -200,6 +203,16 @@ class FcmSettings(BaseModel):
     timeout_seconds: float = Field(10.0, gt=0)
 
 
+class SolapiSettings(BaseModel):
+    """Solapi (solapi.com) for SMS / LMS / MMS, AlimTalk and Brand Message. Put the secret in
+    NUDGE_SOLAPI__API_SECRET rather than in nudge.toml."""
+
+    api_key: str | None = None
+    api_secret: str | None = None
+    base_url: str = "https://api.solapi.com"
+    timeout_seconds: float = Field(15.0, gt=0)
+
+
 class WebhookSettings(BaseModel):
     """Signed JSON POSTs to your own endpoints (docs/channels.md#webhook)."""
 
@@ -244,6 +257,7 @@ class Settings(BaseSettings):
     smtp: SmtpSettings = Field(default_factory=SmtpSettings)
     webhook: WebhookSettings = Field(default_factory=WebhookSettings)
     fcm: FcmSettings = Field(default_factory=FcmSettings)
+    solapi: SolapiSettings = Field(default_factory=SolapiSettings)
 
     @field_validator("timezone")
     @classmethod
@@ -365,6 +379,9 @@ ignore_events = ["message_*", "app_uninstalled"]
 
 [providers]                 # who sends each channel: "sandbox" records messages instead (docs/channels.md#providers)
 # push = "fcm"
+# sms = "solapi"
+# alimtalk = "solapi"
+# brand_message = "solapi"
 # email = "smtp"
 # webhook = "webhook"
 
@@ -373,6 +390,9 @@ ignore_events = ["message_*", "app_uninstalled"]
 # port = 587
 # security = "starttls"     # starttls | tls | none
 # username = "apikey"
+
+# [solapi]                  # SMS, AlimTalk and Brand Message; secret: set NUDGE_SOLAPI__API_SECRET
+# api_key = "NCS..."
 
 # [fcm]                     # app push through Firebase Cloud Messaging
 # service_account_file = "firebase-key.json"

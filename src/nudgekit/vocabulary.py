@@ -186,3 +186,63 @@ class SmsType(StrEnum):
     """Up to 2,000 bytes, with an optional subject of up to 40 bytes."""
     MMS = "MMS"
     """An LMS with up to three JPEG images."""
+
+
+class TemplateStatus(StrEnum):
+    """Where a Kakao AlimTalk template stands in Kakao's review; only APPROVED templates can be sent."""
+
+    PENDING = "pending"
+    """Registered, review not started (NHN TSC01, Solapi PENDING)."""
+    INSPECTING = "inspecting"
+    """Kakao is reviewing it, usually within two business days (NHN TSC02, Solapi INSPECTING)."""
+    APPROVED = "approved"
+    """Approved: messages from it can be sent (NHN TSC03, Solapi APPROVED)."""
+    REJECTED = "rejected"
+    """Refused by the review; the comment says why (NHN TSC04, Solapi REJECTED)."""
+    DORMANT = "dormant"
+    """Unused for a year, or stopped by Kakao: cannot be sent until reactivated."""
+
+
+class KakaoButtonType(StrEnum):
+    """Kakao message buttons (AlimTalk and Brand Message use the same codes)."""
+
+    WEB_LINK = "WL"
+    """Opens a web page: `url_mobile` (and optionally `url_pc`)."""
+    APP_LINK = "AL"
+    """Opens the app: `scheme_android` / `scheme_ios`, with a mobile web page as a fallback."""
+    DELIVERY = "DS"
+    """Delivery tracking: Kakao finds the courier and tracking number in the text."""
+    BOT_KEYWORD = "BK"
+    """Sends the button's name to the channel's chatbot."""
+    MESSAGE_DELIVERY = "MD"
+    """Sends the message's text to the channel's chatbot."""
+    CHANNEL_ADD = "AC"
+    """Adds the Kakao channel as a friend."""
+    CONSULT = "BC"
+    """Switches to a consultation chat (상담톡)."""
+    BOT = "BT"
+    """Switches to the channel's chatbot."""
+    BUSINESS_FORM = "BF"
+    """Opens a Kakao business form."""
+
+
+class BrandFormat(StrEnum):
+    """What a Kakao Brand Message looks like (CHANNEL_RULES B)."""
+
+    TEXT = "text"
+    """Text only, up to 1,300 characters."""
+    IMAGE = "image"
+    """An image with up to 400 characters of text."""
+    WIDE = "wide"
+    """A wide image with up to 76 characters of text and at most two buttons."""
+
+
+class Targeting(StrEnum):
+    """Who a Brand Message may reach (CHANNEL_RULES B)."""
+
+    I = "I"  # noqa: E741 - Kakao's own letter
+    """Only friends of the Kakao channel among the recipients."""
+    M = "M"
+    """Users who gave the advertiser marketing consent, friends or not (needs a qualifying channel)."""
+    N = "N"
+    """Consented users who are not friends of the channel (needs a qualifying channel)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -57,6 +58,7 @@ from nudgekit.vocabulary import (
     KeyScope,
     MessageChannel,
     Purpose,
+    TemplateStatus,
 )
 
 PYTHON_BUFFER_ROWS = 2000
@@ -78,10 +80,22 @@ class SendResult:
     note: str | None = None
     """Why nothing was sent, or what the answer taught us about the recipient."""
     provider: str | None = None
+    fallback: SendResult | None = None
+    """The fallback text message's own send, when a Kakao message fell back."""
+
+    @property
+    def sent(self) -> bool:
+        """The message, or its fallback, was accepted."""
+        return bool(self.outcome and self.outcome.sent) or bool(self.fallback and self.fallback.sent)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"sent": bool(self.outcome and self.outcome.sent), "provider": self.provider, "note": self.note,
-                "outcome": self.outcome.as_dict() if self.outcome else None, "check": self.checked.as_dict()}
+        out = {"sent": self.sent, "provider": self.provider, "note": self.note,
+               "outcome": self.outcome.as_dict() if self.outcome else None, "check": self.checked.as_dict()}
+        if self.fallback is not None:
+            fallback = self.fallback
+            out["fallback"] = {"sent": fallback.sent, "provider": fallback.provider, "note": fallback.note,
+                               "outcome": fallback.outcome.as_dict() if fallback.outcome else None}
+        return out
 
 
 @dataclass(frozen=True)
@@ -280,18 +294,29 @@ class Workspace:
     # -- messages ------------------------------------------------------------------------------
 
     def check_message(self, channel: Any, **fields: Any) -> Any:
-        """Every reason a provider would refuse this message, its type, sizes and price (nothing is sent)."""
+        """Every reason a provider would refuse this message now, its type, sizes and price (nothing is sent)."""
         from nudgekit.channels.registry import check_message
 
-        return check_message(_enum(MessageChannel, channel, "channel"), fields, self.settings)
+        with self.sessions() as session:
+            return check_message(_enum(MessageChannel, channel, "channel"), fields, self._check_context(session))
+
+    def _check_context(self, session: Any) -> Any:
+        from nudgekit.channels.kakao import templates
+        from nudgekit.channels.registry import CheckContext
+
+        return CheckContext(self.settings, lambda code: templates.get(session, code), self.clock())
 
     def send_now(self, channel: Any, to: str, *, profile_id: str | None = None, message_id: str | None = None,
                  **fields: Any) -> SendResult:
         """Check one message and hand it straight to the channel's provider: a test send to an address you
         name (no outbox, retries or consent checks — campaigns send through delivery). A message that fails
-        its check, or an address suppressed on the channel, is not sent and costs nothing."""
-        from nudgekit.channels import feedback, providers
-        from nudgekit.channels.provider import Envelope
+        its check, or an address suppressed on the channel, is not sent and costs nothing.
+
+        A Kakao message goes out as its fallback text message when the recipient is known to be unreachable
+        on Kakao, or when the provider says so now; a Brand Message claims the recipient's one a day first."""
+        from nudgekit.channels import feedback
+        from nudgekit.channels.kakao import brand
+        from nudgekit.channels.provider import Verdict
         from nudgekit.channels.registry import check_parsed, parse_message, recipient
 
         kind = _enum(MessageChannel, channel, "channel")
@@ -299,14 +324,50 @@ class Workspace:
             fields.setdefault("url", to)
         message = parse_message(kind, fields)
         to = recipient(kind, to, self.settings)
-        checked = check_parsed(kind, message, self.settings)
+        message_id = message_id or f"test-{uuid.uuid4().hex}"
+        with self.sessions() as session:
+            checked = check_parsed(kind, message, self._check_context(session))
+            unreachable = kind in feedback.KAKAO and feedback.unreachable_on_kakao(session, to, profile_id)
         if not checked.ok:
             return SendResult(checked, None, "the message failed its check")
+        if unreachable:
+            if checked.fallback is None:
+                return SendResult(checked, None, "the recipient is unreachable on Kakao and the message has no fallback")
+            return SendResult(checked, None, "unreachable on Kakao: sent the fallback text message instead",
+                              fallback=self._hand_over(MessageChannel.SMS, to, checked.fallback.message,
+                                                       checked.fallback.checked, profile_id, f"{message_id}:sms"))
+        if kind == MessageChannel.BRAND_MESSAGE:
+            with self.sessions.begin() as session:
+                taken = brand.claim_day(session, to, message_id, self.clock())
+            if taken is not None:
+                return SendResult(checked, None, taken)
+        result = self._hand_over(kind, to, message, checked, profile_id, message_id)
+        if kind == MessageChannel.BRAND_MESSAGE and result.outcome is not None \
+                and result.outcome.verdict not in (Verdict.ACCEPTED, Verdict.UNCERTAIN):
+            with self.sessions.begin() as session:
+                brand.release_day(session, to, message_id, self.clock())
+        if result.outcome is not None and result.outcome.fallback and checked.fallback is not None:
+            fallback = self._hand_over(MessageChannel.SMS, to, checked.fallback.message, checked.fallback.checked,
+                                       profile_id, f"{message_id}:sms")
+            result = dataclasses.replace(result, fallback=fallback)
+        return result
+
+    def _hand_over(self, kind: MessageChannel, to: str, message: Any, checked: Any, profile_id: str | None,
+                   message_id: str) -> SendResult:
+        """One checked message to its provider, unless the address is known dead; what the answer says about
+        the recipient is remembered."""
+        from nudgekit.channels import feedback, providers
+        from nudgekit.channels.provider import Envelope
+
         with self.sessions() as session:
             dead = feedback.known_dead(session, kind, to)
         if dead is not None:
             return SendResult(checked, None, dead)
-        envelope = Envelope(message_id or f"test-{uuid.uuid4().hex}", kind, to, message, checked.type, profile_id)
+        meta: dict[str, Any] = dict(checked.rendered)
+        if checked.fallback is not None:
+            meta["fallback"] = {"type": checked.fallback.checked.type,
+                                **checked.fallback.message.model_dump(mode="json", exclude_none=True)}
+        envelope = Envelope(message_id, kind, to, message, checked.type, profile_id, meta)
         provider = providers.open_for(kind, providers.Context(self.settings, self.sessions, self.clock))
 
         async def one() -> Any:
@@ -319,6 +380,62 @@ class Workspace:
         with self.sessions.begin() as session:
             learned = feedback.remember(session, envelope, outcome, self.clock())
         return SendResult(checked, outcome, learned, provider.name)
+
+    def kakao_templates(self, status: Any = None) -> list[Any]:
+        """The AlimTalk template registry, by code."""
+        from nudgekit.channels.kakao import templates
+
+        wanted = _enum(TemplateStatus, status, "status") if status is not None else None
+        with self.sessions() as session:
+            return templates.listed(session, wanted)
+
+    def add_kakao_template(self, code: str, *, text: str, name: str | None = None,
+                           buttons: Sequence[dict[str, Any]] = (), status: Any = "pending") -> Any:
+        """Add or replace a template by hand: for the sandbox, or to check AlimTalks before the provider has
+        it. A sync with a real provider replaces what it knows about."""
+        from nudgekit.channels.kakao import templates
+        from nudgekit.channels.kakao.buttons import KakaoButton
+
+        try:
+            parsed = tuple(KakaoButton.model_validate(b) for b in buttons)
+        except ValidationError as exc:
+            raise FieldError.first_of(exc, "buttons.") from None
+        template = templates.Template(code, name or code, text.replace("\r\n", "\n"),
+                                      _enum(TemplateStatus, status, "status"), parsed)
+        templates.validate(template)
+        with self.sessions.begin() as session:
+            templates.save(session, template, self.clock())
+        return template
+
+    def sync_kakao_templates(self) -> Any:
+        """Replace the registry's templates from the AlimTalk provider ([providers] alimtalk) with what it
+        has now: new ones added, status changes (pending -> approved, rejected with Kakao's comment) applied,
+        deleted ones removed. Templates added by hand stay."""
+        from nudgekit.channels import providers
+        from nudgekit.channels.kakao import templates
+
+        provider: Any = providers.open_for(MessageChannel.ALIMTALK,
+                                           providers.Context(self.settings, self.sessions, self.clock))
+
+        async def fetch() -> Any:
+            try:
+                return await provider.templates()
+            finally:
+                await provider.aclose()
+
+        if not hasattr(provider, "templates"):
+            asyncio.run(provider.aclose())
+            raise ValueError(f"[providers] alimtalk = {provider.name!r}, which keeps no templates to sync: add "
+                             "templates by hand with `nudge kakao templates add`, or route alimtalk to a provider")
+        fetched = asyncio.run(fetch())
+        with self.sessions.begin() as session:
+            return templates.sync(session, fetched, provider.name, self.clock())
+
+    def remove_kakao_template(self, code: str) -> bool:
+        from nudgekit.channels.kakao import templates
+
+        with self.sessions.begin() as session:
+            return templates.remove(session, code)
 
     def outbox(self, *, channel: Any = None, to: str | None = None, limit: int = 20) -> list[dict[str, Any]]:
         """What the sandbox provider recorded instead of sending, newest first."""

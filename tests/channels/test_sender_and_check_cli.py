@@ -96,5 +96,5 @@ def test_prices_come_from_nudge_toml(home: Path) -> None:
 
 
 def test_a_channel_not_built_yet_says_so(home: Path) -> None:
-    result = nudge(home, "message", "check", "--channel", "brand_message", "--text", "hi", "--json")
+    result = nudge(home, "message", "check", "--channel", "inapp", "--text", "hi", "--json")
     assert result.exit_code == 2 and "not built yet" in json.loads(result.stdout)["error"]

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from nudgekit.channels.provider import Envelope, Outcome, Verdict
@@ -47,6 +47,14 @@ def remember(session: Session, envelope: Envelope, outcome: Outcome, now: dateti
             session.add(Suppression(channel=channel.value, address=address, reason=reason, detail=detail, at=now))
         return f"{channel.value} address suppressed ({reason})"
     return None
+
+
+def unreachable_on_kakao(session: Session, phone: str, profile_id: str | None = None) -> bool:
+    """Whether Kakao said before that this person (or, without a profile, everyone with this number) cannot
+    receive KakaoTalk messages: their Kakao messages go straight to the fallback."""
+    where = Profile.profile_id == profile_id if profile_id else Profile.phone == phone
+    query = select(Profile.profile_id).where(where, Profile.kakao_reachable.is_(False)).limit(1)
+    return session.scalar(query) is not None
 
 
 def suppressed(session: Session, channel: MessageChannel, address: str) -> Suppression | None:

@@ -14,6 +14,7 @@ from nudgekit.channels.email.smtp import SmtpProvider
 from nudgekit.channels.provider import Provider
 from nudgekit.channels.push.fcm import FcmProvider
 from nudgekit.channels.sandbox import SandboxProvider
+from nudgekit.channels.solapi import SolapiProvider
 from nudgekit.channels.webhook.provider import WebhookProvider
 from nudgekit.config import Settings
 from nudgekit.vocabulary import MessageChannel
@@ -32,6 +33,7 @@ PROVIDERS: dict[str, Callable[[Context], Provider]] = {
     "webhook": lambda c: WebhookProvider(c.settings.webhook, c.clock),
     "fcm": lambda c: FcmProvider(c.settings.fcm.model_copy(update={
         "service_account_file": _in_home(c.settings, c.settings.fcm.service_account_file)})),
+    "solapi": lambda c: SolapiProvider(c.settings.solapi, c.settings.sender, clock=c.clock),
 }
 
 

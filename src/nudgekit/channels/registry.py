@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
 from nudgekit.channels.check import Checked
 from nudgekit.channels.email import message as email
+from nudgekit.channels.kakao import alimtalk, brand
+from nudgekit.channels.kakao.templates import Template
 from nudgekit.channels.push import message as push
 from nudgekit.channels.sms import message as sms
 from nudgekit.channels.webhook import message as webhook
@@ -19,9 +22,19 @@ from nudgekit.vocabulary import MessageChannel
 
 
 @dataclass(frozen=True)
+class CheckContext:
+    """What a check may look at besides the message: the settings, the AlimTalk template registry, and the
+    moment of sending (None: sending hours are not checked)."""
+
+    settings: Settings
+    template: Callable[[str], Template | None] = lambda code: None
+    now: datetime | None = None
+
+
+@dataclass(frozen=True)
 class ChannelSpec:
     model: type[BaseModel]
-    check: Callable[[Any, Settings], Checked]
+    check: Callable[[Any, CheckContext], Checked]
     recipient: Callable[[str, Settings], str]
     """The recipient's address in its stored form (E.164 phone, normalised email, URL); FieldError if unusable."""
 
@@ -42,12 +55,19 @@ def _token(value: str, settings: Settings) -> str:
 
 
 CHANNELS: dict[MessageChannel, ChannelSpec] = {
-    MessageChannel.PUSH: ChannelSpec(push.PushMessage, lambda m, s: push.check(m, s.prices), _token),
-    MessageChannel.SMS: ChannelSpec(sms.SmsMessage, lambda m, s: sms.check(m, s.sender, s.prices), _phone),
-    MessageChannel.EMAIL: ChannelSpec(email.EmailMessage, lambda m, s: email.check(m, s.sender, s.prices),
+    MessageChannel.PUSH: ChannelSpec(push.PushMessage, lambda m, c: push.check(m, c.settings.prices), _token),
+    MessageChannel.ALIMTALK: ChannelSpec(
+        alimtalk.AlimtalkMessage,
+        lambda m, c: alimtalk.check(m, c.template(m.template), c.settings.sender, c.settings.prices), _phone),
+    MessageChannel.BRAND_MESSAGE: ChannelSpec(
+        brand.BrandMessage, lambda m, c: brand.check(m, c.settings.sender, c.settings.prices, c.now), _phone),
+    MessageChannel.SMS: ChannelSpec(sms.SmsMessage, lambda m, c: sms.check(m, c.settings.sender, c.settings.prices),
+                                    _phone),
+    MessageChannel.EMAIL: ChannelSpec(email.EmailMessage,
+                                      lambda m, c: email.check(m, c.settings.sender, c.settings.prices),
                                       lambda v, s: normalize_email(v, "to")),
-    MessageChannel.WEBHOOK: ChannelSpec(webhook.WebhookMessage, lambda m, s: webhook.check(m, s.webhook, s.prices),
-                                        _url),
+    MessageChannel.WEBHOOK: ChannelSpec(webhook.WebhookMessage,
+                                        lambda m, c: webhook.check(m, c.settings.webhook, c.settings.prices), _url),
 }
 
 
@@ -64,6 +84,8 @@ def parse_message(channel: MessageChannel, fields: dict[str, Any]) -> BaseModel:
         first = exc.errors()[0]
         if first["type"] == "extra_forbidden":
             raise FieldError(str(first["loc"][0]), f"{channel.value} messages have no such field") from None
+        if first["type"] == "missing" and len(first["loc"]) == 1:
+            raise FieldError(str(first["loc"][0]), f"{channel.value} messages need it") from None
         raise FieldError.first_of(exc) from None
 
 
@@ -71,10 +93,10 @@ def recipient(channel: MessageChannel, value: str, settings: Settings) -> str:
     return CHANNELS[channel].recipient(value, settings)
 
 
-def check_parsed(channel: MessageChannel, message: BaseModel, settings: Settings) -> Checked:
-    return CHANNELS[channel].check(message, settings)
+def check_parsed(channel: MessageChannel, message: BaseModel, context: CheckContext) -> Checked:
+    return CHANNELS[channel].check(message, context)
 
 
-def check_message(channel: MessageChannel, fields: dict[str, Any], settings: Settings) -> Checked:
+def check_message(channel: MessageChannel, fields: dict[str, Any], context: CheckContext) -> Checked:
     """Check a message given as plain fields: everything a provider would refuse is in the result's problems."""
-    return check_parsed(channel, parse_message(channel, fields), settings)
+    return check_parsed(channel, parse_message(channel, fields), context)

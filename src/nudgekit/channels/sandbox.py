@@ -30,7 +30,7 @@ class SandboxProvider:
     def _record(self, envelope: Envelope) -> Outcome:
         row = SandboxMessage(message_id=envelope.message_id, channel=envelope.channel.value, type=envelope.type,
                              recipient=envelope.to, profile_id=envelope.profile_id,
-                             body=envelope.message.model_dump(mode="json", exclude_none=True),
+                             body=_body(envelope),
                              recorded_at=self.clock())
         try:
             with self.sessions.begin() as session:
@@ -45,6 +45,15 @@ class SandboxProvider:
 
     async def aclose(self) -> None:
         return None
+
+
+def _body(envelope: Envelope) -> dict[str, Any]:
+    """The message as written, with what the recipient would read when it differs (an AlimTalk's filled
+    template) and the fallback text message a provider would be given."""
+    body = envelope.message.model_dump(mode="json", exclude_none=True)
+    if envelope.meta:
+        body["rendered"] = envelope.meta
+    return body
 
 
 def recorded(sessions: sessionmaker[Session], *, channel: MessageChannel | None = None, to: str | None = None,

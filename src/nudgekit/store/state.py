@@ -238,6 +238,37 @@ class Suppression(Base):
     at: Mapped[datetime]
 
 
+class KakaoTemplate(Base):
+    """An AlimTalk template as Kakao approved it (or has not yet): the registry every AlimTalk is checked
+    against. Filled from the provider by `nudge kakao templates sync`, or by hand for the sandbox."""
+
+    __tablename__ = "kakao_templates"
+    code: Mapped[str] = mapped_column(String(64), primary_key=True)
+    """The provider's template code (NHN templateCode, Solapi templateId)."""
+    name: Mapped[str] = mapped_column(String(255))
+    content: Mapped[str] = mapped_column(Text)
+    """The approved text with its #{variables}."""
+    status: Mapped[str] = mapped_column(String(16))
+    buttons: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    comment: Mapped[str | None] = mapped_column(Text)
+    """Kakao's review comment (why it was rejected)."""
+    source: Mapped[str] = mapped_column(String(32))
+    """"local" for a template added by hand, else the provider it was synced from."""
+    updated_at: Mapped[datetime]
+
+
+class BrandMessageDay(Base):
+    """Kakao allows one Brand Message per recipient per day: the day is claimed here before the send, so
+    two sends racing for the same phone cannot both go out."""
+
+    __tablename__ = "brand_message_days"
+    recipient: Mapped[str] = mapped_column(String(32), primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    """The calendar day in Korea (Asia/Seoul), the day Kakao counts."""
+    message_id: Mapped[str] = mapped_column(String(255))
+    at: Mapped[datetime]
+
+
 def in_batches(values: list[str], size: int = 5000) -> list[list[str]]:
     """Split the values of an IN (...) list so no backend meets its parameter limit."""
     return [values[i:i + size] for i in range(0, len(values), size)]

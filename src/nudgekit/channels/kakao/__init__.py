@@ -1,0 +1,1 @@
+"""Kakao Biz Message: AlimTalk (informational, approved templates) and Brand Message (advertising)."""

@@ -1,0 +1,43 @@
+"""The text message a Kakao message falls back to (대체발송) when the recipient cannot be reached on Kakao.
+
+:TRICKY: an advertising Kakao message falls back as an advertising text message, which the law and the
+providers' ad endpoints treat on their own terms: "(광고)" first (and first in an LMS subject), the sender's
+name, and the free 080 opt-out line last (CHANNEL_RULES A5-A7, B). They are added here when missing, so
+the fallback a marketer did not write by hand is still lawful; a missing 080 number is reported, not invented.
+"""
+
+from __future__ import annotations
+
+from nudgekit.channels.check import Fallback
+from nudgekit.channels.kakao.buttons import KakaoButton
+from nudgekit.channels.numbers import spelled
+from nudgekit.channels.sms import message as sms
+from nudgekit.config import PriceSettings, SenderSettings
+from nudgekit.vocabulary import KakaoButtonType
+
+
+def compose(text: str, *, subject: str | None, sender_number: str | None, ad: bool,
+            buttons: list[KakaoButton] | tuple[KakaoButton, ...], sender: SenderSettings,
+            prices: PriceSettings) -> Fallback:
+    """The fallback text message, checked. `text` is what the Kakao message says (or the fallback text the
+    marketer wrote); the first web-link button's address is added, since a text message has no buttons."""
+    body = sms.normalised(text).strip()
+    link = next((b.url_mobile for b in buttons if b.type == KakaoButtonType.WEB_LINK and b.url_mobile), None)
+    if link and link not in body:
+        body = f"{body}\n{link}"
+    if ad:
+        body, subject = advertising(body, subject, sender)
+    message = sms.SmsMessage(text=body, subject=subject, ad=ad, sender_number=sender_number)
+    return Fallback(message, sms.check(message, sender, prices))
+
+
+def advertising(body: str, subject: str | None, sender: SenderSettings) -> tuple[str, str | None]:
+    """The label, the sender's name and the free opt-out line, each added only when missing."""
+    if not body.startswith(sms.AD_LABEL):
+        name = sender.name or ""
+        body = f"{sms.AD_LABEL}{name}\n{body}" if name and name not in body[:60] else f"{sms.AD_LABEL} {body}"
+    if subject and not subject.startswith(sms.AD_LABEL):
+        subject = f"{sms.AD_LABEL}{subject}"
+    if sms.OPTOUT_LINE.search(body) is None and sender.optout_080:
+        body = f"{body}\n무료거부 {spelled(sender.optout_080)}"
+    return body, subject

@@ -31,6 +31,7 @@ from nudgekit.channels.kakao.alimtalk import AlimtalkMessage
 from nudgekit.channels.kakao.brand import BrandMessage
 from nudgekit.channels.kakao.buttons import KakaoButton
 from nudgekit.channels.kakao.templates import Template
+from nudgekit.channels.numbers import digits_of
 from nudgekit.channels.provider import Capabilities, Envelope, Outcome, Verdict, retry_after_seconds
 from nudgekit.channels.sms.message import SmsMessage, normalised
 from nudgekit.config import SenderSettings, SolapiSettings
@@ -212,7 +213,7 @@ class SolapiProvider:
         number = wanted or (self.sender.sms_numbers[0] if self.sender.sms_numbers else None)
         if number is None:
             raise _Refused(Outcome(Verdict.PERMANENT, "no_sender_number", "no registered sender number"))
-        return number
+        return digits_of(number)
 
     async def _sms(self, message: SmsMessage, kind: str | None) -> dict[str, Any]:
         out: dict[str, Any] = {"from": self._from(message.sender_number), "text": normalised(message.text),

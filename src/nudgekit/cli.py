@@ -1048,7 +1048,8 @@ def _print_checked(checked: Any) -> None:
 
 SENDER_LABELS = {"name": "sender name (전송자 명칭)", "sms_numbers": "sender numbers (발신번호)",
                  "optout_080": "free opt-out number (080)", "kakao_sender_key": "Kakao sender key",
-                 "kakao_channel": "Kakao channel", "email_from": "email from", "email_reply_to": "email reply-to"}
+                 "kakao_channel": "Kakao channel", "kakao_targeting": "Brand Message targeting",
+                 "email_from": "email from", "email_reply_to": "email reply-to"}
 
 
 @sender_app.command("show")
@@ -1067,6 +1068,8 @@ def sender_set(
     optout_080: Annotated[str | None, typer.Option("--optout-080", help="Free 080 opt-out number ('' clears).")] = None,
     kakao_sender_key: Annotated[str | None, typer.Option(help="Kakao channel sender key / profile id.")] = None,
     kakao_channel: Annotated[str | None, typer.Option(help="Kakao channel id, e.g. @brand.")] = None,
+    kakao_targeting: Annotated[list[Targeting] | None, typer.Option(
+        help="Brand Message targeting Kakao allows the channel (repeat; M and N need Kakao's approval).")] = None,
     email_from: Annotated[str | None, typer.Option(help="Email From address.")] = None,
     email_reply_to: Annotated[str | None, typer.Option(help="Email Reply-To address.")] = None,
     home: HomeOpt = None,
@@ -1075,7 +1078,8 @@ def sender_set(
     """Change sender settings; written to [sender] in nudge.toml (comments and other settings kept)."""
     json_errors(as_json)
     given = {"name": name, "optout_080": optout_080, "kakao_sender_key": kakao_sender_key,
-             "kakao_channel": kakao_channel, "email_from": email_from, "email_reply_to": email_reply_to}
+             "kakao_channel": kakao_channel, "email_from": email_from, "email_reply_to": email_reply_to,
+             "kakao_targeting": [t.value for t in kakao_targeting] if kakao_targeting else None}
     with workspace(home) as ws:
         try:
             sender = ws.set_sender(add_sms_numbers=sms_number or [], remove_sms_numbers=remove_sms_number or [],
@@ -1096,6 +1100,8 @@ def _print_sender(values: dict[str, Any], as_json: bool) -> None:
         value = values.get(key)
         if key == "sms_numbers":
             value = ", ".join(spelled(n) for n in value) if value else None
+        elif key == "kakao_targeting":
+            value = ", ".join(value)
         elif key == "optout_080" and value:
             value = spelled(value)
         table.add_row(label, escape(str(value)) if value else "[dim]not set[/]")

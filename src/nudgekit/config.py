@@ -155,7 +155,7 @@ class PriceSettings(BaseModel):
     webhook: float = Field(0.0, ge=0)
 
 
-PROVIDER_NAMES = ("sandbox", "smtp", "webhook", "fcm", "solapi")
+PROVIDER_NAMES = ("sandbox", "smtp", "webhook", "fcm", "solapi", "nhncloud")
 """Providers that exist (docs/channels.md#providers); a name outside this list fails when settings load."""
 
 
@@ -213,6 +213,20 @@ class SolapiSettings(BaseModel):
     timeout_seconds: float = Field(15.0, gt=0)
 
 
+class NhnCloudSettings(BaseModel):
+    """NHN Cloud Notification: the SMS service and the KakaoTalk Bizmessage service each have their own app
+    key and secret key (console > Notification > URL & Appkey). Put the secrets in NUDGE_NHNCLOUD__SMS_SECRET_KEY
+    and NUDGE_NHNCLOUD__KAKAO_SECRET_KEY rather than in nudge.toml."""
+
+    sms_app_key: str | None = None
+    sms_secret_key: str | None = None
+    kakao_app_key: str | None = None
+    kakao_secret_key: str | None = None
+    sms_base_url: str = "https://api-sms.cloud.toast.com"
+    kakao_base_url: str = "https://api-alimtalk.cloud.toast.com"
+    timeout_seconds: float = Field(15.0, gt=0)
+
+
 class WebhookSettings(BaseModel):
     """Signed JSON POSTs to your own endpoints (docs/channels.md#webhook)."""
 
@@ -258,6 +272,7 @@ class Settings(BaseSettings):
     webhook: WebhookSettings = Field(default_factory=WebhookSettings)
     fcm: FcmSettings = Field(default_factory=FcmSettings)
     solapi: SolapiSettings = Field(default_factory=SolapiSettings)
+    nhncloud: NhnCloudSettings = Field(default_factory=NhnCloudSettings)
 
     @field_validator("timezone")
     @classmethod
@@ -393,6 +408,10 @@ ignore_events = ["message_*", "app_uninstalled"]
 
 # [solapi]                  # SMS, AlimTalk and Brand Message; secret: set NUDGE_SOLAPI__API_SECRET
 # api_key = "NCS..."
+
+# [nhncloud]                # or NHN Cloud; secrets: NUDGE_NHNCLOUD__SMS_SECRET_KEY, NUDGE_NHNCLOUD__KAKAO_SECRET_KEY
+# sms_app_key = ""
+# kakao_app_key = ""
 
 # [fcm]                     # app push through Firebase Cloud Messaging
 # service_account_file = "firebase-key.json"

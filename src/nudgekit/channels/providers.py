@@ -11,6 +11,7 @@ from pathlib import Path
 from sqlalchemy.orm import Session, sessionmaker
 
 from nudgekit.channels.email.smtp import SmtpProvider
+from nudgekit.channels.nhncloud import NhnCloudProvider
 from nudgekit.channels.provider import Provider
 from nudgekit.channels.push.fcm import FcmProvider
 from nudgekit.channels.sandbox import SandboxProvider
@@ -34,6 +35,7 @@ PROVIDERS: dict[str, Callable[[Context], Provider]] = {
     "fcm": lambda c: FcmProvider(c.settings.fcm.model_copy(update={
         "service_account_file": _in_home(c.settings, c.settings.fcm.service_account_file)})),
     "solapi": lambda c: SolapiProvider(c.settings.solapi, c.settings.sender, clock=c.clock),
+    "nhncloud": lambda c: NhnCloudProvider(c.settings.nhncloud, c.settings.sender, clock=c.clock),
 }
 
 

@@ -1243,5 +1243,69 @@ def templates_sync(home: HomeOpt = None, as_json: JsonOpt = False) -> None:
         console.print(f"  {escape(line)}")
 
 
+balance_app = typer.Typer(help="Prepaid message points that sends reserve from.", invoke_without_command=True)
+app.add_typer(balance_app, name="balance")
+
+
+@balance_app.callback()
+def balance_show(
+    ctx: typer.Context,
+    history: Annotated[int, typer.Option(min=0, max=10_000, help="Also list the latest N ledger entries.")] = 0,
+    provider: Annotated[bool, typer.Option("--provider", help="Also ask the text-message provider (Solapi).")] = False,
+    home: HomeOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """The prepaid balance: what is left, topped up and spent (nudge balance add AMOUNT tops it up)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    json_errors(as_json)
+    with workspace(home) as ws:
+        found = ws.balance(history)
+        if provider:
+            try:
+                found["provider_account"] = ws.provider_balance()
+            except ValueError as exc:
+                fail(str(exc), 2)
+    if as_json:
+        emit_json(found)
+        return
+    if found["prepaid"]:
+        console.print(f"[bold]{found['balance_krw']:,.2f} KRW[/] left · topped up {found['topped_up_krw']:,.2f} · "
+                      f"spent {found['spent_krw']:,.2f} on {found['messages']:,} messages")
+    else:
+        console.print("No prepaid balance: sends are not limited (your provider bills them). "
+                      "`nudge balance add AMOUNT` turns it on.")
+    account = found.get("provider_account")
+    if provider:
+        console.print(f"{account['provider']}: {account['balance']:,.0f} KRW cash, {account['point']:,.0f} points"
+                      if account else "the text-message provider does not report a balance")
+    if history:
+        table = Table("at", "kind", "KRW", "message", "channel", "note")
+        for row in found["history"]:
+            table.add_row(row["at"][:19], row["kind"], f"{row['amount_krw']:+,.2f}", escape(row["message_id"] or ""),
+                          row["channel"] or "", escape(row["note"] or ""))
+        console.print(table)
+
+
+@balance_app.command("add")
+def balance_add(
+    amount: Annotated[float, typer.Argument(help="KRW to add.")],
+    note: Annotated[str | None, typer.Option(help="Why (an invoice number, ...).")] = None,
+    home: HomeOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Top up the prepaid balance; the first top-up turns it on, and sends stop when it runs out."""
+    json_errors(as_json)
+    with workspace(home) as ws:
+        try:
+            found = ws.top_up(amount, note)
+        except FieldError as exc:
+            fail(f"AMOUNT: {exc.reason}", 2)
+    if as_json:
+        emit_json(found)
+    else:
+        console.print(f"[bold]{found['balance_krw']:,.2f} KRW[/] left")
+
+
 def main() -> None:  # pragma: no cover
     app()

@@ -356,8 +356,8 @@ class Workspace:
                    message_id: str) -> SendResult:
         """One checked message to its provider, unless the address is known dead; what the answer says about
         the recipient is remembered."""
-        from nudgekit.channels import feedback, providers
-        from nudgekit.channels.provider import Envelope
+        from nudgekit.channels import balance, feedback, providers
+        from nudgekit.channels.provider import Envelope, Verdict
 
         with self.sessions() as session:
             dead = feedback.known_dead(session, kind, to)
@@ -376,9 +376,18 @@ class Workspace:
             finally:
                 await provider.aclose()
 
+        paid = provider.name != "sandbox"
+        if paid:
+            with self.sessions.begin() as session:
+                short = balance.reserve(session, message_id, kind.value, checked.cost_krw, self.clock())
+            if short is not None:
+                asyncio.run(provider.aclose())
+                return SendResult(checked, None, short, provider.name)
         outcome = asyncio.run(one())
         with self.sessions.begin() as session:
             learned = feedback.remember(session, envelope, outcome, self.clock())
+            if paid and outcome.verdict not in (Verdict.ACCEPTED, Verdict.UNCERTAIN):
+                balance.refund(session, message_id, self.clock())
         return SendResult(checked, outcome, learned, provider.name)
 
     def kakao_templates(self, status: Any = None) -> list[Any]:
@@ -436,6 +445,43 @@ class Workspace:
 
         with self.sessions.begin() as session:
             return templates.remove(session, code)
+
+    def balance(self, history: int = 0) -> dict[str, Any]:
+        """The prepaid message points: balance, topped up, spent, and the latest `history` ledger entries."""
+        from nudgekit.channels import balance
+
+        with self.sessions() as session:
+            out = balance.summary(session).as_dict()
+            if history:
+                out["history"] = balance.history(session, history)
+        return out
+
+    def top_up(self, amount_krw: float, note: str | None = None) -> dict[str, Any]:
+        """Add message points (the first top-up turns the prepaid balance on: sends then stop when it runs out)."""
+        from nudgekit.channels import balance
+
+        try:
+            with self.sessions.begin() as session:
+                balance.top_up(session, amount_krw, self.clock(), note)
+        except ValueError as exc:
+            raise FieldError("amount", str(exc)) from None
+        return self.balance()
+
+    def provider_balance(self) -> dict[str, Any] | None:
+        """What the text-message provider says is left in its own account (Solapi), or None if it cannot say."""
+        from nudgekit.channels import providers
+
+        provider: Any = providers.open_for(MessageChannel.SMS,
+                                           providers.Context(self.settings, self.sessions, self.clock))
+
+        async def ask() -> Any:
+            try:
+                return await provider.balance() if hasattr(provider, "balance") else None
+            finally:
+                await provider.aclose()
+
+        answer = asyncio.run(ask())
+        return None if answer is None else {"provider": provider.name, **answer}
 
     def outbox(self, *, channel: Any = None, to: str | None = None, limit: int = 20) -> list[dict[str, Any]]:
         """What the sandbox provider recorded instead of sending, newest first."""

@@ -8,6 +8,7 @@ migrations in `store/migrations`; these models mirror it.
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
+from decimal import Decimal
 from typing import Any
 
 import pyarrow as pa
@@ -22,6 +23,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    Numeric,
     String,
     Text,
     UniqueConstraint,
@@ -267,6 +269,33 @@ class BrandMessageDay(Base):
     """The calendar day in Korea (Asia/Seoul), the day Kakao counts."""
     message_id: Mapped[str] = mapped_column(String(255))
     at: Mapped[datetime]
+
+
+class BalanceAccount(Base):
+    """The workspace's prepaid message points (KRW): one row, created by the first top-up. Sends reserve
+    their price from it with one conditional UPDATE, so two sends cannot spend the same points."""
+
+    __tablename__ = "balance_accounts"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    balance_krw: Mapped[Decimal] = mapped_column(Numeric(14, 2))
+    updated_at: Mapped[datetime]
+
+
+class BalanceEntry(Base):
+    """Every change of the balance, append-only: top-ups, reservations for sends, refunds of sends that
+    certainly did not go out."""
+
+    __tablename__ = "balance_entries"
+    __table_args__ = (UniqueConstraint("message_id", "kind", name="uq_balance_entries_message_kind"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    """top_up, reserve, refund."""
+    amount_krw: Mapped[Decimal] = mapped_column(Numeric(14, 2))
+    """Positive adds to the balance, negative takes from it."""
+    message_id: Mapped[str | None] = mapped_column(String(255))
+    channel: Mapped[str | None] = mapped_column(String(16))
+    note: Mapped[str | None] = mapped_column(Text)
 
 
 def in_batches(values: list[str], size: int = 5000) -> list[list[str]]:

@@ -341,11 +341,14 @@ class Workspace:
                 taken = brand.claim_day(session, to, message_id, self.clock())
             if taken is not None:
                 return SendResult(checked, None, taken)
-        result = self._hand_over(kind, to, message, checked, profile_id, message_id)
-        if kind == MessageChannel.BRAND_MESSAGE and result.outcome is not None \
-                and result.outcome.verdict not in (Verdict.ACCEPTED, Verdict.UNCERTAIN):
-            with self.sessions.begin() as session:
-                brand.release_day(session, to, message_id, self.clock())
+        went = False
+        try:
+            result = self._hand_over(kind, to, message, checked, profile_id, message_id)
+            went = result.outcome is not None and result.outcome.verdict in (Verdict.ACCEPTED, Verdict.UNCERTAIN)
+        finally:
+            if kind == MessageChannel.BRAND_MESSAGE and not went:
+                with self.sessions.begin() as session:
+                    brand.release_day(session, to, message_id, self.clock())
         if result.outcome is not None and result.outcome.fallback and checked.fallback is not None:
             fallback = self._hand_over(MessageChannel.SMS, to, checked.fallback.message, checked.fallback.checked,
                                        profile_id, f"{message_id}:sms")

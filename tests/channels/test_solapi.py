@@ -291,3 +291,12 @@ def test_balance_and_sync_from_the_command_line(ws: Workspace, solapi: FakeSolap
 def test_status_codes_are_classified(code: str, channel: MessageChannel, verdict: Verdict, fallback: bool) -> None:
     outcome = classify(code, "", channel)
     assert (outcome.verdict, outcome.fallback) == (verdict, fallback)
+
+
+def test_a_brand_message_the_balance_cannot_pay_for_gives_the_day_back(ws: Workspace, solapi: FakeSolapi) -> None:
+    ws.top_up(10)
+    short = ws.send_now("brand_message", "010-1111-2222", text="세일", message_id="b-1")
+    assert not short.sent and "not enough message points" in short.note and sent_messages(solapi) == []
+    ws.top_up(100)
+    assert ws.send_now("brand_message", "010-1111-2222", text="세일", message_id="b-2").sent
+    assert ws.balance()["balance_krw"] == 85.0

@@ -1257,6 +1257,7 @@ def balance_show(
 ) -> None:
     """The prepaid balance: what is left, topped up and spent (nudge balance add AMOUNT tops it up)."""
     if ctx.invoked_subcommand is not None:
+        ctx.obj = home
         return
     json_errors(as_json)
     with workspace(home) as ws:
@@ -1289,6 +1290,7 @@ def balance_show(
 
 @balance_app.command("add")
 def balance_add(
+    ctx: typer.Context,
     amount: Annotated[float, typer.Argument(help="KRW to add.")],
     note: Annotated[str | None, typer.Option(help="Why (an invoice number, ...).")] = None,
     home: HomeOpt = None,
@@ -1296,7 +1298,7 @@ def balance_add(
 ) -> None:
     """Top up the prepaid balance; the first top-up turns it on, and sends stop when it runs out."""
     json_errors(as_json)
-    with workspace(home) as ws:
+    with workspace(home or ctx.obj) as ws:
         try:
             found = ws.top_up(amount, note)
         except FieldError as exc:

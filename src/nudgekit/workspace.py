@@ -336,9 +336,10 @@ class Workspace:
             return SendResult(checked, None, "unreachable on Kakao: sent the fallback text message instead",
                               fallback=self._hand_over(MessageChannel.SMS, to, checked.fallback.message,
                                                        checked.fallback.checked, profile_id, f"{message_id}:sms"))
+        claimed = False
         if kind == MessageChannel.BRAND_MESSAGE:
             with self.sessions.begin() as session:
-                taken = brand.claim_day(session, to, message_id, self.clock())
+                taken, claimed = brand.claim_day(session, to, message_id, self.clock())
             if taken is not None:
                 return SendResult(checked, None, taken)
         went = False
@@ -346,7 +347,7 @@ class Workspace:
             result = self._hand_over(kind, to, message, checked, profile_id, message_id)
             went = result.outcome is not None and result.outcome.verdict in (Verdict.ACCEPTED, Verdict.UNCERTAIN)
         finally:
-            if kind == MessageChannel.BRAND_MESSAGE and not went:
+            if claimed and not went:
                 with self.sessions.begin() as session:
                     brand.release_day(session, to, message_id, self.clock())
         if result.outcome is not None and result.outcome.fallback and checked.fallback is not None:
@@ -359,8 +360,8 @@ class Workspace:
                    message_id: str) -> SendResult:
         """One checked message to its provider, unless the address is known dead; what the answer says about
         the recipient is remembered."""
-        from nudgekit.channels import balance, feedback, providers
-        from nudgekit.channels.provider import Envelope, Verdict
+        from nudgekit.channels import balance, direct, feedback, providers
+        from nudgekit.channels.provider import Envelope, Outcome, Verdict
 
         with self.sessions() as session:
             dead = feedback.known_dead(session, kind, to)
@@ -380,15 +381,26 @@ class Workspace:
                 await provider.aclose()
 
         paid = provider.name != "sandbox"
-        if paid:
-            with self.sessions.begin() as session:
-                short = balance.reserve(session, message_id, kind.value, checked.cost_krw, self.clock())
-            if short is not None:
-                asyncio.run(provider.aclose())
-                return SendResult(checked, None, short, provider.name)
-        outcome = asyncio.run(one())
+        now = self.clock()
+        with self.sessions.begin() as session:
+            refused = None
+            if not provider.capabilities.idempotency:
+                refused = direct.start(session, message_id, kind.value, to, provider.name, now)
+            if refused is None and paid:
+                refused = balance.reserve(session, message_id, kind.value, checked.cost_krw, now)
+                if refused is not None and not provider.capabilities.idempotency:
+                    direct.finish(session, message_id, Outcome(Verdict.RETRYABLE, "balance", refused), now)
+        if refused is not None:
+            asyncio.run(provider.aclose())
+            return SendResult(checked, None, refused, provider.name)
+        try:
+            outcome = asyncio.run(one())
+        except Exception as exc:  # a fault in our own code after the request may have left: never twice
+            outcome = Outcome(Verdict.UNCERTAIN, "error", f"{type(exc).__name__}: {exc}")
         with self.sessions.begin() as session:
             learned = feedback.remember(session, envelope, outcome, self.clock())
+            if not provider.capabilities.idempotency:
+                direct.finish(session, message_id, outcome, self.clock())
             if paid and outcome.verdict not in (Verdict.ACCEPTED, Verdict.UNCERTAIN):
                 balance.refund(session, message_id, self.clock())
         return SendResult(checked, outcome, learned, provider.name)

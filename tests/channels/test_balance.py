@@ -102,3 +102,11 @@ def test_sends_pay_from_the_balance_and_stop_when_it_runs_out(solapi_ws: tuple[W
     assert not stopped.sent and stopped.outcome is None and "not enough message points" in stopped.note
     assert len(solapi.requests) == before and ws.balance()["balance_krw"] == 9.0
     assert ws.provider_balance() == {"provider": "solapi", "balance": solapi.balance, "point": 0.0}
+
+
+def test_amounts_are_kept_exactly(ws: Workspace) -> None:
+    ws.top_up(77)
+    with ws.sessions.begin() as session:
+        assert all(balance.reserve(session, f"m-{i}", "sms", 7.7, NOW) is None for i in range(10))
+        assert balance.reserve(session, "m-x", "sms", 0.01, NOW) is not None
+    assert ws.balance()["balance_krw"] == 0.0 and ws.balance()["spent_krw"] == 77.0

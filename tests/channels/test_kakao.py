@@ -279,3 +279,15 @@ def test_kakao_from_the_command_line(kakao_ws: Workspace, clock: FakeClock) -> N
     sync = nudge("kakao", "templates", "sync")
     assert sync.exit_code == 2 and "[providers] alimtalk = 'sandbox'" in sync.output
     assert nudge("kakao", "templates", "remove", "NOPE").exit_code == 1
+
+
+def test_an_image_with_absurdly_many_pixels_is_refused_not_a_crash(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    picture(tmp_path / "big.png", (200, 200), "PNG")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
+    assert brand_codes(format="image", image=tmp_path / "big.png") == ["image_too_big"]
+    from nudgekit.channels.sms.message import SmsMessage
+    from nudgekit.channels.sms.message import check as check_sms
+
+    checked = check_sms(SmsMessage(text="사진", images=[tmp_path / "big.png"]), SENDER, PriceSettings())
+    assert "image_too_big" in [p.code for p in checked.problems]

@@ -206,3 +206,10 @@ def test_codes_and_numbers() -> None:
     assert classify(-3010, "").verdict == Verdict.PERMANENT
     assert recipient_number("+821012345678") == {"recipientNo": "01012345678"}
     assert recipient_number("+12025550123") == {"internationalRecipientNo": "12025550123"}
+
+
+def test_an_mms_image_is_named_as_the_jpeg_it_is(ws: Workspace, nhn: FakeNhnCloud, tmp_path: Path) -> None:
+    photo = tmp_path / "banner"
+    Image.new("RGB", (300, 200)).save(photo, "JPEG")
+    assert ws.send_now("sms", "010-1234-5678", text="사진", images=[photo]).outcome.sent
+    assert [f["fileName"] for f in nhn.files.values()] == ["banner.jpg"]

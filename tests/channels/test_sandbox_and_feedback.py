@@ -105,7 +105,10 @@ def test_dead_recipients_are_remembered(ws: Workspace) -> None:
     with ws.sessions.begin() as session:
         assert feedback.remember(session, _envelope(MessageChannel.PUSH, "fcm-1"), gone, now) == "push token invalid"
         assert feedback.remember(session, _envelope(MessageChannel.PUSH, "fcm-1"), gone, now) is None
-        kakao = Outcome(Verdict.PERMANENT, "3019", "카카오톡 미사용자", fallback=True)
+        not_a_friend = Outcome(Verdict.PERMANENT, "3102", "친구 아님", fallback=True)
+        assert feedback.remember(session, _envelope(MessageChannel.BRAND_MESSAGE, "+821023456789", "u1"),
+                                 not_a_friend, now) is None
+        kakao = Outcome(Verdict.INVALID_RECIPIENT, "3019", "카카오톡 미사용자", fallback=True)
         assert feedback.remember(session, _envelope(MessageChannel.ALIMTALK, "+821023456789", "u1"), kakao, now)
         bounce = Outcome(Verdict.INVALID_RECIPIENT, "550", "5.1.1 no such user")
         feedback.remember(session, _envelope(MessageChannel.EMAIL, "Gone@example.com"), bounce, now)

@@ -283,7 +283,7 @@ def test_balance_and_sync_from_the_command_line(ws: Workspace, solapi: FakeSolap
     ("1024", MessageChannel.SMS, Verdict.RETRYABLE, False),
     ("3010", MessageChannel.SMS, Verdict.INVALID_RECIPIENT, False),
     ("3104", MessageChannel.ALIMTALK, Verdict.INVALID_RECIPIENT, True),
-    ("3102", MessageChannel.BRAND_MESSAGE, Verdict.INVALID_RECIPIENT, True),
+    ("3102", MessageChannel.BRAND_MESSAGE, Verdict.PERMANENT, True),
     ("3108", MessageChannel.ALIMTALK, Verdict.RETRYABLE, False),
     ("3059", MessageChannel.SMS, Verdict.PERMANENT, False),
     ("9999", MessageChannel.SMS, Verdict.PERMANENT, False),
@@ -300,3 +300,66 @@ def test_a_brand_message_the_balance_cannot_pay_for_gives_the_day_back(ws: Works
     ws.top_up(100)
     assert ws.send_now("brand_message", "010-1111-2222", text="세일", message_id="b-2").sent
     assert ws.balance()["balance_krw"] == 85.0
+
+
+def test_a_message_retried_after_a_certain_failure_pays_again(ws: Workspace, solapi: FakeSolapi) -> None:
+    ws.top_up(100)
+    solapi.script.append(error(503, "ServiceUnavailable", "busy"))
+    first = ws.send_now("sms", "010-1234-5678", text="안녕", message_id="m-1")
+    assert first.outcome.verdict == Verdict.RETRYABLE and ws.balance()["balance_krw"] == 100.0
+    again = ws.send_now("sms", "010-1234-5678", text="안녕", message_id="m-1")
+    assert again.sent and ws.balance()["balance_krw"] == 88.0 and ws.balance()["messages"] == 1
+
+
+def test_a_message_id_that_went_out_is_not_sent_twice(ws: Workspace, solapi: FakeSolapi) -> None:
+    assert ws.send_now("sms", "010-1234-5678", text="안녕", message_id="m-1").sent
+    again = ws.send_now("sms", "010-1234-5678", text="안녕", message_id="m-1")
+    assert not again.sent and again.outcome is None and "a message id is sent once" in again.note
+    assert len(sent_messages(solapi)) == 1
+
+
+def test_an_uncertain_brand_message_keeps_the_day_and_is_not_resent(ws: Workspace, solapi: FakeSolapi) -> None:
+    solapi.script.append(error(500, "InternalError", "?"))
+    assert ws.send_now("brand_message", "010-1111-2222", text="세일", message_id="b-1").outcome.verdict == \
+        Verdict.UNCERTAIN
+    solapi.script.append(error(503, "ServiceUnavailable", "busy"))
+    again = ws.send_now("brand_message", "010-1111-2222", text="세일", message_id="b-1")
+    assert again.outcome is None and "was uncertain" in again.note
+    other = ws.send_now("brand_message", "010-1111-2222", text="다른 세일", message_id="b-2")
+    assert not other.sent and "one a day" in other.note
+
+
+def test_an_upload_answer_that_is_not_json_refunds_and_gives_the_day_back(ws: Workspace, solapi: FakeSolapi,
+                                                                         tmp_path: Path) -> None:
+    ws.top_up(100)
+    picture = tmp_path / "a.png"
+    Image.new("RGB", (800, 400)).save(picture, "PNG")
+    solapi._upload = lambda request: Answer(200, b"<html>oops</html>")  # type: ignore[method-assign]
+    failed = ws.send_now("brand_message", "010-1111-2222", text="세일", format="image", image=picture)
+    assert failed.outcome.verdict == Verdict.RETRYABLE and ws.balance()["balance_krw"] == 100.0
+    assert ws.send_now("brand_message", "010-1111-2222", text="세일", message_id="b-2").sent
+
+
+def test_not_a_friend_falls_back_once_but_not_a_kakao_user_is_remembered(ws: Workspace, solapi: FakeSolapi) -> None:
+    from nudgekit.store.state import Profile
+
+    ws.identify("u1", {"phone": "010-3333-4444"})
+
+    def refused(message_id: str, code: str) -> Answer:
+        return Answer(200, {"messageList": [], "failedMessageList": [
+            {"to": "01033334444", "statusCode": code, "statusMessage": "refused",
+             "customFields": {"nudge_id": message_id}}]})
+
+    solapi.script.append(refused("b-1", "3102"))
+    result = ws.send_now("brand_message", "010-3333-4444", profile_id="u1", text="세일", message_id="b-1")
+    assert result.outcome.code == "3102" and result.sent and result.fallback.outcome.sent
+    assert sent_messages(solapi)[-1]["text"].startswith("(광고)건강상점")
+    with ws.sessions() as session:
+        assert session.get(Profile, "u1").kakao_reachable is not False
+    ws.sync_kakao_templates()
+    solapi.script.append(refused("a-1", "3104"))
+    alim = ws.send_now("alimtalk", "010-3333-4444", profile_id="u1", template="KA01TP-ORDER", message_id="a-1",
+                       variables={"이름": "김", "주문번호": "1"})
+    assert alim.outcome.verdict == Verdict.INVALID_RECIPIENT and alim.fallback.outcome.sent
+    with ws.sessions() as session:
+        assert session.get(Profile, "u1").kakao_reachable is False

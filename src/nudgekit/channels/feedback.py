@@ -25,7 +25,7 @@ KAKAO = (MessageChannel.ALIMTALK, MessageChannel.BRAND_MESSAGE)
 
 def remember(session: Session, envelope: Envelope, outcome: Outcome, now: datetime) -> str | None:
     """Record what the outcome says about the recipient; returns what was recorded (for logs), or None."""
-    if outcome.verdict != Verdict.INVALID_RECIPIENT and not outcome.fallback:
+    if outcome.verdict != Verdict.INVALID_RECIPIENT:
         return None
     detail = f"{outcome.code}: {outcome.detail}" if outcome.code else outcome.detail
     channel = envelope.channel

@@ -30,10 +30,18 @@ import phonenumbers
 
 from nudgekit.channels.kakao.alimtalk import AlimtalkMessage
 from nudgekit.channels.kakao.brand import BrandMessage
-from nudgekit.channels.kakao.buttons import KakaoButton
+from nudgekit.channels.kakao.buttons import KNOWN_BUTTONS, KakaoButton
 from nudgekit.channels.kakao.templates import Template
 from nudgekit.channels.numbers import digits_of, spelled
-from nudgekit.channels.provider import Capabilities, Envelope, Outcome, Verdict, retry_after_seconds
+from nudgekit.channels.provider import (
+    Capabilities,
+    Envelope,
+    Outcome,
+    Refused,
+    Verdict,
+    read_image,
+    retry_after_seconds,
+)
 from nudgekit.channels.sms.message import SmsMessage, carrier_bytes, normalised
 from nudgekit.config import NhnCloudSettings, SenderSettings
 from nudgekit.vocabulary import BrandFormat, MessageChannel, TemplateStatus
@@ -126,7 +134,7 @@ class NhnCloudProvider:
         if client is None:
             what = "sms_app_key and NUDGE_NHNCLOUD__SMS_SECRET_KEY" if service == "sms" else \
                 "kakao_app_key and NUDGE_NHNCLOUD__KAKAO_SECRET_KEY"
-            raise _Refused(Outcome(Verdict.PERMANENT, "not_configured", f"nhncloud: set [nhncloud] {what}"))
+            raise Refused(Outcome(Verdict.PERMANENT, "not_configured", f"nhncloud: set [nhncloud] {what}"))
         return client
 
     # -- sending ------------------------------------------------------------------------------
@@ -138,7 +146,7 @@ class NhnCloudProvider:
             try:
                 request, entry = await self._prepare(envelope)
                 self._client(request.service)
-            except _Refused as refused:
+            except Refused as refused:
                 outcomes[i] = refused.outcome
                 continue
             key = orjson.dumps([request.service, request.path, request.body], option=orjson.OPT_SORT_KEYS)
@@ -228,12 +236,12 @@ class NhnCloudProvider:
             if message.fallback and "fallback" in envelope.meta:
                 entry["resendParameter"] = self._resend(envelope.meta["fallback"], ad=True)
             return await self._brand(message), entry
-        raise _Refused(Outcome(Verdict.PERMANENT, "unsupported", f"nhncloud cannot send {envelope.channel.value}"))
+        raise Refused(Outcome(Verdict.PERMANENT, "unsupported", f"nhncloud cannot send {envelope.channel.value}"))
 
     def _send_no(self, wanted: str | None) -> str:
         number = wanted or (self.sender.sms_numbers[0] if self.sender.sms_numbers else None)
         if number is None:
-            raise _Refused(Outcome(Verdict.PERMANENT, "no_sender_number", "no registered sender number"))
+            raise Refused(Outcome(Verdict.PERMANENT, "no_sender_number", "no registered sender number"))
         return digits_of(number)
 
     async def _sms(self, message: SmsMessage, kind: str | None) -> _Request:
@@ -280,14 +288,14 @@ class NhnCloudProvider:
         known = self._uploaded.get((image, "mms"))
         if known is not None:
             return int(known)
-        body = {"fileName": image.name[-45:], "createUser": "nudgekit",
-                "fileBody": base64.b64encode(image.read_bytes()).decode()}
+        body = {"fileName": f"{image.stem[:40] or 'image'}.jpg", "createUser": "nudgekit",
+                "fileBody": base64.b64encode(read_image(image)).decode()}
         answer = await self._call("sms", "POST", f"/sms/v3.0/appKeys/{self.settings.sms_app_key}/attachfile/"
                                                   "binaryUpload", content=orjson.dumps(body),
                                   headers={"Content-Type": JSON})
         file_id = ((answer.get("body") or {}).get("data") or {}).get("fileId")
         if file_id is None:
-            raise _Refused(Outcome(Verdict.RETRYABLE, "upload", "nhncloud's upload answer has no fileId"))
+            raise Refused(Outcome(Verdict.RETRYABLE, "upload", "nhncloud's upload answer has no fileId"))
         self._uploaded[(image, "mms")] = file_id
         return int(file_id)
 
@@ -296,10 +304,10 @@ class NhnCloudProvider:
         if known is not None:
             return str(known)
         answer = await self._call("kakao", "POST", f"/brand-message/v1.0/appkeys/{self.settings.kakao_app_key}/images",
-                                  files={"image": (image.name, image.read_bytes())}, data={"imageType": kind})
+                                  files={"image": (image.name, read_image(image))}, data={"imageType": kind})
         url = (answer.get("image") or {}).get("imageUrl")
         if not url:
-            raise _Refused(Outcome(Verdict.RETRYABLE, "upload", "nhncloud's image answer has no imageUrl"))
+            raise Refused(Outcome(Verdict.RETRYABLE, "upload", "nhncloud's image answer has no imageUrl"))
         self._uploaded[(image, kind)] = url
         return str(url)
 
@@ -308,19 +316,19 @@ class NhnCloudProvider:
         try:
             response = await self._client(service).request(method, path, **kwargs)
         except httpx.TransportError as exc:
-            raise _Refused(Outcome(Verdict.RETRYABLE, "upload", f"nhncloud upload: {exc!r}")) from None
+            raise Refused(Outcome(Verdict.RETRYABLE, "upload", f"nhncloud upload: {exc!r}")) from None
         if response.status_code != 200:
             refused = self._http_error(response)
-            raise _Refused(Outcome(Verdict.RETRYABLE if refused.verdict == Verdict.UNCERTAIN else refused.verdict,
+            raise Refused(Outcome(Verdict.RETRYABLE if refused.verdict == Verdict.UNCERTAIN else refused.verdict,
                                    refused.code, f"upload: {refused.detail}"))
         try:
             answer: dict[str, Any] = response.json()
         except ValueError:
-            raise _Refused(Outcome(Verdict.RETRYABLE, "upload", "nhncloud's upload answer is not JSON")) from None
+            raise Refused(Outcome(Verdict.RETRYABLE, "upload", "nhncloud's upload answer is not JSON")) from None
         header = answer.get("header") or {}
         if not header.get("isSuccessful"):
             refused = classify(int(header.get("resultCode") or -1), str(header.get("resultMessage") or ""))
-            raise _Refused(Outcome(refused.verdict, refused.code, f"upload: {refused.detail}"))
+            raise Refused(Outcome(refused.verdict, refused.code, f"upload: {refused.detail}"))
         return answer
 
     async def templates(self) -> list[Template]:
@@ -355,10 +363,6 @@ class NhnCloudProvider:
             await client.aclose()
 
 
-class _Refused(Exception):
-    def __init__(self, outcome: Outcome) -> None:
-        super().__init__(outcome.detail)
-        self.outcome = outcome
 
 
 def _title_from(text: str) -> str:
@@ -374,7 +378,8 @@ def _template(row: dict[str, Any]) -> Template:
     buttons = tuple(KakaoButton(type=b["type"], name=b.get("name") or "", url_mobile=b.get("linkMo"),
                                 url_pc=b.get("linkPc"), scheme_android=b.get("schemeAndroid"),
                                 scheme_ios=b.get("schemeIos"))
-                    for b in sorted(row.get("buttons") or [], key=lambda b: b.get("ordering") or 0))
+                    for b in sorted(row.get("buttons") or [], key=lambda b: b.get("ordering") or 0)
+                    if b.get("type") in KNOWN_BUTTONS)
     comments = [c.get("content") for c in row.get("comments") or [] if c.get("status") == "REJ" and c.get("content")]
     return Template(str(row["templateCode"]), str(row.get("templateName") or row["templateCode"]),
                     str(row.get("templateContent") or ""), status, buttons,

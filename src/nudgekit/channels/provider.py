@@ -14,6 +14,7 @@ import email.utils
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
+from pathlib import Path
 from typing import Any, Protocol
 
 from pydantic import BaseModel
@@ -103,6 +104,23 @@ class Provider(Protocol):
         ...
 
     async def aclose(self) -> None: ...
+
+
+class Refused(Exception):
+    """A message a provider refuses before making its request (more images than it carries, an upload that
+    failed): carries the outcome to report. Raised and caught inside a provider module only."""
+
+    def __init__(self, outcome: Outcome) -> None:
+        super().__init__(outcome.detail)
+        self.outcome = outcome
+
+
+def read_image(path: Path) -> bytes:
+    """An image file read again at send time: it may have changed or gone since the check."""
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise Refused(Outcome(Verdict.PERMANENT, "image_unreadable", f"cannot read {path}: {exc}")) from None
 
 
 def retry_after_seconds(value: str | None, now: datetime | None = None) -> float | None:

@@ -29,10 +29,18 @@ import phonenumbers
 
 from nudgekit.channels.kakao.alimtalk import AlimtalkMessage
 from nudgekit.channels.kakao.brand import BrandMessage
-from nudgekit.channels.kakao.buttons import KakaoButton
+from nudgekit.channels.kakao.buttons import KNOWN_BUTTONS, KakaoButton
 from nudgekit.channels.kakao.templates import Template
 from nudgekit.channels.numbers import digits_of
-from nudgekit.channels.provider import Capabilities, Envelope, Outcome, Verdict, retry_after_seconds
+from nudgekit.channels.provider import (
+    Capabilities,
+    Envelope,
+    Outcome,
+    Refused,
+    Verdict,
+    read_image,
+    retry_after_seconds,
+)
 from nudgekit.channels.sms.message import SmsMessage, normalised
 from nudgekit.config import SenderSettings, SolapiSettings
 from nudgekit.vocabulary import BrandFormat, MessageChannel, TemplateStatus
@@ -48,8 +56,11 @@ RETRYABLE = frozenset({"1024", "2024", "3012", "3024", "3040", "3053"})
 """Server errors and carrier queues: nothing reached the phone, it may go again."""
 NO_RECIPIENT = frozenset({"3010", "3032", "3050"})
 """Bad number, not a subscriber, the handset cannot receive text messages."""
-NOT_ON_KAKAO = frozenset({"3102", "3104", "3107"})
-"""Not a friend, not a KakaoTalk user, KakaoTalk unused for 72 h or AlimTalk blocked: fall back to SMS."""
+NOT_A_KAKAO_USER = "3104"
+"""Not a KakaoTalk user: remembered, later Kakao messages go straight to the fallback."""
+NOT_NOW_ON_KAKAO = frozenset({"3102", "3107"})
+"""Not a friend of the channel (a Brand Message only), KakaoTalk unused for 72 h or AlimTalk blocked: this
+message falls back, but the person may be reached on Kakao another time, so nothing is remembered."""
 STATUS = {TemplateStatus.PENDING: "PENDING", TemplateStatus.INSPECTING: "INSPECTING",
           TemplateStatus.APPROVED: "APPROVED", TemplateStatus.REJECTED: "REJECTED"}
 
@@ -71,8 +82,11 @@ def classify(code: str, detail: str, channel: MessageChannel) -> Outcome:
         return Outcome(Verdict.ACCEPTED, code, detail)
     if code in RETRYABLE:
         return Outcome(Verdict.RETRYABLE, code, detail)
-    if code in NOT_ON_KAKAO and channel in (MessageChannel.ALIMTALK, MessageChannel.BRAND_MESSAGE):
-        return Outcome(Verdict.INVALID_RECIPIENT, code, detail, fallback=True)
+    if channel in (MessageChannel.ALIMTALK, MessageChannel.BRAND_MESSAGE):
+        if code == NOT_A_KAKAO_USER:
+            return Outcome(Verdict.INVALID_RECIPIENT, code, detail, fallback=True)
+        if code in NOT_NOW_ON_KAKAO:
+            return Outcome(Verdict.PERMANENT, code, detail, fallback=True)
     if code in NO_RECIPIENT:
         return Outcome(Verdict.INVALID_RECIPIENT, code, detail)
     if code == "3108":
@@ -130,7 +144,7 @@ class SolapiProvider:
         for i, envelope in enumerate(batch):
             try:
                 message = await self._message(envelope)
-            except _Refused as refused:
+            except Refused as refused:
                 outcomes[i] = refused.outcome
                 continue
             message["customFields"] = {"nudge_id": envelope.message_id}
@@ -207,12 +221,12 @@ class SolapiProvider:
             return {**base, **self._alimtalk(message, envelope)}
         if isinstance(message, BrandMessage):
             return {**base, **await self._brand(message)}
-        raise _Refused(Outcome(Verdict.PERMANENT, "unsupported", f"solapi cannot send {envelope.channel.value}"))
+        raise Refused(Outcome(Verdict.PERMANENT, "unsupported", f"solapi cannot send {envelope.channel.value}"))
 
     def _from(self, wanted: str | None) -> str:
         number = wanted or (self.sender.sms_numbers[0] if self.sender.sms_numbers else None)
         if number is None:
-            raise _Refused(Outcome(Verdict.PERMANENT, "no_sender_number", "no registered sender number"))
+            raise Refused(Outcome(Verdict.PERMANENT, "no_sender_number", "no registered sender number"))
         return digits_of(number)
 
     async def _sms(self, message: SmsMessage, kind: str | None) -> dict[str, Any]:
@@ -222,13 +236,13 @@ class SolapiProvider:
             out["subject"] = normalised(message.subject).strip()
         if message.images:
             if len(message.images) > 1:
-                raise _Refused(Outcome(Verdict.PERMANENT, "one_image",
+                raise Refused(Outcome(Verdict.PERMANENT, "one_image",
                                        "Solapi sends one image per MMS; this message has "
                                        f"{len(message.images)}"))
             image = message.images[0]
-            size = image.stat().st_size
+            size = len(read_image(image))
             if size > MMS_IMAGE_BYTES:
-                raise _Refused(Outcome(Verdict.PERMANENT, "image_too_large",
+                raise Refused(Outcome(Verdict.PERMANENT, "image_too_large",
                                        f"{image.name} is {size / 1000:.0f} KB; Solapi takes MMS images up to 200 KB"))
             out["imageId"] = await self._upload(image, "MMS")
         return out
@@ -260,18 +274,21 @@ class SolapiProvider:
         known = self._uploaded.get((path, kind))
         if known is not None:
             return known
-        body = {"file": base64.b64encode(path.read_bytes()).decode(), "type": kind, "name": path.name}
+        body = {"file": base64.b64encode(read_image(path)).decode(), "type": kind, "name": path.name}
         try:
             response = await self.client.post("/storage/v1/files", content=orjson.dumps(body), headers=self._headers())
         except httpx.TransportError as exc:
-            raise _Refused(Outcome(Verdict.RETRYABLE, "upload", f"solapi image upload: {exc!r}")) from None
+            raise Refused(Outcome(Verdict.RETRYABLE, "upload", f"solapi image upload: {exc!r}")) from None
         if response.status_code != 200:
             refused = self._refused(response)
             verdict = Verdict.RETRYABLE if refused.verdict == Verdict.UNCERTAIN else refused.verdict
-            raise _Refused(Outcome(verdict, refused.code, f"image upload: {refused.detail}"))
-        file_id = str(response.json().get("fileId") or "")
+            raise Refused(Outcome(verdict, refused.code, f"image upload: {refused.detail}"))
+        try:
+            file_id = str(response.json().get("fileId") or "")
+        except (ValueError, AttributeError):
+            file_id = ""
         if not file_id:
-            raise _Refused(Outcome(Verdict.RETRYABLE, "upload", "solapi's upload answer has no fileId"))
+            raise Refused(Outcome(Verdict.RETRYABLE, "upload", "solapi's upload answer has no fileId"))
         self._uploaded[(path, kind)] = file_id
         return file_id
 
@@ -314,12 +331,6 @@ class SolapiProvider:
         await self.client.aclose()
 
 
-class _Refused(Exception):
-    """A message refused before the request (upload failed, more than Solapi carries)."""
-
-    def __init__(self, outcome: Outcome) -> None:
-        super().__init__(outcome.detail)
-        self.outcome = outcome
 
 
 def _template(entry: dict[str, Any]) -> Template:
@@ -327,7 +338,7 @@ def _template(entry: dict[str, Any]) -> Template:
     comments = [c.get("content") for c in entry.get("comments") or [] if c.get("content")]
     buttons = tuple(KakaoButton(type=b["buttonType"], name=b.get("buttonName") or "", url_mobile=b.get("linkMo"),
                                 url_pc=b.get("linkPc"), scheme_android=b.get("linkAnd"), scheme_ios=b.get("linkIos"))
-                    for b in entry.get("buttons") or [])
+                    for b in entry.get("buttons") or [] if b.get("buttonType") in KNOWN_BUTTONS)
     return Template(str(entry["templateId"]), str(entry.get("name") or entry["templateId"]),
                     str(entry.get("content") or ""), status, buttons,
                     comments[-1] if comments and status == TemplateStatus.REJECTED else None, "solapi")

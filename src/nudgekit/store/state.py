@@ -8,13 +8,13 @@ migrations in `store/migrations`; these models mirror it.
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
-from decimal import Decimal
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     Connection,
     Date,
@@ -23,7 +23,6 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
-    Numeric,
     String,
     Text,
     UniqueConstraint,
@@ -272,30 +271,50 @@ class BrandMessageDay(Base):
 
 
 class BalanceAccount(Base):
-    """The workspace's prepaid message points (KRW): one row, created by the first top-up. Sends reserve
-    their price from it with one conditional UPDATE, so two sends cannot spend the same points."""
+    """The workspace's prepaid message points: one row, created by the first top-up. Sends reserve their
+    price from it with one conditional UPDATE, so two sends cannot spend the same points. Kept in
+    hundredths of a won as an integer: no float drift on SQLite."""
 
     __tablename__ = "balance_accounts"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    balance_krw: Mapped[Decimal] = mapped_column(Numeric(14, 2))
+    balance_cents: Mapped[int] = mapped_column(BigInteger)
     updated_at: Mapped[datetime]
 
 
 class BalanceEntry(Base):
     """Every change of the balance, append-only: top-ups, reservations for sends, refunds of sends that
-    certainly did not go out."""
+    certainly did not go out. A message retried after a refund reserves again as its next attempt."""
 
     __tablename__ = "balance_entries"
-    __table_args__ = (UniqueConstraint("message_id", "kind", name="uq_balance_entries_message_kind"),)
+    __table_args__ = (UniqueConstraint("message_id", "kind", "attempt", name="uq_balance_entries_attempt"),)
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     at: Mapped[datetime] = mapped_column(index=True)
     kind: Mapped[str] = mapped_column(String(16))
     """top_up, reserve, refund."""
-    amount_krw: Mapped[Decimal] = mapped_column(Numeric(14, 2))
+    amount_cents: Mapped[int] = mapped_column(BigInteger)
     """Positive adds to the balance, negative takes from it."""
     message_id: Mapped[str | None] = mapped_column(String(255))
+    attempt: Mapped[int] = mapped_column(Integer, default=1)
     channel: Mapped[str | None] = mapped_column(String(16))
     note: Mapped[str | None] = mapped_column(Text)
+
+
+class DirectSend(Base):
+    """A message handed straight to a provider (`nudge message send`, `Workspace.send_now`), written
+    before the provider is called: a message id that is pending, accepted or uncertain is never sent again
+    by a provider that cannot drop repeats itself."""
+
+    __tablename__ = "direct_sends"
+    message_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    channel: Mapped[str] = mapped_column(String(16))
+    recipient: Mapped[str] = mapped_column(String(4096))
+    provider: Mapped[str] = mapped_column(String(32))
+    verdict: Mapped[str] = mapped_column(String(20))
+    """pending until the provider answers, then the Verdict."""
+    code: Mapped[str | None] = mapped_column(String(64))
+    provider_message_id: Mapped[str | None] = mapped_column(String(255))
+    attempts: Mapped[int] = mapped_column(Integer)
+    updated_at: Mapped[datetime]
 
 
 def in_batches(values: list[str], size: int = 5000) -> list[list[str]]:

@@ -116,6 +116,10 @@ def _check_image(out: Checked, message: BrandMessage) -> None:
         data = path.read_bytes()
         with Image.open(io.BytesIO(data)) as image:
             kind, (width, height) = image.format, image.size
+    except Image.DecompressionBombError:
+        out.problem("image", "image_too_big", f"{path.name} has far too many pixels for a Kakao image.",
+                    f"{path.name}의 픽셀 수가 너무 많습니다.")
+        return
     except OSError as exc:
         if isinstance(exc, UnidentifiedImageError):
             out.problem("image", "not_an_image", f"{path.name} is not an image file.",
@@ -179,20 +183,21 @@ def kakao_day(now: datetime) -> date:
     return now.astimezone(KOREA).date()
 
 
-def claim_day(session: Session, recipient: str, message_id: str, now: datetime) -> str | None:
-    """Take the recipient's Brand Message for today; returns why not when it is already taken by another
-    message. Commits on its own so that two concurrent sends cannot both win."""
+def claim_day(session: Session, recipient: str, message_id: str, now: datetime) -> tuple[str | None, bool]:
+    """Take the recipient's Brand Message for today: (why not, when another message has it; whether this
+    call took it). The same message claiming again is allowed but takes nothing, so only the call that
+    took the day may give it back."""
     day = kakao_day(now)
     row = session.get(BrandMessageDay, (recipient, day))
     if row is not None:
-        return None if row.message_id == message_id else _taken(recipient, row)
+        return (None if row.message_id == message_id else _taken(recipient, row)), False
     try:
         with session.begin_nested():
             session.add(BrandMessageDay(recipient=recipient, day=day, message_id=message_id, at=now))
     except IntegrityError:
         row = session.get(BrandMessageDay, (recipient, day))
-        return _taken(recipient, row) if row is not None and row.message_id != message_id else None
-    return None
+        return (_taken(recipient, row) if row is not None and row.message_id != message_id else None), False
+    return None, True
 
 
 def release_day(session: Session, recipient: str, message_id: str, now: datetime) -> None:

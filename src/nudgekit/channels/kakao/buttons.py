@@ -9,6 +9,8 @@ from pydantic import BaseModel, ConfigDict
 from nudgekit.channels.check import Checked
 from nudgekit.vocabulary import KakaoButtonType
 
+KNOWN_BUTTONS = frozenset(t.value for t in KakaoButtonType)
+"""Button types we model; a provider's template with others (plugins, call buttons) keeps only these."""
 NAME_CHARS = 14
 """Kakao cuts a button's name at 14 characters."""
 

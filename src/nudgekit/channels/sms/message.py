@@ -206,6 +206,10 @@ def _check_image(out: Checked, where: str, path: Path) -> int:
     try:
         with Image.open(io.BytesIO(data)) as image:
             kind, (width, height) = image.format, image.size
+    except Image.DecompressionBombError:
+        out.problem(where, "image_too_big", f"{path.name} has far too many pixels; at most {MMS_SIDE}x{MMS_SIDE}.",
+                    f"{path.name}의 픽셀 수가 너무 많습니다. 최대 {MMS_SIDE}x{MMS_SIDE} 픽셀까지입니다.")
+        return len(data)
     except (UnidentifiedImageError, OSError):
         out.problem(where, "not_an_image", f"{path.name} is not an image file.",
                     f"{path.name}은(는) 이미지 파일이 아닙니다.")

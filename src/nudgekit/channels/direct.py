@@ -1,0 +1,56 @@
+"""The log of messages handed straight to a provider (`nudge message send`, `Workspace.send_now`): each
+message id is written, pending, before the provider is called, and its answer afterwards.
+
+A message id that is pending (a crash mid-send), accepted or uncertain is not sent again through a provider
+that cannot drop repeats itself; one that certainly did not go out (retryable, rate limited, permanent,
+invalid recipient) may be tried again. Campaigns will send through delivery's outbox (issue #6) instead.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from nudgekit.channels.provider import Outcome, Verdict
+from nudgekit.store.state import DirectSend
+
+AGAIN = frozenset({Verdict.RETRYABLE.value, Verdict.RATE_LIMITED.value, Verdict.PERMANENT.value,
+                   Verdict.INVALID_RECIPIENT.value})
+
+
+def start(session: Session, message_id: str, channel: str, recipient: str, provider: str,
+          now: datetime) -> str | None:
+    """Take the message id for one attempt; None when taken, else why it must not go out again."""
+    row = session.get(DirectSend, message_id)
+    if row is None:
+        try:
+            with session.begin_nested():
+                session.add(DirectSend(message_id=message_id, channel=channel, recipient=recipient, provider=provider,
+                                       verdict="pending", attempts=1, updated_at=now))
+            return None
+        except IntegrityError:
+            row = session.get(DirectSend, message_id)
+            return _sent(row) if row is not None else "a concurrent send took this message id"
+    if row.verdict in AGAIN:
+        taken = session.execute(update(DirectSend).where(DirectSend.message_id == message_id,
+                                                         DirectSend.verdict == row.verdict).values(
+            verdict="pending", attempts=DirectSend.attempts + 1, provider=provider, updated_at=now))
+        if taken.rowcount == 1:  # type: ignore[attr-defined]
+            return None
+        session.refresh(row)
+    return _sent(row)
+
+
+def finish(session: Session, message_id: str, outcome: Outcome, now: datetime) -> None:
+    session.execute(update(DirectSend).where(DirectSend.message_id == message_id).values(
+        verdict=outcome.verdict.value, code=(outcome.code or "")[:64] or None,
+        provider_message_id=outcome.provider_message_id, updated_at=now))
+
+
+def _sent(row: DirectSend) -> str:
+    state = "may still be going out" if row.verdict == "pending" else f"was {row.verdict}"
+    return (f"message {row.message_id} {state} (through {row.provider}, attempt {row.attempts}): a message id is "
+            "sent once; use a new id to send it again")

@@ -324,6 +324,8 @@ class Workspace:
             fields.setdefault("url", to)
         message = parse_message(kind, fields)
         to = recipient(kind, to, self.settings)
+        if message_id is not None and not 0 < len(message_id) <= 200:
+            raise FieldError("message_id", "a message id is 1 to 200 characters")
         message_id = message_id or f"test-{uuid.uuid4().hex}"
         with self.sessions() as session:
             checked = check_parsed(kind, message, self._check_context(session))

@@ -113,7 +113,7 @@ def test_brand_message_lengths_buttons_and_targeting() -> None:
     assert brand_codes(text="가" * 1300, fallback_text="세일") == []
     assert brand_codes(text="가" * 1301, fallback_text="세일") == ["too_long"]
     assert brand_codes(text="가" * 1300) == ["too_long"]  # the fallback LMS holds 2,000 bytes
-    assert brand_codes(text=" ") == ["empty"]
+    assert brand_codes(text=" ", fallback=False) == ["empty"]
     button = {"type": "WL", "name": "보러 가기", "url_mobile": "https://shop.example/sale"}
     assert brand_codes(buttons=[button] * 5) == []
     assert brand_codes(buttons=[button] * 6) == ["too_many_buttons"]
@@ -291,3 +291,21 @@ def test_an_image_with_absurdly_many_pixels_is_refused_not_a_crash(tmp_path: Pat
 
     checked = check_sms(SmsMessage(text="사진", images=[tmp_path / "big.png"]), SENDER, PriceSettings())
     assert "image_too_big" in [p.code for p in checked.problems]
+
+
+def test_the_ad_fallback_names_the_sender_and_ends_with_the_optout_line() -> None:
+    def fallback(text: str, **fields: object) -> str:
+        message = BrandMessage.model_validate({"text": "x", "fallback_text": text, **fields})
+        return brand.check(message, SENDER, PriceSettings()).fallback.message.text
+
+    assert fallback("(광고) 봄 세일") == "(광고)건강상점\n봄 세일\n무료거부 080-123-4567"
+    button = {"type": "WL", "name": "보기", "url_mobile": "https://shop.example/s"}
+    assert fallback("봄 세일\n무료거부 080-123-4567", buttons=[button]) == \
+        "(광고)건강상점\n봄 세일\nhttps://shop.example/s\n무료거부 080-123-4567"
+    blank = brand.check(BrandMessage(text="x", fallback_text="   "), SENDER, PriceSettings())
+    assert ("fallback.text", "empty") in [(p.field, p.code) for p in blank.problems]
+
+
+def test_a_message_id_is_bounded(kakao_ws: Workspace) -> None:
+    with pytest.raises(FieldError, match="1 to 200"):
+        kakao_ws.send_now("sms", "010-1234-5678", text="x", message_id="m" * 201)

@@ -23,9 +23,11 @@ def compose(text: str, *, subject: str | None, sender_number: str | None, ad: bo
     marketer wrote); the first web-link button's address is added, since a text message has no buttons."""
     body = sms.normalised(text).strip()
     link = next((b.url_mobile for b in buttons if b.type == KakaoButtonType.WEB_LINK and b.url_mobile), None)
-    if link and link not in body:
-        body = f"{body}\n{link}"
-    if ad:
+    if body and link and link not in body:
+        optout = sms.OPTOUT_LINE.search(body)
+        at = optout.start() if optout else len(body)
+        body = f"{body[:at].rstrip()}\n{link}\n{body[at:]}".rstrip()
+    if ad and body:
         body, subject = advertising(body, subject, sender)
     message = sms.SmsMessage(text=body, subject=subject, ad=ad, sender_number=sender_number)
     return Fallback(message, sms.check(message, sender, prices))
@@ -33,9 +35,12 @@ def compose(text: str, *, subject: str | None, sender_number: str | None, ad: bo
 
 def advertising(body: str, subject: str | None, sender: SenderSettings) -> tuple[str, str | None]:
     """The label, the sender's name and the free opt-out line, each added only when missing."""
-    if not body.startswith(sms.AD_LABEL):
-        name = sender.name or ""
-        body = f"{sms.AD_LABEL}{name}\n{body}" if name and name not in body[:60] else f"{sms.AD_LABEL} {body}"
+    name = sender.name or ""
+    rest = body.removeprefix(sms.AD_LABEL).lstrip(" ")
+    if name and name not in rest[:60]:
+        body = f"{sms.AD_LABEL}{name}\n{rest}"
+    elif not body.startswith(sms.AD_LABEL):
+        body = f"{sms.AD_LABEL} {rest}"
     if subject and not subject.startswith(sms.AD_LABEL):
         subject = f"{sms.AD_LABEL}{subject}"
     if sms.OPTOUT_LINE.search(body) is None and sender.optout_080:

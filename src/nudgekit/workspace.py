@@ -382,7 +382,7 @@ class Workspace:
             finally:
                 await provider.aclose()
 
-        paid = provider.name != "sandbox"
+        paid = provider.capabilities.charges
         now = self.clock()
         with self.sessions.begin() as session:
             refused = None

@@ -39,8 +39,9 @@ from nudgekit.channels.provider import (
     Outcome,
     Refused,
     Verdict,
+    failed_request,
     read_image,
-    retry_after_seconds,
+    refused_request,
 )
 from nudgekit.channels.sms.message import SmsMessage, carrier_bytes, normalised
 from nudgekit.config import NhnCloudSettings, SenderSettings
@@ -167,12 +168,8 @@ class NhnCloudProvider:
         try:
             response = await self._client(request.service).post(request.path, content=orjson.dumps(body),
                                                                  headers=headers)
-        except httpx.TimeoutException as exc:
-            sent = not isinstance(exc, httpx.ConnectTimeout | httpx.PoolTimeout)
-            verdict = Verdict.UNCERTAIN if sent else Verdict.RETRYABLE
-            return [Outcome(verdict, "timeout", f"nhncloud: {type(exc).__name__}") for _ in part]
         except httpx.TransportError as exc:
-            return [Outcome(Verdict.RETRYABLE, "unreachable", f"nhncloud: {exc!r}") for _ in part]
+            return [failed_request("nhncloud", exc) for _ in part]
         if response.status_code != 200:
             return [self._http_error(response) for _ in part]
         try:
@@ -206,15 +203,8 @@ class NhnCloudProvider:
 
     def _http_error(self, response: httpx.Response) -> Outcome:
         status = response.status_code
-        detail = f"nhncloud HTTP {status}: {response.text[:200]}"
-        if status == 429:
-            return Outcome(Verdict.RATE_LIMITED, str(status), detail,
-                           retry_after=retry_after_seconds(response.headers.get("retry-after"), self.clock()))
-        if status == 503:
-            return Outcome(Verdict.RETRYABLE, str(status), detail)
-        if status >= 500:
-            return Outcome(Verdict.UNCERTAIN, str(status), detail)
-        return Outcome(Verdict.PERMANENT, str(status), detail)
+        return refused_request(status, str(status), f"nhncloud HTTP {status}: {response.text[:200]}",
+                               response.headers.get("retry-after"), self.clock())
 
     # -- the request for each kind of message ---------------------------------------------------
 

@@ -17,6 +17,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Protocol
 
+import httpx
 from pydantic import BaseModel
 
 from nudgekit.vocabulary import MessageChannel
@@ -75,6 +76,8 @@ class Capabilities:
     """Whether the vendor itself drops a repeated message id (so a retry after a timeout is safe)."""
     rate_per_second: float | None = None
     """The vendor's documented ceiling, when it has one."""
+    charges: bool = True
+    """Whether a send costs money, so the prepaid balance pays for it (the sandbox sends nothing)."""
 
 
 @dataclass(frozen=True)
@@ -104,6 +107,28 @@ class Provider(Protocol):
         ...
 
     async def aclose(self) -> None: ...
+
+
+def failed_request(vendor: str, exc: Exception) -> Outcome:
+    """A request that raised instead of answering: a timeout once the request had left may have been taken
+    (uncertain); a connection that never opened, or a pool or connect timeout, sent nothing (retryable)."""
+    if isinstance(exc, httpx.TimeoutException) and not isinstance(exc, httpx.ConnectTimeout | httpx.PoolTimeout):
+        return Outcome(Verdict.UNCERTAIN, "timeout", f"{vendor}: {type(exc).__name__}")
+    if isinstance(exc, httpx.TimeoutException):
+        return Outcome(Verdict.RETRYABLE, "timeout", f"{vendor}: {type(exc).__name__}")
+    return Outcome(Verdict.RETRYABLE, "unreachable", f"{vendor}: {exc!r}")
+
+
+def refused_request(status: int, code: str, detail: str, retry_after: str | None, now: datetime) -> Outcome:
+    """A whole request answered with an HTTP error: 429 slow down, 503 nothing was taken, other 5xx may have
+    been taken (uncertain), 4xx our request or configuration is wrong."""
+    if status == 429:
+        return Outcome(Verdict.RATE_LIMITED, code, detail, retry_after=retry_after_seconds(retry_after, now))
+    if status == 503:
+        return Outcome(Verdict.RETRYABLE, code, detail)
+    if status >= 500:
+        return Outcome(Verdict.UNCERTAIN, code, detail)
+    return Outcome(Verdict.PERMANENT, code, detail)
 
 
 class Refused(Exception):

@@ -18,7 +18,8 @@ from nudgekit.vocabulary import MessageChannel
 
 class SandboxProvider:
     name = "sandbox"
-    capabilities = Capabilities(channels=frozenset(MessageChannel), batch_size=1000, idempotency=True)
+    capabilities = Capabilities(channels=frozenset(MessageChannel), batch_size=1000, idempotency=True,
+                                charges=False)
 
     def __init__(self, sessions: sessionmaker[Session], clock: Callable[[], datetime]) -> None:
         self.sessions = sessions

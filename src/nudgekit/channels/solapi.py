@@ -38,8 +38,9 @@ from nudgekit.channels.provider import (
     Outcome,
     Refused,
     Verdict,
+    failed_request,
     read_image,
-    retry_after_seconds,
+    refused_request,
 )
 from nudgekit.channels.sms.message import SmsMessage, normalised
 from nudgekit.config import SenderSettings, SolapiSettings
@@ -159,12 +160,8 @@ class SolapiProvider:
         body = {"messages": wire, "allowDuplicates": True, "showMessageList": True}
         try:
             response = await self.client.post(SEND, content=orjson.dumps(body), headers=self._headers())
-        except httpx.TimeoutException as exc:
-            sent = not isinstance(exc, httpx.ConnectTimeout | httpx.PoolTimeout)
-            verdict = Verdict.UNCERTAIN if sent else Verdict.RETRYABLE
-            return [Outcome(verdict, "timeout", f"solapi: {type(exc).__name__}") for _ in envelopes]
         except httpx.TransportError as exc:
-            return [Outcome(Verdict.RETRYABLE, "unreachable", f"solapi: {exc!r}") for _ in envelopes]
+            return [failed_request("solapi", exc) for _ in envelopes]
         if response.status_code != 200:
             return [self._refused(response) for _ in envelopes]
         try:
@@ -201,15 +198,8 @@ class SolapiProvider:
         except (ValueError, AttributeError):
             code, text = str(response.status_code), response.text[:200]
         status = response.status_code
-        detail = f"solapi {status} {code}: {text}"
-        if status == 429:
-            return Outcome(Verdict.RATE_LIMITED, code, detail, retry_after=retry_after_seconds(
-                response.headers.get("retry-after"), self.clock()))
-        if status == 503:
-            return Outcome(Verdict.RETRYABLE, code, detail)
-        if status >= 500:
-            return Outcome(Verdict.UNCERTAIN, code, detail)
-        return Outcome(Verdict.PERMANENT, code, detail)
+        return refused_request(status, code, f"solapi {status} {code}: {text}", response.headers.get("retry-after"),
+                               self.clock())
 
     async def _message(self, envelope: Envelope) -> dict[str, Any]:
         to, country = recipient(envelope.to)

@@ -155,7 +155,7 @@ class PriceSettings(BaseModel):
     webhook: float = Field(0.0, ge=0)
 
 
-PROVIDER_NAMES = ("sandbox", "smtp", "webhook", "fcm", "solapi", "nhncloud")
+PROVIDER_NAMES = ("sandbox", "smtp", "webhook", "fcm", "apns", "solapi", "nhncloud")
 """Providers that exist (docs/channels.md#providers); a name outside this list fails when settings load."""
 
 
@@ -169,11 +169,14 @@ class ProviderRoutes(BaseModel):
     sms: str = "sandbox"
     email: str = "sandbox"
     webhook: str = "sandbox"
+    push_apns: str | None = None
+    """Where raw APNs device tokens (hex, from an iOS app registering with Apple directly rather than through
+    the Firebase SDK) go instead of `push`: usually "apns"."""
 
     @field_validator("*")
     @classmethod
-    def _known(cls, value: str) -> str:
-        if value not in PROVIDER_NAMES:
+    def _known(cls, value: str | None) -> str | None:
+        if value is not None and value not in PROVIDER_NAMES:
             raise ValueError(f"unknown provider {value!r} (known: {', '.join(PROVIDER_NAMES)})")
         return value
 
@@ -200,6 +203,24 @@ class FcmSettings(BaseModel):
     project_id: str | None = None
     """Default: the key's project_id."""
     base_url: str = "https://fcm.googleapis.com"
+    timeout_seconds: float = Field(10.0, gt=0)
+
+
+class ApnsSettings(BaseModel):
+    """Apple Push Notification service, token-based (a .p8 key from Apple developer account > Keys)."""
+
+    key_file: Path | None = None
+    """The AuthKey_XXXXXXXXXX.p8 file (relative paths are read from the workspace)."""
+    key_id: str | None = Field(None, pattern=r"^[A-Z0-9]{10}$")
+    team_id: str | None = Field(None, pattern=r"^[A-Z0-9]{10}$")
+    bundle_id: str | None = None
+    """The app's bundle id (the apns-topic)."""
+    environment: Literal["production", "sandbox"] = "production"
+    """sandbox for tokens of development builds (Xcode), production for TestFlight and App Store builds."""
+    base_url: str | None = None
+    """Default: Apple's host for the environment."""
+    ca_file: Path | None = None
+    """A certificate authority to trust besides the system's (a TLS-inspecting proxy, a test server)."""
     timeout_seconds: float = Field(10.0, gt=0)
 
 
@@ -271,6 +292,7 @@ class Settings(BaseSettings):
     smtp: SmtpSettings = Field(default_factory=SmtpSettings)
     webhook: WebhookSettings = Field(default_factory=WebhookSettings)
     fcm: FcmSettings = Field(default_factory=FcmSettings)
+    apns: ApnsSettings = Field(default_factory=ApnsSettings)
     solapi: SolapiSettings = Field(default_factory=SolapiSettings)
     nhncloud: NhnCloudSettings = Field(default_factory=NhnCloudSettings)
 

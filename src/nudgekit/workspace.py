@@ -374,7 +374,7 @@ class Workspace:
             meta["fallback"] = {"type": checked.fallback.checked.type,
                                 **checked.fallback.message.model_dump(mode="json", exclude_none=True)}
         envelope = Envelope(message_id, kind, to, message, checked.type, profile_id, meta)
-        provider = providers.open_for(kind, providers.Context(self.settings, self.sessions, self.clock))
+        provider = providers.open_for(kind, providers.Context(self.settings, self.sessions, self.clock), to)
 
         async def one() -> Any:
             try:

@@ -19,7 +19,9 @@ from nudgekit.vocabulary import MessageChannel
 AD_LABEL = "(광고)"
 PAYLOAD_BYTES = 4096
 """FCM's limit on a message and APNs' on a payload (CHANNEL_RULES E)."""
-RESERVED_DATA = re.compile(r"^(from|notification|message_type|google.*|gcm.*)$", re.IGNORECASE)
+TTL_MAX_SECONDS = 28 * 24 * 3600
+"""FCM keeps a message at most four weeks."""
+RESERVED_DATA = re.compile(r"^(from|notification|message_type|google.*|gcm.*|aps)$", re.IGNORECASE)
 """Data keys FCM refuses (INVALID_ARGUMENT)."""
 OPTOUT_PATH = re.compile(r"수신\s*거부|알림\s*(끄기|해제|설정)|opt[\s-]*out|unsubscribe", re.IGNORECASE)
 """An advertising push tells the user how to stop them (A7: e.g. "수신거부: 마이 > 설정 > 알림")."""
@@ -42,6 +44,11 @@ class PushMessage(BaseModel):
     badge: int | None = Field(None, ge=0)
     android_channel: str | None = None
     ios_category: str | None = None
+    ttl_seconds: int | None = Field(None, ge=0, le=TTL_MAX_SECONDS)
+    """How long the platform may hold the push for a phone that is off (0: now or never); default: the
+    platform's own (FCM 4 weeks, APNs stores it until delivered)."""
+    collapse_key: str | None = Field(None, min_length=1, max_length=64)
+    """Pushes with the same key replace each other while undelivered (a price alert only needs the latest)."""
     ad: bool = False
     silent: bool = False
     """A background push with nothing shown: used to learn which tokens are dead (uninstall tracking)."""
@@ -57,10 +64,16 @@ def fcm_message(message: PushMessage, token: str) -> dict[str, Any]:
         body["data"] = data
     android: dict[str, Any] = {"priority": "high"}
     apns: dict[str, Any] = {}
+    apns_headers: dict[str, str] = {}
+    if message.ttl_seconds is not None:
+        android["ttl"] = f"{message.ttl_seconds}s"
+    if message.collapse_key:
+        android["collapse_key"] = message.collapse_key
+        apns_headers["apns-collapse-id"] = message.collapse_key
     if message.silent:
         android["priority"] = "normal"
-        apns = {"headers": {"apns-push-type": "background", "apns-priority": "5"},
-                "payload": {"aps": {"content-available": 1}}}
+        apns_headers.update({"apns-push-type": "background", "apns-priority": "5"})
+        apns = {"payload": {"aps": {"content-available": 1}}}
     else:
         notification = {k: v for k, v in (("title", message.title), ("body", message.text),
                                           ("image", message.image)) if v}
@@ -71,6 +84,8 @@ def fcm_message(message: PushMessage, token: str) -> dict[str, Any]:
         if aps:
             apns = {"payload": {"aps": aps}}
     body["android"] = android
+    if apns_headers:
+        apns["headers"] = apns_headers
     if apns:
         body["apns"] = apns
     return body

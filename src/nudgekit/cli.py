@@ -827,21 +827,25 @@ def progress_steps(quiet: bool) -> Iterator[Callable[[str], None]]:
 ChannelOpt = Annotated[MessageChannel, typer.Option(help="Channel: " + ", ".join(c.value for c in MessageChannel))]
 TextOpt = Annotated[str | None, typer.Option(help="The message text ('-' reads it from standard input).")]
 SubjectOpt = Annotated[str | None, typer.Option(help="Subject (LMS / MMS, email).")]
-ImageOpt = Annotated[list[str] | None, typer.Option(help="MMS: an image file (repeat for several); push: an https:// URL.")]
-TitleOpt = Annotated[str | None, typer.Option(help="Push: the title.")]
-LinkOpt = Annotated[str | None, typer.Option(help="Push: the deep link opened on tap.")]
+ImageOpt = Annotated[list[str] | None, typer.Option(
+    help="MMS: an image file (repeat for several); push, in-app, card: an https:// URL.")]
+TitleOpt = Annotated[str | None, typer.Option(help="Push, in-app, card: the title.")]
+LinkOpt = Annotated[str | None, typer.Option(help="Push, in-app, card: the deep link opened on tap.")]
+LayoutOpt = Annotated[str | None, typer.Option(help="In-app: modal, banner, fullscreen or html (with --html).")]
+PinnedOpt = Annotated[bool, typer.Option("--pinned", help="Card: keep it at the top of the feed.")]
 SilentOpt = Annotated[bool, typer.Option("--silent", help="Push: a background push that shows nothing.")]
 AdOpt = Annotated[bool, typer.Option("--ad", help="Advertising (광고성 정보).")]
 FromOpt = Annotated[str | None, typer.Option("--from", help="Sender number (SMS) or address (email); default [sender].")]
 TypeOpt = Annotated[SmsType | None, typer.Option("--type", help="Force SMS, LMS or MMS.")]
-HtmlOpt = Annotated[Path | None, typer.Option(help="Email: an HTML file for the HTML part.")]
+HtmlOpt = Annotated[Path | None, typer.Option(help="Email: an HTML file for the HTML part; in-app: the html layout.")]
 UnsubscribeOpt = Annotated[str | None, typer.Option(help="Email: the one-click unsubscribe link (https).")]
 UrlOpt = Annotated[str | None, typer.Option(help="Webhook: the address to POST to.")]
 DataOpt = Annotated[str | None, typer.Option(help="Webhook: the JSON object to send; push: string key/values.")]
 TemplateOpt = Annotated[str | None, typer.Option(help="AlimTalk: the template code (nudge kakao templates list).")]
 VarOpt = Annotated[list[str] | None, typer.Option("--var", help="AlimTalk: a template variable as name=value (repeat).")]
 ButtonOpt = Annotated[list[str] | None, typer.Option(
-    "--button", help='Brand Message: a button as JSON, e.g. \'{"type":"WL","name":"보기","url_mobile":"https://…"}\'.')]
+    "--button", help='Brand Message: a button as JSON, e.g. \'{"type":"WL","name":"보기","url_mobile":"https://…"}\'; '
+    'in-app: \'{"label":"혜택 알림 받기","action":"consent"}\' (link, dismiss, consent, review).')]
 FormatOpt = Annotated[BrandFormat | None, typer.Option("--format", help="Brand Message: text, image or wide.")]
 TargetingOpt = Annotated[Targeting | None, typer.Option(
     help="Brand Message: I (channel friends), M or N (consented non-friends; qualified channels only).")]
@@ -876,14 +880,15 @@ def _kakao_fields(template: str | None, var: list[str] | None, button: list[str]
 def _message_fields(channel: MessageChannel, *, text: str | None, subject: str | None, image: list[str] | None,
                     ad: bool, sender: str | None, sms_type: SmsType | None, html: Path | None,
                     unsubscribe_url: str | None, url: str | None, data: str | None, title: str | None = None,
-                    link: str | None = None, silent: bool = False) -> dict[str, Any]:
+                    link: str | None = None, silent: bool = False, layout: str | None = None,
+                    pinned: bool = False) -> dict[str, Any]:
     """The message's fields from the options given (options the channel has no use for are refused)."""
     if text == "-":
         text = sys.stdin.read()
     fields: dict[str, Any] = {"text": text, "subject": subject, "ad": ad or None, "type": sms_type,
                               "unsubscribe_url": unsubscribe_url, "url": url, "title": title, "link": link,
-                              "silent": silent or None}
-    if channel in (MessageChannel.PUSH, MessageChannel.BRAND_MESSAGE):
+                              "silent": silent or None, "layout": layout, "pinned": pinned or None}
+    if channel in (MessageChannel.PUSH, MessageChannel.BRAND_MESSAGE, MessageChannel.INAPP, MessageChannel.CARD):
         if image and len(image) > 1:
             fail(f"--image: a {channel.value.replace('_', ' ')} carries one image", 2)
         image_field = image[0] if image else None
@@ -925,6 +930,8 @@ def message_check(
     title: TitleOpt = None,
     link: LinkOpt = None,
     silent: SilentOpt = False,
+    layout: LayoutOpt = None,
+    pinned: PinnedOpt = False,
     template: TemplateOpt = None,
     var: VarOpt = None,
     button: ButtonOpt = None,
@@ -940,7 +947,7 @@ def message_check(
     json_errors(as_json)
     fields = _message_fields(channel, text=text, subject=subject, image=image, ad=ad, sender=sender, sms_type=sms_type,
                              html=html, unsubscribe_url=unsubscribe_url, url=url, data=data, title=title, link=link,
-                             silent=silent)
+                             silent=silent, layout=layout, pinned=pinned)
     fields.update(_kakao_fields(template, var, button, brand_format, targeting, no_fallback, fallback_text))
     with workspace(home) as ws:
         try:
@@ -958,7 +965,9 @@ def message_check(
 @message_app.command("send")
 def message_send(
     channel: ChannelOpt,
-    to: Annotated[str, typer.Option(help="The recipient: phone number, email address, push token or URL.")],
+    to: Annotated[str, typer.Option(
+        help="The recipient: phone number, email address, push token, URL, or (in-app, card) a user id or "
+             "anon:<anonymousId>.")],
     text: TextOpt = None,
     subject: SubjectOpt = None,
     image: ImageOpt = None,
@@ -972,6 +981,8 @@ def message_send(
     title: TitleOpt = None,
     link: LinkOpt = None,
     silent: SilentOpt = False,
+    layout: LayoutOpt = None,
+    pinned: PinnedOpt = False,
     template: TemplateOpt = None,
     var: VarOpt = None,
     button: ButtonOpt = None,
@@ -988,7 +999,7 @@ def message_send(
     json_errors(as_json)
     fields = _message_fields(channel, text=text, subject=subject, image=image, ad=ad, sender=sender, sms_type=sms_type,
                              html=html, unsubscribe_url=unsubscribe_url, url=url, data=data, title=title, link=link,
-                             silent=silent)
+                             silent=silent, layout=layout, pinned=pinned)
     fields.update(_kakao_fields(template, var, button, brand_format, targeting, no_fallback, fallback_text))
     with workspace(home) as ws:
         try:
@@ -1143,6 +1154,46 @@ def outbox_show(
         summary = " ".join(summary.split())
         table.add_row(str(row["id"]), at, kind, escape(row["to"]),
                       escape(summary[:80] + ("…" if len(summary) > 80 else "")))
+    console.print(table)
+
+
+inbox_app = typer.Typer(help="In-app messages and content cards waiting for a person.", no_args_is_help=True)
+app.add_typer(inbox_app, name="inbox")
+
+
+@inbox_app.command("show")
+def inbox_show(
+    user: Annotated[str | None, typer.Option("--user", help="The user id.")] = None,
+    anonymous_id: Annotated[str | None, typer.Option(help="The visitor's anonymous id.")] = None,
+    cards: Annotated[bool, typer.Option("--cards", help="Content cards instead of in-app messages.")] = False,
+    home: HomeOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """What the app gets from GET /v1/inapp (or /v1/cards) for this person now."""
+    json_errors(as_json)
+    channel = MessageChannel.CARD if cards else MessageChannel.INAPP
+    with workspace(home) as ws:
+        try:
+            items = ws.inbox(channel, user_id=user, anonymous_id=anonymous_id)
+        except FieldError as exc:
+            fail(f"--{'user' if exc.field == 'userId' else 'anonymous-id'}: {exc.reason}", 2)
+        zone = ws.settings.zone
+    if as_json:
+        emit_json(items)
+        return
+    if not items:
+        console.print(f"No {'content cards' if cards else 'in-app messages'} waiting.")
+        return
+    table = Table("id", "layout" if not cards else "state", "title / text", "buttons", "expires",
+                  title="content cards" if cards else "in-app messages (until shown)")
+    for item in items:
+        state = ("pinned " if item.get("pinned") else "") + ("clicked" if item.get("clicked") else
+                                                             "viewed" if item.get("viewed") else "new")
+        words = " · ".join(str(item[k]) for k in ("title", "text") if item.get(k)) or "(html)"
+        buttons = ", ".join(f"{b['label']} ({b['action']})" for b in item.get("buttons", []))
+        expires = datetime.fromisoformat(item["expires_at"]).astimezone(zone).strftime("%Y-%m-%d %H:%M")
+        table.add_row(escape(item["id"]), state if cards else item.get("layout", ""), escape(words[:60]),
+                      escape(buttons), expires)
     console.print(table)
 
 

@@ -155,7 +155,7 @@ class PriceSettings(BaseModel):
     webhook: float = Field(0.0, ge=0)
 
 
-PROVIDER_NAMES = ("sandbox", "smtp", "webhook", "fcm", "apns", "solapi", "nhncloud")
+PROVIDER_NAMES = ("sandbox", "inbox", "smtp", "webhook", "fcm", "apns", "solapi", "nhncloud")
 """Providers that exist (docs/channels.md#providers); a name outside this list fails when settings load."""
 
 
@@ -164,6 +164,10 @@ class ProviderRoutes(BaseModel):
     sending them (`nudge outbox show`)."""
 
     push: str = "sandbox"
+    inapp: str = "inbox"
+    """In-app messages and content cards are delivered by nudgekit itself: into each person's inbox, which
+    the app reads from `GET /v1/inapp` and `GET /v1/cards`."""
+    card: str = "inbox"
     alimtalk: str = "sandbox"
     brand_message: str = "sandbox"
     sms: str = "sandbox"

@@ -324,6 +324,9 @@ class Workspace:
             fields.setdefault("url", to)
         message = parse_message(kind, fields)
         to = recipient(kind, to, self.settings)
+        if kind in (MessageChannel.INAPP, MessageChannel.CARD):
+            to = self.resolve(to) or to
+            profile_id = profile_id or to
         if message_id is not None and not 0 < len(message_id) <= 200:
             raise FieldError("message_id", "a message id is 1 to 200 characters")
         message_id = message_id or f"test-{uuid.uuid4().hex}"
@@ -506,6 +509,82 @@ class Workspace:
 
         kind = _enum(MessageChannel, channel, "channel") if channel is not None else None
         return recorded(self.sessions, channel=kind, to=to, limit=limit)
+
+    def inbox(self, channel: Any = MessageChannel.INAPP, *, user_id: str | None = None,
+              anonymous_id: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+        """The in-app messages (or content cards) the app shows this person now, as `GET /v1/inapp` and
+        `GET /v1/cards` serve them."""
+        from nudgekit.channels.inapp import inbox
+
+        kind = _inbox_channel(channel)
+        _inbox_ids(user_id, anonymous_id)
+        with self.sessions() as session:
+            return inbox.feed(session, kind, inbox.people(session, user_id, anonymous_id), self.clock(), limit)
+
+    def report_inbox(self, message_id: str, kind: str, *, user_id: str | None = None,
+                     anonymous_id: str | None = None, button: int | None = None,
+                     track: bool = True) -> dict[str, Any]:
+        """What the app reports about an in-app message or card: `impression`, `click` (of the message, or of
+        button N, 1-based) or `dismiss`. A consent button records advertising consent (source in_app) on its
+        channels in the same transaction. The report becomes a track event ("In-App Message Clicked" ...),
+        stored here when `track`, else returned under "event" for the caller to store; its message id is fixed
+        by the report, so a repeated report changes nothing and is stored once."""
+        from nudgekit.channels.inapp import inbox
+
+        if kind not in inbox.REPORTS:
+            raise FieldError("type", f'"{kind}" is not one of {", ".join(inbox.REPORTS)}')
+        _inbox_ids(user_id, anonymous_id)
+        now = self.clock()
+        consents: list[dict[str, Any]] = []
+        with self.sessions.begin() as session:
+            try:
+                done = inbox.report(session, message_id, kind, inbox.people(session, user_id, anonymous_id), now,
+                                    button)  # type: ignore[arg-type]
+            except inbox.NotInInbox:
+                raise LookupError(f"{message_id} is not in this person's inbox") from None
+            except ValueError as exc:
+                raise FieldError("button", str(exc)) from None
+            pressed = done.button or {}
+            if pressed.get("action") == "consent":
+                consents = self._consent_from_inbox(session, done.item.profile_id, message_id, button or 0, pressed,
+                                                    now)
+        channel = MessageChannel(done.item.channel)
+        answer: dict[str, Any] = {"id": message_id, "type": kind, "first": done.first, "consents": consents}
+        if pressed:
+            answer["action"] = {k: v for k, v in pressed.items() if k in ("action", "url", "consent_channels")}
+        properties = {"message_id": message_id, "channel": channel.value, "ad": done.item.ad}
+        if button is not None:
+            properties |= {"button": button, "button_label": pressed.get("label"), "action": pressed.get("action")}
+            if pressed.get("url"):
+                properties["url"] = pressed["url"]
+        elif kind == "click" and done.item.body.get("link"):
+            properties["url"] = done.item.body["link"]
+        event = {"type": "track", "event": inbox.EVENTS[(channel, kind)], "userId": user_id,
+                 "anonymousId": anonymous_id, "messageId": f"{message_id}:{kind}:{button or 0}",
+                 "timestamp": done.at.isoformat(), "properties": properties}
+        if track:
+            self._send(event)
+        else:
+            answer["event"] = event
+        return answer
+
+    def _consent_from_inbox(self, session: Any, profile_id: str, message_id: str, button: int,
+                            pressed: dict[str, Any], now: datetime) -> list[dict[str, Any]]:
+        """The consent a button records, on the person the message was delivered to (or whom they became)."""
+        profile = session.get(Profile, profile_id)
+        if profile is None:
+            anonymous = profile_id.removeprefix("anon:") if profile_id.startswith("anon:") else None
+            profile = Profile(profile_id=profile_id, user_id=None if anonymous else profile_id, anonymous_id=anonymous,
+                              traits={}, created_at=now, updated_at=now)
+            session.add(profile)
+            session.flush()
+        person = profile.merged_into or profile.profile_id
+        evidence = f'in-app message {message_id}, button {button} "{pressed.get("label")}"'
+        updates = [ConsentUpdate(Channel(c), Purpose.ADVERTISING, ConsentChange.GRANTED, now, ConsentSource.IN_APP,
+                                 evidence) for c in pressed.get("consent_channels", [])]
+        history.record(session, person, updates, now=now, dedupe_key=f"inapp:{message_id}:{button}")
+        state = history.current(session, person)
+        return [state[(u.channel, u.purpose)].as_dict() for u in updates]
 
     def set_sender(self, *, add_sms_numbers: Sequence[str] = (), remove_sms_numbers: Sequence[str] = (),
                    **changes: Any) -> SenderSettings:
@@ -711,6 +790,21 @@ def _enum(kind: Any, value: Any, field: str) -> Any:
     except ValueError:
         known = ", ".join(v.value for v in kind)
         raise FieldError(field, f'"{value}" is not one of {known}') from None
+
+
+def _inbox_channel(value: Any) -> MessageChannel:
+    kind = _enum(MessageChannel, value, "channel")
+    if kind not in (MessageChannel.INAPP, MessageChannel.CARD):
+        raise FieldError("channel", "only in-app messages and content cards wait in an inbox")
+    return kind
+
+
+def _inbox_ids(user_id: str | None, anonymous_id: str | None) -> None:
+    if not user_id and not anonymous_id:
+        raise FieldError("userId", "name the person: a userId, an anonymousId, or both")
+    for value, field in ((user_id, "userId"), (anonymous_id, "anonymousId")):
+        if value is not None:
+            check_user_id(value, field)
 
 
 def _source(value: Any) -> ConsentSource:

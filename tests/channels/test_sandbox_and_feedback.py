@@ -71,7 +71,7 @@ def test_bad_recipients_and_options_are_named(home: Path) -> None:
     kakao = nudge(home, "message", "check", "--channel", "alimtalk", "--text", "안녕")
     assert kakao.exit_code == 2 and "--template: alimtalk messages need it" in kakao.output
     card = nudge(home, "message", "check", "--channel", "card", "--text", "안녕")
-    assert card.exit_code == 2 and "not built yet" in card.output
+    assert card.exit_code == 2 and "--title: card messages need it" in card.output
 
 
 def test_the_same_message_id_is_recorded_once(home: Path) -> None:

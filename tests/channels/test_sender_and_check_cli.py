@@ -95,6 +95,10 @@ def test_prices_come_from_nudge_toml(home: Path) -> None:
     assert json.loads(result.stdout)["cost_krw"] == 27.5
 
 
-def test_a_channel_not_built_yet_says_so(home: Path) -> None:
+def test_every_channel_has_a_check(home: Path) -> None:
+    from nudgekit.channels.registry import CHANNELS
+    from nudgekit.vocabulary import MessageChannel
+
+    assert set(CHANNELS) == set(MessageChannel)
     result = nudge(home, "message", "check", "--channel", "inapp", "--text", "hi", "--json")
-    assert result.exit_code == 2 and "not built yet" in json.loads(result.stdout)["error"]
+    assert result.exit_code == 0 and json.loads(result.stdout)["type"] == "modal"

@@ -11,6 +11,7 @@ from pathlib import Path
 from sqlalchemy.orm import Session, sessionmaker
 
 from nudgekit.channels.email.smtp import SmtpProvider
+from nudgekit.channels.inapp.inbox import InboxProvider
 from nudgekit.channels.nhncloud import NhnCloudProvider
 from nudgekit.channels.provider import Provider
 from nudgekit.channels.push.apns import ApnsProvider, is_apns_token
@@ -31,6 +32,7 @@ class Context:
 
 PROVIDERS: dict[str, Callable[[Context], Provider]] = {
     "sandbox": lambda c: SandboxProvider(c.sessions, c.clock),
+    "inbox": lambda c: InboxProvider(c.sessions, c.clock),
     "smtp": lambda c: SmtpProvider(c.settings.smtp, c.settings.sender, c.clock),
     "webhook": lambda c: WebhookProvider(c.settings.webhook, c.clock),
     "fcm": lambda c: FcmProvider(c.settings.fcm.model_copy(update={

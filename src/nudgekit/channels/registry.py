@@ -11,13 +11,14 @@ from pydantic import BaseModel, ValidationError
 
 from nudgekit.channels.check import Checked
 from nudgekit.channels.email import message as email
+from nudgekit.channels.inapp import message as inapp
 from nudgekit.channels.kakao import alimtalk, brand
 from nudgekit.channels.kakao.templates import Template
 from nudgekit.channels.push import message as push
 from nudgekit.channels.sms import message as sms
 from nudgekit.channels.webhook import message as webhook
 from nudgekit.config import Settings
-from nudgekit.profiles.contacts import FieldError, normalize_email, normalize_phone
+from nudgekit.profiles.contacts import FieldError, check_user_id, normalize_email, normalize_phone
 from nudgekit.vocabulary import MessageChannel
 
 
@@ -54,8 +55,18 @@ def _token(value: str, settings: Settings) -> str:
     return token
 
 
+def _person(value: str, settings: Settings) -> str:
+    """In-app messages and cards go to a user id, or to an anonymous visitor as `anon:<anonymousId>`."""
+    person = value.strip()
+    check_user_id(person, "to")
+    return person
+
+
 CHANNELS: dict[MessageChannel, ChannelSpec] = {
     MessageChannel.PUSH: ChannelSpec(push.PushMessage, lambda m, c: push.check(m, c.settings.prices), _token),
+    MessageChannel.INAPP: ChannelSpec(inapp.InappMessage, lambda m, c: inapp.check_inapp(m, c.settings.prices),
+                                      _person),
+    MessageChannel.CARD: ChannelSpec(inapp.CardMessage, lambda m, c: inapp.check_card(m, c.settings.prices), _person),
     MessageChannel.ALIMTALK: ChannelSpec(
         alimtalk.AlimtalkMessage,
         lambda m, c: alimtalk.check(m, c.template(m.template), c.settings.sender, c.settings.prices), _phone),
@@ -74,10 +85,7 @@ CHANNELS: dict[MessageChannel, ChannelSpec] = {
 def parse_message(channel: MessageChannel, fields: dict[str, Any]) -> BaseModel:
     """The channel's message model from plain fields (CLI options, API JSON); a field of the wrong shape, or
     one the channel does not have, is a FieldError."""
-    spec = CHANNELS.get(channel)
-    if spec is None:
-        built = ", ".join(c.value for c in CHANNELS)
-        raise FieldError("channel", f"{channel.value} messages are not built yet (built: {built})")
+    spec = CHANNELS[channel]
     try:
         return spec.model.model_validate({k: v for k, v in fields.items() if v is not None})
     except ValidationError as exc:

@@ -384,3 +384,22 @@ def make_engine(url: str) -> Engine:
 
 def make_sessionmaker(engine: Engine) -> sessionmaker:
     return sessionmaker(engine, expire_on_commit=False)
+
+
+class InboxItem(Base):
+    """An in-app message or content card waiting in one person's inbox, served by `GET /v1/inapp` and
+    `GET /v1/cards` until it is shown (in-app), dismissed (cards) or expires."""
+
+    __tablename__ = "inbox_items"
+    message_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    channel: Mapped[str] = mapped_column(String(16))
+    profile_id: Mapped[str] = mapped_column(String(255))
+    body: Mapped[dict[str, Any]] = mapped_column(JSON)
+    """What the app receives (sanitised HTML)."""
+    ad: Mapped[bool] = mapped_column(Boolean)
+    pinned: Mapped[bool] = mapped_column(Boolean)
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    shown_at: Mapped[datetime | None]
+    clicked_at: Mapped[datetime | None]
+    dismissed_at: Mapped[datetime | None]

@@ -96,6 +96,14 @@ class WarehouseSettings(BaseModel):
     """Segment's message type column (track/page/screen/identify) when the table mixes them; None = all are track."""
 
 
+def _cp949(ch: str) -> bool:
+    try:
+        ch.encode("cp949")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 class SenderSettings(BaseModel):
     """Who the workspace sends as (docs/channels.md#sender-settings): numbers are registered with the carriers
     and providers first; here they are only declared, and every text message is checked against them."""
@@ -115,6 +123,21 @@ class SenderSettings(BaseModel):
     non-friends) only once Kakao has qualified the channel."""
     email_from: str | None = None
     email_reply_to: str | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _carried(cls, value: str | None) -> str | None:
+        """The name goes into every advertising text message, so it must be one carriers can carry."""
+        if not value or not value.strip():
+            return None
+        value = value.strip()
+        outside = [ch for ch in dict.fromkeys(value) if not _cp949(ch)]
+        if outside:
+            raise ValueError(f"the sender name has characters text messages cannot carry: {' '.join(outside)} "
+                             "(emoji and rare symbols); advertising text messages carry the name")
+        if len(value) > 40:
+            raise ValueError("the sender name is at most 40 characters (it opens every advertising message)")
+        return value
 
     @field_validator("sms_numbers")
     @classmethod
@@ -252,6 +275,16 @@ class NhnCloudSettings(BaseModel):
     timeout_seconds: float = Field(15.0, gt=0)
 
 
+class InboxSettings(BaseModel):
+    """In-app messages and content cards served to the app (docs/channels.md#serving-them-to-the-app)."""
+
+    user_token_secret: str | None = None
+    """When set, every inbox request must carry `Nudge-User-Token`: HMAC-SHA256 of the user id with this
+    secret, hex, made by your backend — so a write key alone (it ships in the app) cannot read someone
+    else's inbox or report for them. A consent button records consent over HTTP only with such a token.
+    Prefer NUDGE_INBOX__USER_TOKEN_SECRET."""
+
+
 class WebhookSettings(BaseModel):
     """Signed JSON POSTs to your own endpoints (docs/channels.md#webhook)."""
 
@@ -295,6 +328,7 @@ class Settings(BaseSettings):
     providers: ProviderRoutes = Field(default_factory=ProviderRoutes)
     smtp: SmtpSettings = Field(default_factory=SmtpSettings)
     webhook: WebhookSettings = Field(default_factory=WebhookSettings)
+    inbox: InboxSettings = Field(default_factory=InboxSettings)
     fcm: FcmSettings = Field(default_factory=FcmSettings)
     apns: ApnsSettings = Field(default_factory=ApnsSettings)
     solapi: SolapiSettings = Field(default_factory=SolapiSettings)

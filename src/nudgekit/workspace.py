@@ -325,7 +325,7 @@ class Workspace:
         message = parse_message(kind, fields)
         to = recipient(kind, to, self.settings)
         if kind in (MessageChannel.INAPP, MessageChannel.CARD):
-            to = self.resolve(to) or to
+            to = self._person_of(to)
             profile_id = profile_id or to
         if message_id is not None and not 0 < len(message_id) <= 200:
             raise FieldError("message_id", "a message id is 1 to 200 characters")
@@ -510,6 +510,12 @@ class Workspace:
         kind = _enum(MessageChannel, channel, "channel") if channel is not None else None
         return recorded(self.sessions, channel=kind, to=to, limit=limit)
 
+    def _person_of(self, profile_id: str) -> str:
+        """A user id, or `anon:<anonymousId>`, as the person it now is (a visitor who signed in is the user)."""
+        with self.sessions() as session:
+            merged = session.scalar(select(Profile.merged_into).where(Profile.profile_id == profile_id))
+        return merged or profile_id
+
     def inbox(self, channel: Any = MessageChannel.INAPP, *, user_id: str | None = None,
               anonymous_id: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
         """The in-app messages (or content cards) the app shows this person now, as `GET /v1/inapp` and
@@ -523,12 +529,13 @@ class Workspace:
 
     def report_inbox(self, message_id: str, kind: str, *, user_id: str | None = None,
                      anonymous_id: str | None = None, button: int | None = None,
-                     track: bool = True) -> dict[str, Any]:
+                     track: bool = True, consent: bool = True) -> dict[str, Any]:
         """What the app reports about an in-app message or card: `impression`, `click` (of the message, or of
         button N, 1-based) or `dismiss`. A consent button records advertising consent (source in_app) on its
-        channels in the same transaction. The report becomes a track event ("In-App Message Clicked" ...),
-        stored here when `track`, else returned under "event" for the caller to store; its message id is fixed
-        by the report, so a repeated report changes nothing and is stored once."""
+        channels in the same transaction (unless `consent` is False: then a click on a consent button is
+        refused with PermissionError and nothing is recorded). The report becomes a track event ("In-App
+        Message Clicked" ...), stored here when `track`, else returned under "event" for the caller to store;
+        its message id is fixed by the report, so a repeated report changes nothing and is stored once."""
         from nudgekit.channels.inapp import inbox
 
         if kind not in inbox.REPORTS:
@@ -545,6 +552,9 @@ class Workspace:
             except ValueError as exc:
                 raise FieldError("button", str(exc)) from None
             pressed = done.button or {}
+            if pressed.get("action") == "consent" and not consent:
+                raise PermissionError("a consent button records consent only for a signed-in user whose request "
+                                      "carries a valid Nudge-User-Token ([inbox] user_token_secret)")
             if pressed.get("action") == "consent":
                 consents = self._consent_from_inbox(session, done.item.profile_id, message_id, button or 0, pressed,
                                                     now)

@@ -193,3 +193,46 @@ def test_apns_tokens_can_go_to_apple_while_firebase_tokens_go_to_fcm(tmp_path: P
             assert ws.send_now("push", "fcm-token:APA91b", text="Android").outcome.sent
         assert [m["notification"]["body"] for m in fcm.sent] == ["Android"]
     assert [m["payload"]["aps"]["alert"]["body"] for m in apns.delivered] == ["iOS"]
+
+
+def test_a_batch_whose_token_apple_calls_expired_makes_one_new_token(tmp_path: Path, apns: FakeApns,
+                                                                     clock: FakeClock) -> None:
+    """Every stream in flight carries the old token; the first to hear "expired" makes a new one and the others
+    use it instead of blaming the clock."""
+    import asyncio
+
+    from nudgekit.channels.provider import Envelope
+    from nudgekit.channels.push.apns import ApnsProvider
+    from nudgekit.channels.push.message import PushMessage
+    from nudgekit.config import ApnsSettings
+    from nudgekit.vocabulary import MessageChannel
+
+    apns.key_file(tmp_path / "AuthKey.p8")
+    config = ApnsSettings.model_validate({**settings(apns, tmp_path / "AuthKey.p8"), "key_id": "KEYBATCH01"})
+    apns.key_id = "KEYBATCH01"
+    tokens = [apns.device() for _ in range(5)]
+
+    async def run() -> list:
+        provider = ApnsProvider(config, clock=clock)
+        try:
+            first = await provider.send([Envelope("warm", MessageChannel.PUSH, tokens[0], PushMessage(text="0"))])
+            clock.advance(minutes=30)
+            apns.expired_before = clock().timestamp()
+            envelopes = [Envelope(f"m{i}", MessageChannel.PUSH, t, PushMessage(text=str(i))) for i, t in enumerate(tokens)]
+            return first + await provider.send(envelopes)
+        finally:
+            await provider.aclose()
+
+    outcomes = asyncio.run(run())
+    assert [o.verdict for o in outcomes] == [Verdict.ACCEPTED] * 6
+    assert len(apns.provider_tokens) == 2
+
+
+def test_what_is_not_an_apns_token_never_reaches_apple(ws: Workspace, apns: FakeApns) -> None:
+    for token in ("ab" * 31 + "/../x", "fcm-token:APA91b", "ab" * 32 + "%0a"):
+        outcome = ws.send_now("push", token, text="x").outcome
+        assert (outcome.verdict, outcome.code) == (Verdict.PERMANENT, "not_an_apns_token"), token
+    assert not is_apns_token("ab" * 32 + "\n")
+    assert apns.requests == []
+    with pytest.raises(ValueError, match="64 bytes"):
+        ws.send_now("push", apns.device(), text="x", collapse_key="가" * 22)

@@ -13,7 +13,9 @@ import pytest
 from conftest import FakeClock, LiveServer, wait_for
 from typer.testing import CliRunner
 
+from nudgekit.channels.inapp.inbox import user_token
 from nudgekit.channels.inapp.message import CardMessage, InappMessage, check_card, check_inapp, sanitise
+from nudgekit.channels.inapp.message import served as served_to_app
 from nudgekit.cli import app
 from nudgekit.config import PriceSettings
 from nudgekit.profiles.contacts import FieldError
@@ -63,24 +65,41 @@ def test_card_checks() -> None:
 
 
 def test_custom_html_is_sanitised_and_what_was_removed_is_named() -> None:
-    markup = ('<div style="color:#333;position:fixed" onclick="steal()"><h2>혜택</h2><script>alert(1)</script>'
-              '<img src="https://cdn.example/a.jpg" onerror="x()"><a href="javascript:alert(1)">x</a>'
-              '<iframe src="https://evil.example"></iframe>'
-              '<button data-nudge-action="consent" data-nudge-channels="push">혜택 알림 받기</button>'
+    markup = ('<div id="nudge" style="color:#333;position:fixed;opacity:0" onclick="steal()"><h2>혜택</h2>'
+              '<script>alert(1)</script><img src="https://cdn.example/a.jpg" onerror="x()">'
+              '<img src="http://track.example/p.gif"><img srcset="javascript:alert(1) 1x, https://cdn.example/b.png 2x">'
+              '<p style="background:url(https://track.example/t.gif);color:red">x</p>'
+              '<a href="javascript:alert(1)">x</a><a href="JAVA&#x09;SCRIPT:alert(1)">y</a>'
+              '<iframe src="https://evil.example"></iframe><svg><script>alert(1)</script></svg>'
+              '<button data-nudge-action="consent" data-nudge-channels="push, sms">혜택 알림 <b>받기</b></button>'
               '<a data-nudge-action="link" data-nudge-url="myapp://cart">장바구니</a>'
-              '<a data-nudge-action="link" data-nudge-url="javascript:alert(1)">x</a></div>')
+              '<a data-nudge-action="dismiss">닫기</a></div>')
     out = check_inapp(InappMessage(layout="html", html=markup), PriceSettings())
-    assert out.ok
+    assert out.ok, out.problems
     clean = out.rendered["html"]
     assert clean == sanitise(markup)
-    for gone in ("script", "onclick", "onerror", "javascript", "iframe", "position"):
-        assert gone not in clean
+    for gone in ("script", "onclick", "onerror", "javascript", "JAVA", "iframe", "position", "opacity", "track.example",
+                 "url(", 'id="nudge"', "svg"):
+        assert gone not in clean, gone
     assert 'style="color:#333"' in clean and 'data-nudge-url="myapp://cart"' in clean
     assert 'data-nudge-action="consent"' in clean and '<img src="https://cdn.example/a.jpg">' in clean
     [warning] = out.warnings
     assert warning.code == "html_sanitised"
-    for named in ("<script>", "<iframe>", "div[onclick]", "img[onerror]", "a[href=javascript]"):
-        assert named in warning.en
+    for named in ("<script>", "<iframe>", "div[onclick]", "img[onerror]", "a[href=javascript]", "div[style:position]",
+                  "div[id]", "img[src=http]"):
+        assert named in warning.en, named
+    served_body = served_to_app(InappMessage(layout="html", html=markup))
+    assert served_body["buttons"] == [
+        {"label": "혜택 알림 받기", "action": "consent", "consent_channels": ["push", "sms"]},
+        {"label": "장바구니", "action": "link", "url": "myapp://cart"}, {"label": "닫기", "action": "dismiss"}]
+
+
+def test_html_buttons_that_cannot_work_are_refused() -> None:
+    assert inapp_codes(layout="html", html='<a data-nudge-action="link" data-nudge-url="javascript:x()">a</a>') == [
+        "missing"]
+    assert inapp_codes(layout="html", html='<a data-nudge-action="consent" data-nudge-channels="fax">a</a>') == [
+        "unknown_channel"]
+    assert inapp_codes(text="x", link="intent://scan#Intent;scheme=zxing;end") == ["bad_url"]
 
 
 # -- the inbox through the Python API (SQLite and PostgreSQL) ------------------------------------------------
@@ -88,10 +107,11 @@ def test_custom_html_is_sanitised_and_what_was_removed_is_named() -> None:
 
 def test_an_inapp_message_is_served_until_shown_and_the_report_becomes_an_event(ws: Workspace) -> None:
     ws.identify("u1", {"name": "민지"})
-    sent = ws.send_now("inapp", "u1", message_id="iam-1", title="첫 구매 10% 쿠폰", text="오늘 자정까지",
-                       buttons=[{"label": "쿠폰 받기", "url": "myapp://coupons"}, {"label": "닫기", "action": "dismiss"}])
+    fields = {"title": "첫 구매 10% 쿠폰", "text": "오늘 자정까지",
+              "buttons": [{"label": "쿠폰 받기", "url": "myapp://coupons"}, {"label": "닫기", "action": "dismiss"}]}
+    sent = ws.send_now("inapp", "u1", message_id="iam-1", **fields)
     assert sent.sent and sent.outcome.detail == "in the inbox"
-    assert ws.send_now("inapp", "u1", message_id="iam-1", title="첫 구매 10% 쿠폰").outcome.detail == "already in the inbox"
+    assert ws.send_now("inapp", "u1", message_id="iam-1", **fields).outcome.detail == "already in the inbox"
     [message] = ws.inbox("inapp", user_id="u1")
     assert message["id"] == "iam-1" and message["layout"] == "modal"
     assert message["buttons"] == [{"label": "쿠폰 받기", "action": "link", "url": "myapp://coupons"},
@@ -165,7 +185,7 @@ def test_a_visitors_inbox_follows_them_when_they_sign_in(ws: Workspace) -> None:
 def test_an_identified_visitors_profile_is_followed_through_its_merge(ws: Workspace) -> None:
     ws.identify(None, {"name": "방문자"}, anonymous_id="visitor-8")
     ws.flush()
-    ws.send_now("card", "visitor-8", message_id="card-v8", title="첫 방문 쿠폰")
+    ws.send_now("card", "anon:visitor-8", message_id="card-v8", title="첫 방문 쿠폰")
     ws.identify("u8", {"name": "서연"}, anonymous_id="visitor-8")
     ws.flush()
     assert [c["id"] for c in ws.inbox("card", user_id="u8")] == ["card-v8"]
@@ -185,6 +205,37 @@ def test_reports_that_do_not_fit_are_refused(ws: Workspace) -> None:
         ws.inbox("push", user_id="u1")
     failed = ws.send_now("inapp", "u1", layout="banner", text="x", buttons=[{"label": "a", "action": "dismiss"}])
     assert not failed.sent and ws.inbox("inapp", user_id="u1")[0]["id"] == "iam-2"
+    reused = ws.send_now("inapp", "u2", message_id="iam-2", text="안녕").outcome
+    assert (reused.verdict.value, reused.code) == ("permanent", "message_id_taken")
+    assert ws.inbox("inapp", user_id="u2") == []
+
+
+def test_an_expired_message_cannot_record_a_consent(ws: Workspace, clock: FakeClock) -> None:
+    ws.send_now("inapp", "u1", message_id="iam-old", title="혜택", buttons=[CONSENT_BUTTON], ttl_seconds=3600)
+    clock.advance(hours=2)
+    with pytest.raises(FieldError, match="expired"):
+        ws.report_inbox("iam-old", "click", user_id="u1", button=1)
+    assert ws.profile("u1") is None  # no consent, no profile made for it
+
+
+def test_a_second_user_on_a_shared_device_does_not_see_the_first_ones_inbox(ws: Workspace) -> None:
+    ws.identify(None, {"name": "방문자"}, anonymous_id="shared-device")
+    ws.identify("first", {"name": "A"}, anonymous_id="shared-device")
+    ws.identify("second", {"name": "B"})
+    ws.flush()
+    ws.send_now("inapp", "first", message_id="iam-first", title="A님 혜택", buttons=[CONSENT_BUTTON])
+    assert ws.inbox("inapp", user_id="second", anonymous_id="shared-device") == []
+    with pytest.raises(LookupError):
+        ws.report_inbox("iam-first", "click", user_id="second", anonymous_id="shared-device", button=1)
+    assert [m["id"] for m in ws.inbox("inapp", anonymous_id="shared-device")] == ["iam-first"]
+
+
+def test_to_is_a_user_id_unless_it_says_anon(ws: Workspace) -> None:
+    ws.identify(None, {"name": "방문자"}, anonymous_id="abc")
+    ws.flush()
+    ws.send_now("card", "abc", message_id="card-user-abc", title="회원 abc에게")
+    assert ws.inbox("card", user_id="abc")[0]["id"] == "card-user-abc"
+    assert ws.inbox("card", anonymous_id="abc") == []
 
 
 # -- over HTTP with the write key ------------------------------------------------------------------------------
@@ -244,3 +295,26 @@ def test_the_cli_sends_to_an_inbox_and_shows_it(tmp_path: Path) -> None:
     banner = nudge("message", "check", "--channel", "inapp", "--layout", "banner", "--text", "x", "--button",
                    '{"label":"a","action":"dismiss"}', "--json")
     assert banner.exit_code == 1 and json.loads(banner.output)["problems"][0]["code"] == "banner_buttons"
+
+
+def test_a_consent_button_over_http_needs_the_users_signed_token(served: tuple[httpx.Client, Workspace]) -> None:
+    client, ws = served
+    ws.identify("u1", {"name": "민지"})
+    ws.send_now("inapp", "u1", message_id="iam-c", title="혜택", buttons=[CONSENT_BUTTON])
+    click = {"id": "iam-c", "type": "click", "button": 1, "userId": "u1"}
+    forged = client.post("/v1/inbox/report", json=click)
+    assert forged.status_code == 403 and forged.json()["errors"][0]["field"] == "button"
+    assert ws.profile("u1")["consent_history"] == []
+
+    ws.settings.inbox.user_token_secret = "s3cret"
+    assert client.get("/v1/inapp", params={"userId": "u1"}).status_code == 401
+    wrong = client.get("/v1/inapp", params={"userId": "u1"}, headers={"Nudge-User-Token": user_token("s3cret", "u2")})
+    assert wrong.status_code == 401 and "does not belong" in wrong.json()["message"]
+    token = {"Nudge-User-Token": user_token("s3cret", "u1")}
+    assert [m["id"] for m in client.get("/v1/inapp", params={"userId": "u1"}, headers=token).json()["messages"]] == [
+        "iam-c"]
+    assert client.get("/v1/inapp", params={"anonymousId": "a1"}, headers=token).status_code == 401
+    answer = client.post("/v1/inbox/report", json=click, headers=token)
+    assert answer.status_code == 200, answer.text
+    assert {(c["channel"], c["source"]) for c in answer.json()["consents"]} == {("push", "in_app"), ("sms", "in_app")}
+    assert len(ws.profile("u1")["consent_history"]) == 2

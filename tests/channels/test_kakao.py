@@ -309,3 +309,34 @@ def test_the_ad_fallback_names_the_sender_and_ends_with_the_optout_line() -> Non
 def test_a_message_id_is_bounded(kakao_ws: Workspace) -> None:
     with pytest.raises(FieldError, match="1 to 200"):
         kakao_ws.send_now("sms", "010-1234-5678", text="x", message_id="m" * 201)
+
+
+def test_button_link_variables_are_required_and_the_filled_links_checked() -> None:
+    template = Template("TRACK", "배송 조회", "#{이름}님, 상품이 출발했습니다.", TemplateStatus.APPROVED, (
+        templates.KakaoButton(type="WL", name="배송 조회", url_mobile="https://#{택배사}/t/#{송장}"),))
+    assert template.variables == ["이름", "택배사", "송장"]
+
+    def codes(values: dict[str, str]) -> list[tuple[str, str]]:
+        checked = check_alimtalk(AlimtalkMessage(template="TRACK", variables=values), template, SENDER, PriceSettings())
+        return [(p.field, p.code) for p in checked.problems]
+
+    assert codes({"이름": "민지", "택배사": "track.example", "송장": "123"}) == []
+    assert codes({"이름": "민지", "택배사": "track.example"}) == [("variables.송장", "missing_variable")]
+    assert codes({"이름": "민지", "택배사": "", "송장": "123"}) == [("buttons[1]", "bad_url")]
+    filled = check_alimtalk(AlimtalkMessage(template="TRACK", variables={"이름": "민지", "택배사": "t.example",
+                                                                         "송장": "9"}), template, SENDER, PriceSettings())
+    assert filled.rendered["buttons"][0]["url_mobile"] == "https://t.example/t/9"
+    assert not filled.warnings
+
+
+def test_the_label_added_to_an_ad_fallback_subject_is_named_when_it_overflows() -> None:
+    checked = brand.check(BrandMessage(text="x", fallback_text="봄 세일 " * 30, fallback_subject="가" * 20), SENDER,
+                          PriceSettings())
+    [problem] = [p for p in checked.problems if p.code == "subject_too_long"]
+    assert problem.field == "fallback.subject" and "(광고)" in problem.en and "17 Hangul" in problem.en
+
+
+def test_a_sender_name_carriers_cannot_carry_is_refused() -> None:
+    with pytest.raises(ValueError, match="cannot carry: 😀"):
+        SenderSettings(name="건강상점 😀")
+    assert SenderSettings(name="  ").name is None

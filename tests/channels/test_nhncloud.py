@@ -205,7 +205,6 @@ def test_codes_and_numbers() -> None:
     assert classify(-7000, "").verdict == Verdict.RETRYABLE
     assert classify(-3010, "").verdict == Verdict.PERMANENT
     assert recipient_number("+821012345678") == {"recipientNo": "01012345678"}
-    assert recipient_number("+12025550123") == {"internationalRecipientNo": "12025550123"}
 
 
 def test_an_mms_image_is_named_as_the_jpeg_it_is(ws: Workspace, nhn: FakeNhnCloud, tmp_path: Path) -> None:

@@ -62,6 +62,11 @@ def test_a_message_that_fails_its_check_is_neither_sent_nor_recorded(home: Path)
 def test_bad_recipients_and_options_are_named(home: Path) -> None:
     bad_phone = nudge(home, "message", "send", "--channel", "sms", "--to", "12", "--text", "안녕")
     assert bad_phone.exit_code == 2 and "--to" in bad_phone.output
+    for number in ("+1 202 555 0123", "02-2123-4567"):
+        foreign = nudge(home, "message", "send", "--channel", "sms", "--to", number, "--text", "안녕")
+        assert foreign.exit_code == 2 and "not a Korean mobile number" in foreign.output
+        kakao = nudge(home, "message", "send", "--channel", "brand_message", "--to", number, "--text", "안녕")
+        assert kakao.exit_code == 2 and "not a Korean mobile number" in kakao.output
     bad_email = nudge(home, "message", "send", "--channel", "email", "--to", "kim@", "--subject", "a", "--text", "b")
     assert bad_email.exit_code == 2 and "--to" in bad_email.output
     image = nudge(home, "message", "check", "--channel", "email", "--subject", "a", "--text", "b", "--image", "x.jpg")

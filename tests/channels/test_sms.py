@@ -136,7 +136,10 @@ def test_only_registered_sender_numbers_may_send() -> None:
 def test_advertising_needs_the_exact_label_and_the_workspace_080_line() -> None:
     assert checked("(광고) 뉴지샵 겨울 세일" + AD_TAIL, ad=True).ok
     assert checked("(광고)뉴지샵 세일\n무료수신거부 0801112222", ad=True).ok
-    assert checked("(광고)뉴지샵 세일\n무료거부 080 111 2222\n2026", ad=True).ok  # the line ends at the number
+    assert checked("(광고)뉴지샵 세일\n[무료 수신거부]080-111-2222", ad=True).ok  # NHN's own form
+    late = checked("(광고)뉴지샵 세일\n무료거부 080 111 2222\n2026", ad=True)  # the line ends at the number ...
+    assert codes(late) == ["optout_line_not_last"] and "2026" not in late.problems[0].en  # ... and must come last
+    assert codes(checked(" \n(광고) 뉴지샵 세일" + AD_TAIL, ad=True)) == ["ad_label_not_first"]
     for variant in ("[광고]", "(광 고)", "(광/고)", "광고", "(AD)"):
         assert codes(checked(f"{variant} 세일" + AD_TAIL, ad=True)) == ["ad_label_missing"], variant
     assert codes(checked("(광고) 세일", ad=True)) == ["optout_line_missing"]

@@ -2,8 +2,10 @@
 for the calling user or visitor, and what happened to them (`POST /v1/inbox/report`). Same write key as
 ingestion (HTTP Basic user name, or Bearer), so the app's existing Segment setup is all it needs.
 
-:TRICKY: a write key ships inside every app, so anyone holding it can read the inbox of a user id they
-guess; put nothing in an in-app message or card that only its recipient may see (docs/channels.md).
+:TRICKY: a write key ships inside every app, so on its own it proves nothing about who is asking. With
+`[inbox] user_token_secret` set, every request must carry the user's `Nudge-User-Token` (an HMAC of the user
+id your backend makes); without it, anyone holding the write key can read or report for a user id they
+guess — and so a consent button never records consent over HTTP without a valid token.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from nudgekit.api.auth import require
 from nudgekit.api.errors import ApiError
+from nudgekit.channels.inapp import inbox
 from nudgekit.profiles.contacts import FieldError
 from nudgekit.vocabulary import KeyScope, MessageChannel
 from nudgekit.workspace import Workspace
@@ -23,10 +26,25 @@ from nudgekit.workspace import Workspace
 router = APIRouter(prefix="/v1", tags=["in-app messages and content cards"])
 
 
+def _signed_in(ws: Workspace, request: Request, user_id: str | None) -> bool:
+    """Whether the request proves it comes from this user's app (Nudge-User-Token); with a token secret set,
+    a request that does not is refused."""
+    secret = ws.settings.inbox.user_token_secret
+    if secret is None:
+        return False
+    token = request.headers.get("nudge-user-token")
+    if user_id is None or not inbox.token_matches(secret, user_id, token):
+        raise ApiError(401, "Nudge-User-Token", "this workspace serves inboxes only to signed-in users: send the "
+                       "user id and the Nudge-User-Token header your backend made for it" if token is None else
+                       "the Nudge-User-Token does not belong to this user id")
+    return True
+
+
 async def _feed(request: Request, channel: MessageChannel, user_id: str | None, anonymous_id: str | None,
                 limit: int) -> list[dict[str, Any]]:
     ws: Workspace = request.app.state.ws
     require(ws, request, KeyScope.WRITE)
+    _signed_in(ws, request, user_id)
     try:
         return await run_in_threadpool(ws.inbox, channel, user_id=user_id, anonymous_id=anonymous_id, limit=limit)
     except FieldError as exc:
@@ -63,14 +81,17 @@ class ReportBody(BaseModel):
 async def report(request: Request, body: ReportBody) -> dict[str, Any]:
     ws: Workspace = request.app.state.ws
     require(ws, request, KeyScope.WRITE)
+    signed_in = _signed_in(ws, request, body.user_id)
     try:
         answer = await run_in_threadpool(lambda: ws.report_inbox(
             body.id, body.type, user_id=body.user_id, anonymous_id=body.anonymous_id, button=body.button,
-            track=False))
+            track=False, consent=signed_in))
     except FieldError as exc:
         raise ApiError(400, exc.field, exc.reason) from None
     except LookupError as exc:
         raise ApiError(404, "id", str(exc)) from None
+    except PermissionError as exc:
+        raise ApiError(403, "button", str(exc)) from None
     event = answer.pop("event")
     stored = await request.app.state.batcher.submit([event])
     if stored.rejects:

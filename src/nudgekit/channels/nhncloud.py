@@ -79,11 +79,8 @@ def classify(code: int, detail: str) -> Outcome:
 
 
 def recipient_number(number: str) -> dict[str, str]:
-    """A Korean number as dialled at home; another country's through `internationalRecipientNo`."""
-    parsed = phonenumbers.parse(number)
-    if parsed.country_code == 82:
-        return {"recipientNo": f"0{parsed.national_number}"}
-    return {"internationalRecipientNo": f"{parsed.country_code}{parsed.national_number}"}
+    """A Korean mobile number (the only kind the recipient check lets through) as dialled at home."""
+    return {"recipientNo": f"0{phonenumbers.parse(number).national_number}"}
 
 
 def _button(button: KakaoButton, ordering: int | None = None) -> dict[str, Any]:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import phonenumbers
 from pydantic import BaseModel, ValidationError
 
 from nudgekit.channels.check import Checked
@@ -41,7 +42,15 @@ class ChannelSpec:
 
 
 def _phone(value: str, settings: Settings) -> str:
-    return normalize_phone(value, settings.phone_region, "to")
+    """Text messages and Kakao messages go to Korean mobile numbers: the providers' domestic APIs, the
+    carriers' SMS / LMS / MMS and the price table are Korean (a landline cannot take an LMS or an AlimTalk)."""
+    number = normalize_phone(value, settings.phone_region, "to")
+    parsed = phonenumbers.parse(number)
+    if phonenumbers.region_code_for_number(parsed) != "KR" or phonenumbers.number_type(parsed) not in (
+            phonenumbers.PhoneNumberType.MOBILE, phonenumbers.PhoneNumberType.FIXED_LINE_OR_MOBILE):
+        raise FieldError("to", f"{number} is not a Korean mobile number (010-…): text messages and Kakao messages "
+                         "go to Korean mobile phones only / 문자와 카카오 메시지는 국내 휴대폰 번호로만 보낼 수 있습니다")
+    return number
 
 
 def _url(value: str, settings: Settings) -> str:

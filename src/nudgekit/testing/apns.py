@@ -43,6 +43,9 @@ class FakeApns(FakeHttp2Server):
         self.delivered: list[dict] = []
         self.provider_tokens: list[tuple[str, int]] = []
         """Each new provider token seen, with its iat."""
+        self.expired_before: float | None = None
+        """Provider tokens made before this moment (epoch seconds) are answered ExpiredProviderToken, as
+        Apple does when its clock runs ahead of ours."""
 
     def key_file(self, path: Path, key: ec.EllipticCurvePrivateKey | None = None) -> Path:
         """Write the .p8 key (PKCS#8 PEM, as Apple hands it out); another key makes tokens this server refuses."""
@@ -123,7 +126,7 @@ class FakeApns(FakeHttp2Server):
             return reason(403, "InvalidProviderToken")
         now = self.clock().timestamp()
         iat = int(claims["iat"])
-        if now - iat > 3600:
+        if now - iat > 3600 or (self.expired_before is not None and iat < self.expired_before):
             return reason(403, "ExpiredProviderToken")
         if iat > now + 60:
             return reason(403, "InvalidProviderToken")

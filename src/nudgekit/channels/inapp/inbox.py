@@ -8,6 +8,8 @@ names — a user id, an anonymous id, or both — including the anonymous visito
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -33,6 +35,15 @@ EVENTS = {(MessageChannel.INAPP, "impression"): "In-App Message Shown",
           (MessageChannel.CARD, "dismiss"): "Content Card Dismissed"}
 """The track events a report becomes in the event store (for measurement and triggers)."""
 FEED_LIMIT = 50
+
+
+def user_token(secret: str, user_id: str) -> str:
+    """The token your backend gives the signed-in app: HMAC-SHA256 of the user id, hex."""
+    return hmac.new(secret.encode(), user_id.encode(), hashlib.sha256).hexdigest()
+
+
+def token_matches(secret: str, user_id: str, token: str | None) -> bool:
+    return token is not None and hmac.compare_digest(user_token(secret, user_id), token.strip().lower())
 
 
 class InboxProvider:
@@ -61,8 +72,12 @@ class InboxProvider:
                 session.add(row)
         except IntegrityError:
             with self.sessions() as session:
-                if session.get(InboxItem, envelope.message_id) is None:
-                    raise
+                kept = session.get(InboxItem, envelope.message_id)
+            if kept is None:
+                raise
+            if (kept.profile_id, kept.channel, kept.body) != (row.profile_id, row.channel, row.body):
+                return Outcome(Verdict.PERMANENT, "message_id_taken", f"the message id {envelope.message_id} is "
+                               "already in an inbox with another recipient or content: give this message its own id")
             return Outcome(Verdict.ACCEPTED, detail="already in the inbox", provider_message_id=envelope.message_id)
         return Outcome(Verdict.ACCEPTED, detail="in the inbox", provider_message_id=envelope.message_id)
 
@@ -71,14 +86,21 @@ class InboxProvider:
 
 
 def people(session: Session, user_id: str | None, anonymous_id: str | None) -> set[str]:
-    """Every profile id the app's ids stand for: the user, the visitor, and visitors merged into either."""
-    named = {i for i in (user_id, anonymous_profile_id(anonymous_id) if anonymous_id else None) if i}
-    if not named:
-        return set()
-    rows = session.execute(select(Profile.profile_id, Profile.merged_into).where(Profile.profile_id.in_(named))).all()
-    found = named | {merged for _, merged in rows if merged}
-    merged_in = session.scalars(select(Profile.profile_id).where(Profile.merged_into.in_(found)))
-    return found | set(merged_in)
+    """Every profile id the app's ids stand for: the user, visitor profiles merged into the user, and the
+    visitor — unless that visitor became someone else (a shared device where the first user never signed
+    out: the second user must not see the first one's messages)."""
+    found: set[str] = set()
+    if user_id:
+        found.add(user_id)
+        found.update(session.scalars(select(Profile.profile_id).where(Profile.merged_into == user_id)))
+    if anonymous_id:
+        visitor = anonymous_profile_id(anonymous_id)
+        merged = session.scalar(select(Profile.merged_into).where(Profile.profile_id == visitor))
+        if merged is None or merged == user_id:
+            found.add(visitor)
+        if merged is not None and user_id is None:
+            found.add(merged)
+    return found
 
 
 def feed(session: Session, channel: MessageChannel, profiles: set[str], now: datetime,
@@ -130,6 +152,8 @@ def report(session: Session, message_id: str, kind: Report, profiles: set[str], 
         if kind != "click" or not 1 <= button <= len(buttons):
             raise ValueError(f"button {button} is not one of this message's {len(buttons)} buttons (1-based)")
         pressed = buttons[button - 1]
+        if pressed.get("action") == "consent" and (row.expires_at <= now or row.dismissed_at is not None):
+            raise ValueError("this message expired or was dismissed: a consent cannot be given through it any more")
     column = {"impression": InboxItem.shown_at, "click": InboxItem.clicked_at, "dismiss": InboxItem.dismissed_at}[kind]
     earlier = getattr(row, column.key)
     first = bool(session.execute(update(InboxItem).where(InboxItem.message_id == message_id, column.is_(None))

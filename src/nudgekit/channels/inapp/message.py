@@ -32,24 +32,31 @@ DEFAULT_TTL = MAX_TTL
 HTML_BYTES = 100 * 1024
 LIMITS = {"title": 100, "text": 1000, "banner_text": 200, "card_text": 500}
 """Characters: what still reads on a phone screen (our limits; no vendor imposes them)."""
-BLOCKED_SCHEMES = frozenset({"javascript", "data", "vbscript", "file", "blob"})
+BLOCKED_SCHEMES = frozenset({"javascript", "data", "vbscript", "file", "blob", "intent", "content", "about",
+                             "chrome", "android-app"})
+"""Schemes that run code or reach into the phone; an app's own deep-link scheme (myapp://) is fine."""
 
 HTML_TAGS = nh3.ALLOWED_TAGS | {"button", "section", "main", "picture", "source"}
 HTML_ATTRIBUTES = {tag: set(names) for tag, names in nh3.ALLOWED_ATTRIBUTES.items()}
-HTML_ATTRIBUTES["*"] = {"class", "style", "id", "dir", "lang", "title", "data-nudge-action", "data-nudge-url",
+HTML_ATTRIBUTES["*"] = {"class", "style", "dir", "lang", "title", "data-nudge-action", "data-nudge-url",
                         "data-nudge-channels"}
+"""No `id`: it could overwrite the renderer's own names (DOM clobbering)."""
 HTML_ATTRIBUTES["source"] = {"srcset", "media", "type"}
 HTML_ATTRIBUTES["img"] = HTML_ATTRIBUTES["img"] | {"srcset", "loading"}
 STYLE_PROPERTIES = frozenset({
-    "color", "background", "background-color", "font", "font-family", "font-size", "font-style", "font-weight",
+    "color", "background-color", "font", "font-family", "font-size", "font-style", "font-weight",
     "line-height", "letter-spacing", "text-align", "text-decoration", "text-transform", "white-space",
     "margin", "margin-top", "margin-right", "margin-bottom", "margin-left", "padding", "padding-top",
     "padding-right", "padding-bottom", "padding-left", "border", "border-color", "border-style", "border-width",
     "border-radius", "border-top", "border-bottom", "width", "height", "max-width", "max-height", "min-width",
-    "min-height", "display", "flex", "flex-direction", "justify-content", "align-items", "gap", "opacity",
+    "min-height", "display", "flex", "flex-direction", "justify-content", "align-items", "gap",
     "vertical-align", "box-sizing", "object-fit", "overflow"})
-"""Inline styles a design needs; nothing that positions over the app or loads from elsewhere."""
+"""Inline styles a design needs; nothing that positions over the app, turns invisible or loads from elsewhere
+(and a value with `url(` is dropped whole)."""
 URL_SCHEMES = frozenset({"https", "http", "mailto", "tel", "sms"})
+
+
+ACTIONS = ("link", "dismiss", "consent", "review")
 
 
 class InappButton(BaseModel):
@@ -196,10 +203,18 @@ def sanitise(markup: str) -> str:
 
 
 def _attribute_filter(tag: str, name: str, value: str) -> str | None:
-    """A deep link in data-nudge-url may use the app's own scheme, never one that runs code."""
+    """A deep link in data-nudge-url may use the app's own scheme, never one that runs code; images come from
+    https:// only (no tracking over plain http); no style loads anything."""
     if name == "data-nudge-url" and urlsplit(value.strip()).scheme.lower() in BLOCKED_SCHEMES | {""}:
         return None
-    if name == "data-nudge-action" and value not in ("link", "dismiss", "consent", "review"):
+    if name == "data-nudge-action" and value not in ACTIONS:
+        return None
+    if name == "style" and "url(" in value.lower().replace(" ", ""):
+        return None
+    if name == "src" and urlsplit(value.strip()).scheme.lower() != "https":
+        return None
+    if name == "srcset" and any(urlsplit(c.strip().split(" ")[0]).scheme.lower() != "https"
+                                for c in value.split(",") if c.strip()):
         return None
     return value
 
@@ -213,9 +228,19 @@ def _check_html(out: Checked, markup: str) -> None:
         return
     clean = sanitise(markup)
     out.rendered["html"] = clean
+    for i, button in enumerate(html_buttons(clean), 1):
+        where = f"html button {i} ({button['label'] or button['action']})"
+        if button["action"] == "link" and not button.get("url"):
+            out.problem("html", "missing", f'The {where} opens a link but has no data-nudge-url that opens.',
+                        f'HTML 버튼 {i}에 열 수 있는 data-nudge-url이 없습니다.')
+        unknown = [c for c in button.get("unknown_channels", [])]
+        if unknown:
+            out.problem("html", "unknown_channel", f"The {where} names channels that do not exist: "
+                        f"{', '.join(unknown)} (known: {', '.join(c.value for c in Channel)}).",
+                        f"HTML 버튼 {i}의 data-nudge-channels에 없는 채널이 있습니다: {', '.join(unknown)}.")
     removed = sorted(_parts(markup) - _parts(clean))
     if removed:
-        shown = ", ".join(removed[:10]) + (" ..." if len(removed) > 10 else "")
+        shown = ", ".join(removed[:20]) + (" ..." if len(removed) > 20 else "")
         out.warn("html", "html_sanitised", f"Removed from the HTML (scripts, event handlers and outside content do "
                  f"not run in in-app messages): {shown}.",
                  f"HTML에서 제거했습니다(스크립트, 이벤트 핸들러, 외부 콘텐츠는 실행되지 않습니다): {shown}.")
@@ -229,7 +254,11 @@ class _Parts(html.parser.HTMLParser):
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         self.found.add(f"<{tag}>")
         for name, value in attrs:
-            self.found.add(f"{tag}[{name}]" if name not in ("href", "src") else f"{tag}[{name}={_scheme(value)}]")
+            if name == "style":
+                self.found.update(f"{tag}[style:{p.split(':')[0].strip().lower()}]" for p in (value or "").split(";")
+                                  if ":" in p)
+            else:
+                self.found.add(f"{tag}[{name}]" if name not in ("href", "src") else f"{tag}[{name}={_scheme(value)}]")
 
 
 def _scheme(value: str | None) -> str:
@@ -243,6 +272,57 @@ def _parts(markup: str) -> set[str]:
     return parser.found
 
 
+VOID = frozenset({"area", "br", "col", "hr", "img", "source", "wbr"})
+
+
+class _Actions(html.parser.HTMLParser):
+    """The elements of custom HTML that act (data-nudge-action), in document order, with their text."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.found: list[dict[str, Any]] = []
+        self._open: list[tuple[int, dict[str, Any]]] = []
+        self._depth = 0
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        named = dict(attrs)
+        action = named.get("data-nudge-action")
+        if action in ACTIONS:
+            button: dict[str, Any] = {"label": "", "action": action}
+            if action == "link" and named.get("data-nudge-url"):
+                button["url"] = named["data-nudge-url"]
+            if action == "consent":
+                words = (named.get("data-nudge-channels") or "push").replace(",", " ").split()
+                known = {c.value for c in Channel}
+                button["consent_channels"] = [w for w in dict.fromkeys(words) if w in known]
+                button["unknown_channels"] = [w for w in dict.fromkeys(words) if w not in known]
+            self.found.append(button)
+            if tag not in VOID:
+                self._open.append((self._depth, button))
+        if tag not in VOID:
+            self._depth += 1
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in VOID:
+            return
+        self._depth = max(0, self._depth - 1)
+        while self._open and self._open[-1][0] >= self._depth:
+            self._open.pop()
+
+    def handle_data(self, data: str) -> None:
+        for _, button in self._open:
+            button["label"] = " ".join(f"{button['label']} {data}".split())[:60]
+
+
+def html_buttons(clean: str) -> list[dict[str, Any]]:
+    """The buttons of custom HTML as the app reports them: number N is the N-th element with a
+    data-nudge-action, in document order."""
+    parser = _Actions()
+    parser.feed(clean)
+    parser.close()
+    return parser.found
+
+
 def expiry(ttl_seconds: int | None, now: datetime) -> datetime:
     return now + (timedelta(seconds=ttl_seconds) if ttl_seconds is not None else DEFAULT_TTL)
 
@@ -252,6 +332,7 @@ def served(message: InappMessage | CardMessage) -> dict[str, Any]:
     body = message.model_dump(mode="json", exclude_none=True, exclude={"ttl_seconds"})
     if isinstance(message, InappMessage) and message.html is not None:
         body["html"] = sanitise(message.html)
+        body["buttons"] = [{k: v for k, v in b.items() if k != "unknown_channels"} for b in html_buttons(body["html"])]
     if isinstance(message, InappMessage):
         for button in body.get("buttons", []):
             if button["action"] != "consent":

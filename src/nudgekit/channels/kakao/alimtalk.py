@@ -12,8 +12,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from nudgekit.channels.check import Checked, Size
 from nudgekit.channels.kakao import fallback as kakao_fallback
+from nudgekit.channels.kakao.buttons import KakaoButton, check_links
 from nudgekit.channels.kakao.profile import require_channel
-from nudgekit.channels.kakao.templates import TEXT_CHARS, Template, fill_text
+from nudgekit.channels.kakao.templates import TEXT_CHARS, Template, fill_text, variables_of
 from nudgekit.channels.sms.message import normalised
 from nudgekit.config import PriceSettings, SenderSettings
 from nudgekit.vocabulary import MessageChannel, TemplateStatus
@@ -64,8 +65,8 @@ def check(message: AlimtalkMessage, template: Template | None, sender: SenderSet
                     f'"{template.code}" 템플릿은 아직 승인되지 않았습니다({template.status.value}{why}). 승인된 템플릿만 '
                     "보낼 수 있습니다.")
     text = _filled(out, message, template)
+    buttons = _filled_buttons(out, message, template)
     if message.fallback and not any(p.code == "missing_variable" for p in out.problems):
-        buttons = [b.filled(message.values()) for b in template.buttons]
         out.attach(kakao_fallback.compose(message.fallback_text or text, subject=message.fallback_subject,
                                           sender_number=message.sender_number, ad=False, buttons=buttons,
                                           sender=sender, prices=prices))
@@ -92,6 +93,30 @@ def _filled(out: Checked, message: AlimtalkMessage, template: Template) -> str:
         _compare(out, normalised(message.text), text)
     out.rendered["text"] = text
     return text
+
+
+def _filled_buttons(out: Checked, message: AlimtalkMessage, template: Template) -> list[KakaoButton]:
+    """The template's buttons with their links filled; a link variable without a value, or a filled link that
+    is not an address (a value that made `https://#{host}` into `https://`), is a problem before Kakao sees it."""
+    values = message.values()
+    in_text = set(variables_of(template.content))
+    filled = []
+    for i, button in enumerate(template.buttons, start=1):
+        links = button.links().values()
+        missing = [n for n in dict.fromkeys(n for link in links for n in variables_of(link)) if n not in values]
+        for name in missing:
+            if name in in_text:
+                continue  # already named by the text's check
+            out.problem(f"variables.{name}", "missing_variable",
+                        f'Button {i} ("{button.name}") links with #{{{name}}}: the template needs a value for it.',
+                        f'{i}번 버튼("{button.name}")의 링크에 쓰인 변수 #{{{name}}}의 값이 없습니다.')
+        done = button.filled(values)
+        if not missing:
+            check_links(out, f"buttons[{i}]", done)
+        filled.append(done)
+    if filled:
+        out.rendered["buttons"] = [b.model_dump(mode="json", exclude_none=True) for b in filled]
+    return filled
 
 
 def _compare(out: Checked, written: str, expected: str) -> None:

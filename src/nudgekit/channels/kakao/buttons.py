@@ -25,13 +25,14 @@ class KakaoButton(BaseModel):
     scheme_android: str | None = None
     scheme_ios: str | None = None
 
+    def links(self) -> dict[str, str]:
+        return {k: v for k in ("url_mobile", "url_pc", "scheme_android", "scheme_ios") if (v := getattr(self, k))}
+
     def filled(self, fill: dict[str, str]) -> KakaoButton:
         """The button with #{variables} in its links replaced (AlimTalk links may carry variables)."""
         from nudgekit.channels.kakao.templates import fill_text
 
-        links = {k: fill_text(v, fill)[0] for k in ("url_mobile", "url_pc", "scheme_android", "scheme_ios")
-                 if (v := getattr(self, k)) is not None}
-        return self.model_copy(update=links)
+        return self.model_copy(update={k: fill_text(v, fill)[0] for k, v in self.links().items()})
 
 
 def _web(url: str) -> bool:
@@ -53,10 +54,10 @@ def check_buttons(out: Checked, buttons: list[KakaoButton], limit: int) -> None:
             out.problem(where, "button_name_too_long",
                         f'"{name}" is {len(name)} characters; a button name holds at most {NAME_CHARS}.',
                         f'버튼 이름 "{name}"은(는) {len(name)}자입니다. 최대 {NAME_CHARS}자까지 쓸 수 있습니다.')
-        _check_links(out, where, button)
+        check_links(out, where, button)
 
 
-def _check_links(out: Checked, where: str, button: KakaoButton) -> None:
+def check_links(out: Checked, where: str, button: KakaoButton) -> None:
     if button.type == KakaoButtonType.WEB_LINK:
         if not button.url_mobile:
             out.problem(where, "button_without_link", "A web-link button needs a mobile URL (url_mobile).",

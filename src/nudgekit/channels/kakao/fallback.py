@@ -8,7 +8,7 @@ the fallback a marketer did not write by hand is still lawful; a missing 080 num
 
 from __future__ import annotations
 
-from nudgekit.channels.check import Fallback
+from nudgekit.channels.check import Fallback, Problem
 from nudgekit.channels.kakao.buttons import KakaoButton
 from nudgekit.channels.numbers import spelled
 from nudgekit.channels.sms import message as sms
@@ -27,10 +27,23 @@ def compose(text: str, *, subject: str | None, sender_number: str | None, ad: bo
         optout = sms.OPTOUT_LINE.search(body)
         at = optout.start() if optout else len(body)
         body = f"{body[:at].rstrip()}\n{link}\n{body[at:]}".rstrip()
+    written = subject
     if ad and body:
         body, subject = advertising(body, subject, sender)
     message = sms.SmsMessage(text=body, subject=subject, ad=ad, sender_number=sender_number)
-    return Fallback(message, sms.check(message, sender, prices))
+    checked = sms.check(message, sender, prices)
+    if subject != written:
+        checked.problems = [_labelled(p) if p.code == "subject_too_long" else p for p in checked.problems]
+    return Fallback(message, checked)
+
+
+def _labelled(problem: Problem) -> Problem:
+    """Say that the label we added is what made the subject too long."""
+    return Problem(problem.field, problem.code,
+                   f'{problem.en} "{sms.AD_LABEL}" was added in front, as advertising requires: leave room for it '
+                   "(at most 17 Hangul characters of your own).",
+                   f'{problem.ko} 광고 규정에 따라 앞에 "{sms.AD_LABEL}"를 붙였습니다. 그만큼 줄여 주세요'
+                   "(직접 쓰는 부분은 한글 17자까지).")
 
 
 def advertising(body: str, subject: str | None, sender: SenderSettings) -> tuple[str, str | None]:

@@ -42,7 +42,9 @@ class Template:
 
     @property
     def variables(self) -> list[str]:
-        return variables_of(self.content)
+        """The text's variables, then those only the buttons' links use (AlimTalk links may carry them)."""
+        links = "\n".join(v for b in self.buttons for v in b.links().values())
+        return list(dict.fromkeys([*variables_of(self.content), *variables_of(links)]))
 
     def as_dict(self) -> dict[str, Any]:
         return {"code": self.code, "name": self.name, "content": self.content, "status": self.status.value,

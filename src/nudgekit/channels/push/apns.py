@@ -20,8 +20,10 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
 import re
 import ssl
+import threading
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -44,10 +46,11 @@ CONCURRENCY = 100
 """Streams in flight on the connection (APNs advertises its own maximum, typically 1,000)."""
 DEAD_TOKEN = frozenset({"Unregistered", "ExpiredToken"})
 RETRYABLE = frozenset({"InternalServerError", "ServiceUnavailable", "Shutdown"})
-APNS_TOKEN = re.compile(r"^(?:[0-9a-fA-F]{2}){32,}$")
+APNS_TOKEN = re.compile(r"(?:[0-9a-fA-F]{2}){32,100}")
 """An APNs device token as an app receives it (hex, 32 bytes today; Apple says it may grow). Firebase
 registration tokens look nothing like it (they carry a colon and base64 characters)."""
 _TOKENS: dict[str, tuple[str, float]] = {}
+_TOKEN_LOCK = threading.Lock()
 """Provider tokens made in this process, by team and key id."""
 NAMESPACE = uuid.UUID("6f0c3c8e-6c1e-4b57-9a51-5d4c2f1f0a7e")
 
@@ -57,7 +60,7 @@ class ApnsConfigError(ValueError):
 
 
 def is_apns_token(token: str) -> bool:
-    return bool(APNS_TOKEN.match(token))
+    return APNS_TOKEN.fullmatch(token) is not None
 
 
 def apns_id(message_id: str) -> str:
@@ -97,9 +100,16 @@ class ApnsProvider:
         self._token: tuple[str, float] | None = _TOKENS.get(self._identity) or self._cached()
         self._gate = asyncio.Semaphore(CONCURRENCY)
 
-    def _provider_token(self, *, renew: bool = False) -> str:
-        now = self.clock().timestamp()
-        if self._token is None or renew or not 0 <= now - self._token[1] < TOKEN_REUSE_SECONDS:
+    def _provider_token(self, *, expired: str | None = None) -> tuple[str, float]:
+        """The token to send with, and when it was made. `expired` is one APNs called expired: it is replaced,
+        unless another request (or process) has replaced it already — then that newer one is used."""
+        with _TOKEN_LOCK:
+            now = self.clock().timestamp()
+            newest = max((t for t in (self._token, _TOKENS.get(self._identity), self._cached()) if t is not None),
+                         key=lambda t: t[1], default=None)
+            if newest is not None and newest[0] != expired and 0 <= now - newest[1] < TOKEN_REUSE_SECONDS:
+                self._token = newest
+                return newest
             try:
                 signed = jwt.encode({"iss": self.settings.team_id, "iat": int(now)}, self.key, algorithm="ES256",
                                     headers={"kid": self.settings.key_id})
@@ -107,7 +117,7 @@ class ApnsProvider:
                 raise ApnsConfigError(f"apns: cannot sign with {self.settings.key_file}: {exc}") from None
             self._token = (signed, now)
             self._keep()
-        return self._token[0]
+            return self._token
 
     def _cached(self) -> tuple[str, float] | None:
         if self.token_cache is None:
@@ -125,10 +135,10 @@ class ApnsProvider:
             return
         try:
             self.token_cache.parent.mkdir(parents=True, exist_ok=True)
-            temporary = self.token_cache.with_suffix(".tmp")
-            temporary.write_bytes(orjson.dumps({"identity": self._identity, "token": self._token[0],
-                                                "made": self._token[1]}))
-            temporary.chmod(0o600)
+            temporary = self.token_cache.with_suffix(f".{os.getpid()}.tmp")
+            descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(descriptor, "wb") as out:
+                out.write(orjson.dumps({"identity": self._identity, "token": self._token[0], "made": self._token[1]}))
             temporary.replace(self.token_cache)
         except OSError:
             pass  # a cache we cannot write costs a new token next time, nothing more
@@ -147,13 +157,16 @@ class ApnsProvider:
             headers["apns-expiration"] = str(expires)
         if message.collapse_key:
             headers["apns-collapse-id"] = message.collapse_key
+        if not is_apns_token(envelope.to):
+            return Outcome(Verdict.PERMANENT, "not_an_apns_token", "this is not an APNs device token (hex): a "
+                           "Firebase token goes through fcm ([providers] push_apns sends only APNs tokens to Apple)")
         url = f"{self.base_url}/3/device/{envelope.to}"
         body = orjson.dumps(apns_payload(message))
         async with self._gate:
-            renewed = False
-            while True:
+            expired: str | None = None
+            for last in (False, True):
                 try:
-                    token = self._provider_token(renew=renewed)
+                    token, made = self._provider_token(expired=expired)
                 except ApnsConfigError as exc:
                     return Outcome(Verdict.PERMANENT, "provider_token", str(exc))
                 try:
@@ -162,13 +175,13 @@ class ApnsProvider:
                 except httpx.HTTPError as exc:
                     return failed_request("apns", exc)
                 reason = _reason_of(response)
-                if response.status_code != 403 or reason != "ExpiredProviderToken" or renewed:
+                if response.status_code != 403 or reason != "ExpiredProviderToken" or last:
                     break
-                assert self._token is not None
-                if self.clock().timestamp() - self._token[1] < TOKEN_FLOOR_SECONDS:
+                if self._token is not None and self._token[0] == token and \
+                        self.clock().timestamp() - made < TOKEN_FLOOR_SECONDS:
                     return Outcome(Verdict.PERMANENT, reason, "APNs says our provider token expired although it "
                                    "was made minutes ago: check this machine's clock")
-                renewed = True
+                expired = token
         return classify(response, reason)
 
     async def aclose(self) -> None:

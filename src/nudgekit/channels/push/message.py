@@ -10,7 +10,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from nudgekit.channels.check import Checked, Size
 from nudgekit.config import PriceSettings
@@ -47,11 +47,18 @@ class PushMessage(BaseModel):
     ttl_seconds: int | None = Field(None, ge=0, le=TTL_MAX_SECONDS)
     """How long the platform may hold the push for a phone that is off (0: now or never); default: the
     platform's own (FCM 4 weeks, APNs stores it until delivered)."""
-    collapse_key: str | None = Field(None, min_length=1, max_length=64)
+    collapse_key: str | None = Field(None, min_length=1)
     """Pushes with the same key replace each other while undelivered (a price alert only needs the latest)."""
     ad: bool = False
     silent: bool = False
     """A background push with nothing shown: used to learn which tokens are dead (uninstall tracking)."""
+
+    @field_validator("collapse_key")
+    @classmethod
+    def _collapse_bytes(cls, value: str | None) -> str | None:
+        if value is not None and len(value.encode()) > 64:
+            raise ValueError(f"a collapse key is at most 64 bytes (APNs' apns-collapse-id), not {len(value.encode())}")
+        return value
 
 
 def fcm_message(message: PushMessage, token: str) -> dict[str, Any]:

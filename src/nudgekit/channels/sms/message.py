@@ -34,8 +34,9 @@ strictest among our providers, so an image that passes here passes everywhere (C
 taken as 1,000 bytes, the stricter reading."""
 
 AD_LABEL = "(광고)"
-OPTOUT_LINE = re.compile(r"무료\s*(?:수신\s*)?거부\s*[:：]?\s*(080(?:[\- ]?\d){7,8})(?!\d)")
-"""무료수신거부 080... or 무료거부 080...: the word 무료 is required (providers check this form)."""
+OPTOUT_LINE = re.compile(r"\[?무료\s*(?:수신\s*)?거부\]?\s*[:：]?\s*(080(?:[\- ]?\d){7,8})(?!\d)")
+"""무료수신거부 080..., 무료거부 080... or NHN's own [무료 수신거부]080...: the word 무료 is required (providers
+check this form), and the line comes last."""
 
 
 class SmsMessage(BaseModel):
@@ -257,7 +258,12 @@ def _check_ad(out: Checked, text: str, subject: str | None, kind: SmsType, sende
 
     :TRICKY: adding the label and line when missing, and refusing look-alike labels, is the policy chain's
     job (issue #5); here a message without them is refused as the provider would refuse it."""
-    if not text.lstrip().startswith(AD_LABEL):
+    if text[:1].isspace() and text.lstrip().startswith(AD_LABEL):
+        out.problem("text", "ad_label_not_first",
+                    f'Advertising must start with "{AD_LABEL}" as its very first characters: remove the spaces or '
+                    "blank lines before it.",
+                    f'광고 메시지는 맨 앞이 "{AD_LABEL}"여야 합니다. 앞의 공백이나 빈 줄을 지워 주세요.')
+    elif not text.startswith(AD_LABEL):
         out.problem("text", "ad_label_missing",
                     f'Advertising must start with "{AD_LABEL}" exactly (not [광고], (광 고) or similar).',
                     f'광고 메시지는 "{AD_LABEL}"로 정확히 시작해야 합니다([광고], (광 고) 등은 안 됩니다).')
@@ -265,7 +271,8 @@ def _check_ad(out: Checked, text: str, subject: str | None, kind: SmsType, sende
         out.problem("subject", "ad_label_missing",
                     f'An advertising {kind.value} must start its subject with "{AD_LABEL}" too.',
                     f'광고 {kind.value}는 제목도 "{AD_LABEL}"로 시작해야 합니다.')
-    found = OPTOUT_LINE.search(text)
+    lines = list(OPTOUT_LINE.finditer(text))
+    found = lines[-1] if lines else None
     if sender.optout_080 is None:
         out.problem("sender", "no_optout_080",
                     "Advertising text messages need the workspace's free 080 opt-out number: set [sender] "
@@ -277,6 +284,12 @@ def _check_ad(out: Checked, text: str, subject: str | None, kind: SmsType, sende
         out.problem("text", "optout_line_missing",
                     f'Advertising must end with a free opt-out line, e.g. "{line}".',
                     f'광고 메시지 끝에 무료 수신거부 안내가 있어야 합니다(예: "{line}").')
+    elif text[found.end():].strip(" \t\r\n.)]"):
+        out.problem("text", "optout_line_not_last",
+                    f'The free opt-out line ("{found.group(0).strip()}") must be the end of the message: move what '
+                    "follows it above it.",
+                    f'무료 수신거부 안내("{found.group(0).strip()}")는 메시지 맨 끝에 있어야 합니다. 뒤에 있는 내용을 '
+                    "위로 옮겨 주세요.")
     elif sender.optout_080 is not None and digits_of(found.group(1)) != sender.optout_080:
         out.problem("text", "optout_number_mismatch",
                     f"The opt-out line names {found.group(1).strip()}, not the workspace's 080 number "

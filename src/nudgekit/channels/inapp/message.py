@@ -233,7 +233,7 @@ def _check_html(out: Checked, markup: str) -> None:
         if button["action"] == "link" and not button.get("url"):
             out.problem("html", "missing", f'The {where} opens a link but has no data-nudge-url that opens.',
                         f'HTML 버튼 {i}에 열 수 있는 data-nudge-url이 없습니다.')
-        unknown = [c for c in button.get("unknown_channels", [])]
+        unknown = button.get("unknown_channels", [])
         if unknown:
             out.problem("html", "unknown_channel", f"The {where} names channels that do not exist: "
                         f"{', '.join(unknown)} (known: {', '.join(c.value for c in Channel)}).",

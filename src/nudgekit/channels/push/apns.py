@@ -105,11 +105,12 @@ class ApnsProvider:
         unless another request (or process) has replaced it already — then that newer one is used."""
         with _TOKEN_LOCK:
             now = self.clock().timestamp()
-            newest = max((t for t in (self._token, _TOKENS.get(self._identity), self._cached()) if t is not None),
-                         key=lambda t: t[1], default=None)
-            if newest is not None and newest[0] != expired and 0 <= now - newest[1] < TOKEN_REUSE_SECONDS:
-                self._token = newest
-                return newest
+            for read in (lambda: (self._token, _TOKENS.get(self._identity)), lambda: (self._cached(),)):
+                # the cache file is read only when this process holds no usable token
+                newest = max((t for t in read() if t is not None), key=lambda t: t[1], default=None)
+                if newest is not None and newest[0] != expired and 0 <= now - newest[1] < TOKEN_REUSE_SECONDS:
+                    self._token = newest
+                    return newest
             try:
                 signed = jwt.encode({"iss": self.settings.team_id, "iat": int(now)}, self.key, algorithm="ES256",
                                     headers={"kid": self.settings.key_id})

@@ -909,6 +909,16 @@ def _message_fields(channel: MessageChannel, *, text: str | None, subject: str |
     return {k: v for k, v in fields.items() if v is not None}
 
 
+def _command_fields(channel: MessageChannel, options: dict[str, Any]) -> dict[str, Any]:
+    """The message's fields from `message check` / `message send` options (the two take the same ones)."""
+    fields = _message_fields(channel, **{k: options[k] for k in (
+        "text", "subject", "image", "ad", "sender", "sms_type", "html", "unsubscribe_url", "url", "data", "title",
+        "link", "silent", "layout", "pinned")})
+    fields.update(_kakao_fields(*(options[k] for k in ("template", "var", "button", "brand_format", "targeting",
+                                                       "no_fallback", "fallback_text"))))
+    return fields
+
+
 def _option_error(exc: FieldError) -> None:
     where = OPTION_OF.get(exc.field, "--" + exc.field.replace("_", "-"))
     fail(f"{where}: {exc.reason}", 2)
@@ -945,10 +955,7 @@ def message_check(
     """Check a message without sending it: the type chosen, sizes against limits, price, and every reason
     it would be refused (exit code 1 when there is one)."""
     json_errors(as_json)
-    fields = _message_fields(channel, text=text, subject=subject, image=image, ad=ad, sender=sender, sms_type=sms_type,
-                             html=html, unsubscribe_url=unsubscribe_url, url=url, data=data, title=title, link=link,
-                             silent=silent, layout=layout, pinned=pinned)
-    fields.update(_kakao_fields(template, var, button, brand_format, targeting, no_fallback, fallback_text))
+    fields = _command_fields(channel, locals())
     with workspace(home) as ws:
         try:
             checked = ws.check_message(channel, **fields)
@@ -997,10 +1004,7 @@ def message_send(
     sandbox only records it). Goes to the address you name, with no consent checks or retries — for your own
     phone or inbox. Exit code 1 when it was not accepted."""
     json_errors(as_json)
-    fields = _message_fields(channel, text=text, subject=subject, image=image, ad=ad, sender=sender, sms_type=sms_type,
-                             html=html, unsubscribe_url=unsubscribe_url, url=url, data=data, title=title, link=link,
-                             silent=silent, layout=layout, pinned=pinned)
-    fields.update(_kakao_fields(template, var, button, brand_format, targeting, no_fallback, fallback_text))
+    fields = _command_fields(channel, locals())
     with workspace(home) as ws:
         try:
             result = ws.send_now(channel, to, **fields)

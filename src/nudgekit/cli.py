@@ -1201,6 +1201,77 @@ def inbox_show(
     console.print(table)
 
 
+receipts_app = typer.Typer(help="Delivery receipts from the vendors that report later.", no_args_is_help=True)
+app.add_typer(receipts_app, name="receipts")
+
+
+@receipts_app.command("check")
+def receipts_check(
+    home: HomeOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Ask Solapi and NHN Cloud what became of the messages they accepted: delivered or failed; numbers that
+    do not exist are suppressed, people not on KakaoTalk remembered, failed messages refunded."""
+    json_errors(as_json)
+    with workspace(home) as ws, progress_bar("asking for receipts", None, as_json) as advance:
+        found = ws.check_receipts(progress=advance)
+    if as_json:
+        emit_json(found)
+        return
+    for name, why in found["unavailable"].items():
+        err.print(f"[yellow]{name}: no receipts now ({escape(why)})[/]")
+    if not found["checked"]:
+        console.print("No accepted message is waiting for a receipt: nothing is waiting.")
+        return
+    if found["closed"]:
+        table = Table("message", "channel", "to", "result", "code", "fallback", "learned", title="receipts")
+        for c in found["closed"]:
+            colour = {"delivered": "green", "failed": "red"}.get(c["delivery"], "yellow")
+            table.add_row(escape(c["message_id"]), c["channel"], escape(c["recipient"]),
+                          f"[{colour}]{c['delivery']}[/]", escape(f"{c['code'] or ''} {c['detail']}".strip()[:60]),
+                          c["fallback"] or "", escape(c["learned"] or ("refunded" if c["refunded"] else "")))
+        console.print(table)
+    console.print(f"{len(found['closed']):,} of {found['checked']:,} settled; {found['waiting']:,} still on their way.")
+
+
+email_app = typer.Typer(help="Email: bounce reports and complaints mailed back to [smtp] return_path.",
+                        no_args_is_help=True)
+app.add_typer(email_app, name="email")
+
+
+@email_app.command("bounces")
+def email_bounces(
+    paths: Annotated[list[Path], typer.Argument(help="Maildir folders, mbox files, .eml files or folders of them.")],
+    home: HomeOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Read bounce reports (DSN) and spam complaints (ARF): a hard bounce or a complaint suppresses the
+    address, a message that bounced is recorded as failed. Reading the same mail again changes nothing."""
+    from nudgekit.channels.email import bounces
+
+    json_errors(as_json)
+    missing = [str(p) for p in paths if not p.exists()]
+    if missing:
+        fail(f"no such file or folder: {', '.join(missing)}", 2)
+    with workspace(home) as ws, progress_bar("reading mail", None, as_json) as advance:
+        try:
+            found = ws.read_bounces(bounces.mails(paths), progress=advance)
+        except OSError as exc:
+            fail(f"cannot read the mail: {exc}", 2)
+    if as_json:
+        emit_json(found)
+        return
+    if found["reports"]:
+        table = Table("recipient", "kind", "action", "status", "diagnostic", "result", title="bounce reports")
+        for r in found["reports"]:
+            result = r["learned"] or ("recorded" if r["acted"] else "")
+            table.add_row(escape(r["recipient"]), r["kind"], r["action"], r["status"] or "",
+                          escape((r["diagnostic"] or "")[:60]), escape(result))
+        console.print(table)
+    console.print(f"{found['mails']:,} mails: {len(found['reports']):,} reports, "
+                  f"{len(found['suppressed']):,} addresses suppressed, {len(found['not_reports']):,} not reports.")
+
+
 kakao_app = typer.Typer(help="Kakao: the AlimTalk template registry.", no_args_is_help=True)
 templates_app = typer.Typer(help="AlimTalk templates and their review status.", no_args_is_help=True)
 kakao_app.add_typer(templates_app, name="templates")

@@ -220,6 +220,9 @@ class SmtpSettings(BaseModel):
     password: str | None = None
     timeout_seconds: float = Field(30.0, gt=0)
     messages_per_connection: int = Field(100, ge=1)
+    return_path: str | None = None
+    """The envelope sender (MAIL FROM), where relays mail their bounce reports; default the From address.
+    Point it at a mailbox you read with `nudge email bounces`."""
 
 
 class FcmSettings(BaseModel):

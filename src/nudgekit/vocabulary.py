@@ -118,6 +118,8 @@ class EventName(StrEnum):
     MESSAGE_FAILED = "message_failed"
     MESSAGE_OPENED = "message_opened"
     MESSAGE_CLICKED = "message_clicked"
+    MESSAGE_COMPLAINED = "message_complained"
+    """The person reported the message as spam (an email complaint)."""
 
 
 class Stage(StrEnum):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -14,7 +14,7 @@ from typing import Any
 
 import pyarrow as pa
 from pydantic import ValidationError
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from nudgekit.apikeys import Keys
 from nudgekit.channels.numbers import sender_number
@@ -42,6 +42,7 @@ from nudgekit.store.backend import EventsBackend, EventsView
 from nudgekit.store.events import AppendResult, EventStore
 from nudgekit.store.rollup import Rollup
 from nudgekit.store.state import (
+    DirectSend,
     LifecycleStage,
     LifecycleTransition,
     Profile,
@@ -54,6 +55,7 @@ from nudgekit.vocabulary import (
     Channel,
     ConsentChange,
     ConsentSource,
+    EventName,
     EventSource,
     KeyScope,
     MessageChannel,
@@ -390,7 +392,8 @@ class Workspace:
         with self.sessions.begin() as session:
             refused = None
             if not provider.capabilities.idempotency:
-                refused = direct.start(session, message_id, kind.value, to, provider.name, now)
+                refused = direct.start(session, message_id, kind.value, to, provider.name, now, type=checked.type,
+                                       profile_id=profile_id)
             if refused is None and paid:
                 refused = balance.reserve(session, message_id, kind.value, checked.cost_krw, now)
                 if refused is not None and not provider.capabilities.idempotency:
@@ -403,7 +406,7 @@ class Workspace:
         except Exception as exc:  # a fault in our own code after the request may have left: never twice
             outcome = Outcome(Verdict.UNCERTAIN, "error", f"{type(exc).__name__}: {exc}")
         with self.sessions.begin() as session:
-            learned = feedback.remember(session, envelope, outcome, self.clock())
+            learned = feedback.remember(session, kind, to, profile_id, outcome, self.clock())
             if not provider.capabilities.idempotency:
                 direct.finish(session, message_id, outcome, self.clock())
             if paid and outcome.verdict not in (Verdict.ACCEPTED, Verdict.UNCERTAIN):
@@ -459,6 +462,121 @@ class Workspace:
         fetched = asyncio.run(fetch())
         with self.sessions.begin() as session:
             return templates.sync(session, fetched, provider.name, self.clock())
+
+    def check_receipts(self, *, limit: int = 10_000, progress: Callable[[int], None] | None = None
+                       ) -> dict[str, Any]:
+        """Ask the vendors that report later (Solapi, NHN Cloud) what became of the messages they accepted
+        and write it down (channels/receipts.py): delivered or failed, numbers that do not exist suppressed,
+        people who are not on KakaoTalk remembered, failed messages refunded, one event per message.
+
+        Returns {"checked": n, "closed": [...], "waiting": n, "unavailable": {provider: why}}."""
+        from nudgekit.channels import providers, receipts
+        from nudgekit.channels.provider import ReceiptsUnavailable
+
+        with self.sessions() as session:
+            waiting = [(row.provider, receipts.asked(row)) for row in receipts.awaiting(session, limit=limit)]
+        by_provider: dict[str, list[Any]] = {}
+        for name, sent in waiting:
+            by_provider.setdefault(name, []).append(sent)
+        context = providers.Context(self.settings, self.sessions, self.clock)
+        closed: list[Any] = []
+        unavailable: dict[str, str] = {}
+        for name, sent in by_provider.items():
+            try:
+                provider: Any = providers.PROVIDERS[name](context)
+            except ValueError as exc:
+                unavailable[name] = str(exc)
+                continue
+
+            async def ask(provider: Any = provider, sent: list[Any] = sent) -> Any:
+                try:
+                    return await provider.receipts(sent)
+                finally:
+                    await provider.aclose()
+
+            try:
+                found = asyncio.run(ask())
+            except ReceiptsUnavailable as exc:
+                unavailable[name] = str(exc)
+                continue
+            events = []
+            with self.sessions.begin() as session:
+                for message in sent:
+                    row = session.get(DirectSend, message.message_id)
+                    if row is None:
+                        continue
+                    result, event = receipts.apply(session, row, found.get(message.message_id), self.clock())
+                    if result is not None:
+                        closed.append(result)
+                    if event is not None:
+                        events.append(event)
+            for event in events:
+                self._send(event)
+            if progress is not None:
+                progress(len(sent))
+        self.flush()
+        return {"checked": len(waiting), "closed": [c.as_dict() for c in closed],
+                "waiting": len(waiting) - len(closed), "unavailable": unavailable}
+
+    def read_bounces(self, mails: Iterable[tuple[str, bytes]], *,
+                     progress: Callable[[int], None] | None = None) -> dict[str, Any]:
+        """Read bounce reports (DSN) and spam complaints (ARF) mailed back to `[smtp] return_path`: a hard
+        bounce suppresses the address and closes the message as failed, a complaint suppresses it too; only
+        addresses we emailed are acted on (channels/email/bounces.py). `mails` are (where, raw bytes), as
+        `bounces.mails(paths)` yields them; reading the same mail twice changes nothing."""
+        from nudgekit.channels import feedback, receipts
+        from nudgekit.channels.email import bounces
+        from nudgekit.channels.provider import Delivery, Outcome, Receipt, Verdict
+
+        seen = 0
+        ignored: list[str] = []
+        results: list[dict[str, Any]] = []
+        events: list[dict[str, Any]] = []
+        for where, raw in mails:
+            seen += 1
+            found = bounces.parse(raw)
+            if not found:
+                ignored.append(where)
+            with self.sessions.begin() as session:
+                for report in found:
+                    row = _emailed(session, report.recipient, report.message_id)
+                    answer = {**report.as_dict(), "mail": where, "acted": False, "learned": None}
+                    results.append(answer)
+                    if row is None:
+                        answer["learned"] = "not acted on: no email to this address is on record"
+                        continue
+                    now = self.clock()
+                    if report.kind == "complaint":
+                        outcome = Outcome(Verdict.INVALID_RECIPIENT, report.action, "the person reported the email "
+                                          "as spam")
+                        answer["learned"] = feedback.remember(session, MessageChannel.EMAIL, row.recipient,
+                                                              row.profile_id, outcome, now, reason=report.reason)
+                        answer["acted"] = answer["learned"] is not None
+                        event = receipts.person_event(row, EventName.MESSAGE_COMPLAINED, "complaint", now,
+                                                      {"feedback_type": report.action})
+                        if answer["acted"] and event is not None:
+                            events.append(event)
+                        continue
+                    if report.action in ("delivered", "relayed", "expanded"):
+                        receipt = Receipt(Delivery.DELIVERED, Outcome(Verdict.ACCEPTED, report.status, report.action))
+                    elif report.action == "failed":
+                        verdict = Verdict.INVALID_RECIPIENT if report.hard else Verdict.PERMANENT
+                        receipt = Receipt(Delivery.FAILED, Outcome(verdict, report.status or "failed",
+                                                                   report.diagnostic or "the mail system gave up"))
+                    else:  # delayed: the relay is still trying
+                        continue
+                    closed, event = receipts.apply(session, row, receipt, now)
+                    answer["acted"] = closed is not None
+                    answer["learned"] = closed.learned if closed else "already recorded"
+                    if event is not None:
+                        events.append(event)
+            if progress is not None:
+                progress(1)
+        for event in events:
+            self._send(event)
+        self.flush()
+        return {"mails": seen, "reports": results, "not_reports": ignored,
+                "suppressed": sorted({r["recipient"] for r in results if r["acted"] and r["hard"]})}
 
     def remove_kakao_template(self, code: str) -> bool:
         from nudgekit.channels.kakao import templates
@@ -800,6 +918,19 @@ def _enum(kind: Any, value: Any, field: str) -> Any:
     except ValueError:
         known = ", ".join(v.value for v in kind)
         raise FieldError(field, f'"{value}" is not one of {known}') from None
+
+
+def _emailed(session: Any, address: str, message_id: str | None) -> DirectSend | None:
+    """The email a bounce report is about: the message it names when that went to this address, else the
+    latest email to the address; None when we never emailed it."""
+    if message_id:
+        row = session.get(DirectSend, message_id)
+        if row is not None and row.channel == MessageChannel.EMAIL.value and row.recipient.lower() == address:
+            return row
+    query = (select(DirectSend).where(DirectSend.channel == MessageChannel.EMAIL.value,
+                                      func.lower(DirectSend.recipient) == address)
+             .order_by(DirectSend.updated_at.desc()).limit(1))
+    return session.scalar(query)
 
 
 def _inbox_channel(value: Any) -> MessageChannel:

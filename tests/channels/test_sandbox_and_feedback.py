@@ -13,10 +13,8 @@ from sqlalchemy import select
 from typer.testing import CliRunner
 
 from nudgekit.channels import feedback
-from nudgekit.channels.email.message import EmailMessage
-from nudgekit.channels.provider import Envelope, Outcome, Verdict
+from nudgekit.channels.provider import Outcome, Verdict
 from nudgekit.channels.providers import PROVIDERS
-from nudgekit.channels.sms.message import SmsMessage
 from nudgekit.cli import app
 from nudgekit.config import PROVIDER_NAMES, Settings
 from nudgekit.store.state import Profile, PushToken, Suppression
@@ -97,30 +95,25 @@ def test_providers_are_named_in_nudge_toml_and_must_fit_the_channel(home: Path) 
             ws.send_now("email", "kim@example.com", subject="안내", text="본문")
 
 
-def _envelope(channel: MessageChannel, to: str, profile_id: str | None = None) -> Envelope:
-    message = EmailMessage(subject="a", text="b") if channel == MessageChannel.EMAIL else SmsMessage(text="a")
-    return Envelope("m-1", channel, to, message, profile_id=profile_id)
-
-
 def test_dead_recipients_are_remembered(ws: Workspace) -> None:
     ws.identify("u1", {"phone": "010-2345-6789", "kakao_reachable": True,
                        "push_tokens": [{"token": "fcm-1", "platform": "android"}]})
     now = datetime(2026, 11, 24, 3, 0, tzinfo=UTC)
     gone = Outcome(Verdict.INVALID_RECIPIENT, "UNREGISTERED", "Requested entity was not found.")
     with ws.sessions.begin() as session:
-        assert feedback.remember(session, _envelope(MessageChannel.PUSH, "fcm-1"), gone, now) == "push token invalid"
-        assert feedback.remember(session, _envelope(MessageChannel.PUSH, "fcm-1"), gone, now) is None
+        assert feedback.remember(session, MessageChannel.PUSH, "fcm-1", None, gone, now) == "push token invalid"
+        assert feedback.remember(session, MessageChannel.PUSH, "fcm-1", None, gone, now) is None
         not_a_friend = Outcome(Verdict.PERMANENT, "3102", "친구 아님", fallback=True)
-        assert feedback.remember(session, _envelope(MessageChannel.BRAND_MESSAGE, "+821023456789", "u1"),
+        assert feedback.remember(session, MessageChannel.BRAND_MESSAGE, "+821023456789", "u1",
                                  not_a_friend, now) is None
         kakao = Outcome(Verdict.INVALID_RECIPIENT, "3019", "카카오톡 미사용자", fallback=True)
-        assert feedback.remember(session, _envelope(MessageChannel.ALIMTALK, "+821023456789", "u1"), kakao, now)
+        assert feedback.remember(session, MessageChannel.ALIMTALK, "+821023456789", "u1", kakao, now)
         bounce = Outcome(Verdict.INVALID_RECIPIENT, "550", "5.1.1 no such user")
-        feedback.remember(session, _envelope(MessageChannel.EMAIL, "Gone@example.com"), bounce, now)
-        feedback.remember(session, _envelope(MessageChannel.EMAIL, "gone@example.com"), bounce, now)
+        feedback.remember(session, MessageChannel.EMAIL, "Gone@example.com", None, bounce, now)
+        assert feedback.remember(session, MessageChannel.EMAIL, "gone@example.com", None, bounce, now) is None
         assert feedback.suppressed(session, MessageChannel.EMAIL, "GONE@example.com") is not None
         busy = Outcome(Verdict.RETRYABLE, "1001", "Server Busy")
-        assert feedback.remember(session, _envelope(MessageChannel.SMS, "+821099998888"), busy, now) is None
+        assert feedback.remember(session, MessageChannel.SMS, "+821099998888", None, busy, now) is None
     with ws.sessions() as session:
         token = session.get(PushToken, "fcm-1")
         assert (token.status, token.status_reason) == ("invalid", "UNREGISTERED: Requested entity was not found.")

@@ -22,14 +22,15 @@ AGAIN = frozenset({Verdict.RETRYABLE.value, Verdict.RATE_LIMITED.value, Verdict.
 
 
 def start(session: Session, message_id: str, channel: str, recipient: str, provider: str,
-          now: datetime) -> str | None:
+          now: datetime, *, type: str | None = None, profile_id: str | None = None) -> str | None:
     """Take the message id for one attempt; None when taken, else why it must not go out again."""
     row = session.get(DirectSend, message_id)
     if row is None:
         try:
             with session.begin_nested():
                 session.add(DirectSend(message_id=message_id, channel=channel, recipient=recipient, provider=provider,
-                                       verdict="pending", attempts=1, updated_at=now))
+                                       verdict="pending", attempts=1, updated_at=now, type=type,
+                                       profile_id=profile_id))
             return None
         except IntegrityError:
             row = session.get(DirectSend, message_id)
@@ -37,7 +38,8 @@ def start(session: Session, message_id: str, channel: str, recipient: str, provi
     if row.verdict in AGAIN:
         taken = session.execute(update(DirectSend).where(DirectSend.message_id == message_id,
                                                          DirectSend.verdict == row.verdict).values(
-            verdict="pending", attempts=DirectSend.attempts + 1, provider=provider, updated_at=now))
+            verdict="pending", attempts=DirectSend.attempts + 1, provider=provider, updated_at=now, type=type,
+            delivery=None, delivery_code=None, delivery_detail=None, delivery_at=None, fallback_delivery=None))
         if taken.rowcount == 1:  # type: ignore[attr-defined]
             return None
         session.refresh(row)
@@ -45,9 +47,10 @@ def start(session: Session, message_id: str, channel: str, recipient: str, provi
 
 
 def finish(session: Session, message_id: str, outcome: Outcome, now: datetime) -> None:
+    went = outcome.verdict in (Verdict.ACCEPTED, Verdict.UNCERTAIN)
     session.execute(update(DirectSend).where(DirectSend.message_id == message_id).values(
         verdict=outcome.verdict.value, code=(outcome.code or "")[:64] or None,
-        provider_message_id=outcome.provider_message_id, updated_at=now))
+        provider_message_id=outcome.provider_message_id, updated_at=now, sent_at=now if went else None))
 
 
 def _sent(row: DirectSend) -> str:

@@ -16,35 +16,38 @@ from datetime import datetime
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from nudgekit.channels.provider import Envelope, Outcome, Verdict
+from nudgekit.channels.provider import Outcome, Verdict
 from nudgekit.store.state import Profile, PushToken, Suppression
 from nudgekit.vocabulary import MessageChannel, TokenStatus
 
 KAKAO = (MessageChannel.ALIMTALK, MessageChannel.BRAND_MESSAGE)
 
 
-def remember(session: Session, envelope: Envelope, outcome: Outcome, now: datetime) -> str | None:
-    """Record what the outcome says about the recipient; returns what was recorded (for logs), or None."""
+def remember(session: Session, channel: MessageChannel, to: str, profile_id: str | None, outcome: Outcome,
+             now: datetime, *, reason: str | None = None) -> str | None:
+    """Record what a send's answer or a later receipt says about the recipient `to` (of `profile_id`, when
+    known); returns what was recorded (for logs), or None. `reason` names a suppression other than the
+    channel's usual one (a complaint)."""
     if outcome.verdict != Verdict.INVALID_RECIPIENT:
         return None
     detail = f"{outcome.code}: {outcome.detail}" if outcome.code else outcome.detail
-    channel = envelope.channel
     if channel == MessageChannel.PUSH:
-        token = session.get(PushToken, envelope.to)
+        token = session.get(PushToken, to)
         if token is None or token.status == TokenStatus.INVALID.value:
             return None
         token.status, token.status_reason, token.updated_at = TokenStatus.INVALID.value, detail[:255], now
         return "push token invalid"
     if channel in KAKAO:
         query = update(Profile).values(kakao_reachable=False, updated_at=now)
-        where = Profile.profile_id == envelope.profile_id if envelope.profile_id else Profile.phone == envelope.to
+        where = Profile.profile_id == profile_id if profile_id else Profile.phone == to
         session.execute(query.where(where))
         return "unreachable on Kakao"
     if channel in (MessageChannel.EMAIL, MessageChannel.SMS):
-        reason = "hard_bounce" if channel == MessageChannel.EMAIL else "invalid_number"
-        address = _key(channel, envelope.to)
-        if session.get(Suppression, (channel.value, address)) is None:
-            session.add(Suppression(channel=channel.value, address=address, reason=reason, detail=detail, at=now))
+        reason = reason or ("hard_bounce" if channel == MessageChannel.EMAIL else "invalid_number")
+        address = _key(channel, to)
+        if session.get(Suppression, (channel.value, address)) is not None:
+            return None
+        session.add(Suppression(channel=channel.value, address=address, reason=reason, detail=detail, at=now))
         return f"{channel.value} address suppressed ({reason})"
     return None
 

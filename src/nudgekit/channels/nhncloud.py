@@ -18,11 +18,13 @@ from __future__ import annotations
 
 import base64
 import hashlib
+from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 import orjson
@@ -35,9 +37,13 @@ from nudgekit.channels.kakao.templates import Template
 from nudgekit.channels.numbers import digits_of, spelled
 from nudgekit.channels.provider import (
     Capabilities,
+    Delivery,
     Envelope,
     Outcome,
+    Receipt,
+    ReceiptsUnavailable,
     Refused,
+    Sent,
     Verdict,
     failed_request,
     read_image,
@@ -58,6 +64,23 @@ RETRYABLE = frozenset({-2021, -2009, -2010, -7000})
 """Queue insert failed, upload server errors, Kakao's API failed: nothing was sent."""
 UNCERTAIN = frozenset({-9999, -1005})
 """A system error after the request was taken; the idempotency key already used (see :TRICKY:)."""
+
+SMS_PENDING = frozenset({"1", "2", "7"})
+"""msgStatus: requested, in progress, waiting to be resent (advertising limits)."""
+SMS_NO_RECIPIENT = frozenset({"1002", "3001", "3003"})
+"""Carrier results: the number is malformed, has no subscriber, is not in service: suppressed."""
+SMS_NOT_REACHED = frozenset({"2001", "2002", "2003", "2004", "2005", "2006", "2007"})
+"""The handset was off, out of range, its inbox full ...: this message failed, another may arrive."""
+KAKAO_NOT_A_USER = frozenset({"3008", "3019", "3020"})
+"""Bad number, not a KakaoTalk user, AlimTalk blocked: remembered, later messages go to the fallback."""
+KAKAO_NOT_NOW = frozenset({"3018", "3021"})
+"""Not active for 7 days / sanctioned, app too old: this message falls back, the person may be reachable later."""
+NOT_KNOWN = frozenset({"2000", "3005"})
+"""SMS delivery timed out (25 h / 80 h), Kakao sent without an acknowledgement: nobody can say; never resend."""
+RESEND = {"RSC02": Delivery.PENDING, "RSC03": Delivery.PENDING, "RSC04": Delivery.DELIVERED,
+          "RSC05": Delivery.FAILED}
+"""What became of the fallback text message NHN sent for a Kakao message (RSC01: none was due)."""
+KST = ZoneInfo("Asia/Seoul")
 
 
 class NhnCloudError(ValueError):
@@ -345,11 +368,113 @@ class NhnCloudProvider:
                 return found
             page += 1
 
+    # -- receipts ---------------------------------------------------------------------------------
+
+    async def receipts(self, sent: list[Sent]) -> dict[str, Receipt]:
+        """What became of accepted messages, one list query per request (`requestId`), page by page: SMS
+        `GET /sms/v3.0/appKeys/{appKey}/sender/sms|mms`, AlimTalk `GET /alimtalk/v2.3/.../messages`, Brand
+        Message `GET /brand-message/v1.0/.../messages`."""
+        groups: dict[tuple[str, str, str], dict[str, Sent]] = defaultdict(dict)
+        for message in sent:
+            request_id, _, seq = message.provider_message_id.rpartition(":")
+            if request_id and seq:
+                groups[(*self._results_path(message), request_id)][seq] = message
+        found: dict[str, Receipt] = {}
+        for (service, path, request_id), by_seq in groups.items():
+            page = 1
+            while True:
+                rows, total = await self._result_page(service, path, request_id, page)
+                for row in rows:
+                    message = by_seq.get(str(row.get("recipientSeq")))
+                    if message is not None:
+                        found[message.message_id] = (_sms_receipt(row) if service == "sms" else _kakao_receipt(row))
+                if not rows or page * MAX_RECIPIENTS >= total:
+                    break
+                page += 1
+        return found
+
+    def _results_path(self, message: Sent) -> tuple[str, str]:
+        if message.channel == MessageChannel.SMS:
+            kind = "sms" if message.type in (None, "SMS") else "mms"
+            return "sms", f"/sms/v3.0/appKeys/{self.settings.sms_app_key}/sender/{kind}"
+        if message.channel == MessageChannel.ALIMTALK:
+            return "kakao", f"/alimtalk/v2.3/appkeys/{self.settings.kakao_app_key}/messages"
+        return "kakao", f"/brand-message/v1.0/appkeys/{self.settings.kakao_app_key}/messages"
+
+    async def _result_page(self, service: str, path: str, request_id: str, page: int) -> tuple[list[Any], int]:
+        client = self.clients.get(service)
+        if client is None:
+            raise ReceiptsUnavailable(f"nhncloud: the {service} app key is not configured")
+        try:
+            response = await client.get(path, params={"requestId": request_id, "pageNum": page,
+                                                      "pageSize": MAX_RECIPIENTS})
+            answer = response.json()
+            header = answer.get("header") or {}
+            if response.status_code != 200 or not header.get("isSuccessful"):
+                raise ReceiptsUnavailable(f"nhncloud refused the result query: {header.get('resultCode')} "
+                                          f"{header.get('resultMessage') or response.text[:200]}")
+            listing = (answer.get("body") if service == "sms" else answer.get("messageSearchResultResponse")) or {}
+            rows = listing.get("data") if service == "sms" else listing.get("messages")
+            return list(rows or []), int(listing.get("totalCount") or 0)
+        except httpx.TransportError as exc:
+            raise ReceiptsUnavailable(f"nhncloud is unreachable: {exc!r}") from None
+        except (ValueError, AttributeError, TypeError) as exc:
+            raise ReceiptsUnavailable(f"nhncloud's result list is malformed: {exc!r}") from None
+
     async def aclose(self) -> None:
         for client in self.clients.values():
             await client.aclose()
 
 
+
+
+def _sms_receipt(row: dict[str, Any]) -> Receipt:
+    """A text message's result: msgStatus 3 delivered, 1/2/7 pending, anything else failed by resultCode."""
+    status, code = str(row.get("msgStatus")), str(row.get("resultCode") or "")
+    detail = str(row.get("resultCodeName") or row.get("msgStatusName") or "")
+    at = _kst(row.get("resultDate"))
+    if status in SMS_PENDING:
+        return Receipt(Delivery.PENDING, Outcome(Verdict.ACCEPTED, code, detail), at)
+    if status == "3":
+        return Receipt(Delivery.DELIVERED, Outcome(Verdict.ACCEPTED, code or "1000", detail), at)
+    if status == "4":
+        return Receipt(Delivery.FAILED, Outcome(Verdict.PERMANENT, "cancelled", "the send was cancelled"), at)
+    if code in NOT_KNOWN:
+        return Receipt(Delivery.UNKNOWN, Outcome(Verdict.UNCERTAIN, code, detail), at)
+    verdict = (Verdict.INVALID_RECIPIENT if code in SMS_NO_RECIPIENT else
+               Verdict.RETRYABLE if code in SMS_NOT_REACHED else Verdict.PERMANENT)
+    return Receipt(Delivery.FAILED, Outcome(verdict, code, detail), at)
+
+
+def _kakao_receipt(row: dict[str, Any]) -> Receipt:
+    """A Kakao message's result (messageStatus COMPLETED / FAILED / CANCEL) and its fallback's (resendStatus)."""
+    status, code = str(row.get("messageStatus") or ""), str(row.get("resultCode") or "")
+    detail = str(row.get("resultCodeName") or "")
+    at = _kst(row.get("receiveDate"))
+    fallback = RESEND.get(str(row.get("resendStatus") or row.get("resendStatusCode") or ""))
+    if status == "COMPLETED":  # no fallback was needed, whatever its status says
+        return Receipt(Delivery.DELIVERED, Outcome(Verdict.ACCEPTED, code or "1000", detail), at)
+    if status == "CANCEL":
+        return Receipt(Delivery.FAILED, Outcome(Verdict.PERMANENT, "cancelled", "the send was cancelled"), at,
+                       fallback)
+    if status != "FAILED":
+        return Receipt(Delivery.PENDING, Outcome(Verdict.ACCEPTED, code, detail), at, fallback)
+    if code in NOT_KNOWN:
+        return Receipt(Delivery.UNKNOWN, Outcome(Verdict.UNCERTAIN, code, detail), at, fallback)
+    if code in KAKAO_NOT_A_USER:
+        return Receipt(Delivery.FAILED, Outcome(Verdict.INVALID_RECIPIENT, code, detail, fallback=True), at, fallback)
+    if code in KAKAO_NOT_NOW:
+        return Receipt(Delivery.FAILED, Outcome(Verdict.PERMANENT, code, detail, fallback=True), at, fallback)
+    return Receipt(Delivery.FAILED, Outcome(Verdict.PERMANENT, code, detail), at, fallback)
+
+
+def _kst(value: Any) -> datetime | None:
+    """NHN's result dates ("2026-11-24 10:00:00.0") are Korean time."""
+    try:
+        when = datetime.fromisoformat(str(value).split(".")[0])
+    except ValueError:
+        return None
+    return when.replace(tzinfo=KST) if when.tzinfo is None else when
 
 
 def _title_from(text: str) -> str:

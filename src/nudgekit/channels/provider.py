@@ -96,6 +96,55 @@ class Envelope:
     meta: dict[str, Any] = field(default_factory=dict)
 
 
+class Delivery(StrEnum):
+    """What a delivery receipt says became of a message the vendor accepted."""
+
+    PENDING = "pending"
+    """No final result yet (handed to the carrier or to Kakao): ask again later."""
+    DELIVERED = "delivered"
+    FAILED = "failed"
+    UNKNOWN = "unknown"
+    """The vendor gave no final result in time, or says it cannot know (NHN 2000 / Kakao 3005)."""
+
+
+@dataclass(frozen=True)
+class Sent:
+    """A message a vendor accepted, as the receipt poll asks about it."""
+
+    message_id: str
+    channel: MessageChannel
+    provider_message_id: str
+    type: str | None = None
+    """SMS / LMS / MMS: NHN keeps their results under different paths."""
+
+
+@dataclass(frozen=True)
+class Receipt:
+    """A vendor's later word on one message."""
+
+    delivery: Delivery
+    outcome: Outcome
+    """The vendor's result code classified like a send's answer: INVALID_RECIPIENT teaches the profile."""
+    at: datetime | None = None
+    """When the vendor says it was delivered or failed."""
+    fallback: Delivery | None = None
+    """When the vendor itself sent the fallback text message (a Kakao message that could not be delivered):
+    what became of that."""
+
+
+class ReceiptSource(Protocol):
+    """A provider whose vendor reports delivery later (text messages, Kakao)."""
+
+    async def receipts(self, sent: list[Sent]) -> dict[str, Receipt]:
+        """Receipts by our message id, for the messages the vendor reports on; a message missing from the
+        answer has no news (try again later). Raises ReceiptsUnavailable when the vendor cannot be asked."""
+        ...
+
+
+class ReceiptsUnavailable(Exception):
+    """The vendor could not be asked for receipts now (unreachable, refused): nothing is learned."""
+
+
 class Provider(Protocol):
     """Send one message or a batch; never raise for a vendor's answer, only for a fault in our own code."""
 

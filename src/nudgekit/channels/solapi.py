@@ -34,9 +34,13 @@ from nudgekit.channels.kakao.templates import Template
 from nudgekit.channels.numbers import digits_of
 from nudgekit.channels.provider import (
     Capabilities,
+    Delivery,
     Envelope,
     Outcome,
+    Receipt,
+    ReceiptsUnavailable,
     Refused,
+    Sent,
     Verdict,
     failed_request,
     read_image,
@@ -62,6 +66,10 @@ NOT_A_KAKAO_USER = "3104"
 NOT_NOW_ON_KAKAO = frozenset({"3102", "3107"})
 """Not a friend of the channel (a Brand Message only), KakaoTalk unused for 72 h or AlimTalk blocked: this
 message falls back, but the person may be reached on Kakao another time, so nothing is remembered."""
+PENDING = frozenset({"2000", "3000"})
+"""Registered, or with the carrier / Kakao and not yet reported: a receipt poll asks again later."""
+RECEIPTS_PER_CALL = 100
+"""Message ids asked about in one list call (the URL stays short)."""
 STATUS = {TemplateStatus.PENDING: "PENDING", TemplateStatus.INSPECTING: "INSPECTING",
           TemplateStatus.APPROVED: "APPROVED", TemplateStatus.REJECTED: "REJECTED"}
 
@@ -282,7 +290,7 @@ class SolapiProvider:
         self._uploaded[(path, kind)] = file_id
         return file_id
 
-    async def _get(self, path: str, params: dict[str, Any] | None = None) -> Any:
+    async def _get(self, path: str, params: Any = None) -> Any:
         try:
             response = await self.client.get(path, params=params, headers=self._headers())
         except httpx.TransportError as exc:
@@ -312,6 +320,39 @@ class SolapiProvider:
             if not start:
                 return found
 
+    async def receipts(self, sent: list[Sent]) -> dict[str, Receipt]:
+        """What became of messages Solapi registered: `GET /messages/v4/list` by messageIds, page by page.
+
+        :TRICKY: Solapi's own SMS fallback of an AlimTalk is not tied to the AlimTalk in its documented
+        message list, so a Kakao failure is reported without saying whether that SMS arrived."""
+        ours = {s.provider_message_id: s for s in sent}
+        found: dict[str, Receipt] = {}
+        ids = list(ours)
+        for start in range(0, len(ids), RECEIPTS_PER_CALL):
+            chunk = ids[start:start + RECEIPTS_PER_CALL]
+            next_key: str | None = None
+            while True:
+                params: list[tuple[str, str | int]] = [("messageIds", i) for i in chunk]
+                params.append(("limit", RECEIPTS_PER_CALL))
+                if next_key:
+                    params.append(("startKey", next_key))
+                try:
+                    page = await self._get("/messages/v4/list", params)
+                    listed = page.get("messageList") or {}
+                    entries = listed.values() if isinstance(listed, dict) else listed
+                    for entry in entries:
+                        message = ours.get(str(entry.get("messageId")))
+                        if message is not None:
+                            found[message.message_id] = _receipt(entry, message.channel)
+                    next_key = page.get("nextKey")
+                except SolapiError as exc:
+                    raise ReceiptsUnavailable(str(exc)) from None
+                except (AttributeError, TypeError) as exc:
+                    raise ReceiptsUnavailable(f"solapi's message list is malformed: {exc!r}") from None
+                if not next_key:
+                    break
+        return found
+
     async def balance(self) -> dict[str, float]:
         """Cash and points (points are spent like cash), in KRW."""
         answer = await self._get("/cash/v1/balance")
@@ -321,6 +362,26 @@ class SolapiProvider:
         await self.client.aclose()
 
 
+
+
+def _receipt(entry: dict[str, Any], channel: MessageChannel) -> Receipt:
+    """One message of Solapi's list as a receipt: 2000 / 3000 pending, 4000 received, anything else failed."""
+    code = str(entry.get("statusCode") or "")
+    detail = str(entry.get("reason") or entry.get("statusMessage") or "").strip()
+    at = _date(entry.get("dateReceived") or entry.get("dateReported") or entry.get("dateUpdated"))
+    if code in PENDING:
+        return Receipt(Delivery.PENDING, Outcome(Verdict.ACCEPTED, code, detail), at)
+    if code == "4000":
+        return Receipt(Delivery.DELIVERED, Outcome(Verdict.ACCEPTED, code, detail, entry.get("messageId")), at)
+    return Receipt(Delivery.FAILED, classify(code, detail, channel), at)
+
+
+def _date(value: Any) -> datetime | None:
+    try:
+        when = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
 
 
 def _template(entry: dict[str, Any]) -> Template:

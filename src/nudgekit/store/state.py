@@ -305,6 +305,7 @@ class DirectSend(Base):
     by a provider that cannot drop repeats itself."""
 
     __tablename__ = "direct_sends"
+    __table_args__ = (Index("ix_direct_sends_awaiting", "delivery", "provider"),)
     message_id: Mapped[str] = mapped_column(String(255), primary_key=True)
     channel: Mapped[str] = mapped_column(String(16))
     recipient: Mapped[str] = mapped_column(String(4096))
@@ -315,6 +316,19 @@ class DirectSend(Base):
     provider_message_id: Mapped[str | None] = mapped_column(String(255))
     attempts: Mapped[int] = mapped_column(Integer)
     updated_at: Mapped[datetime]
+    type: Mapped[str | None] = mapped_column(String(8))
+    """SMS / LMS / MMS as the check chose."""
+    profile_id: Mapped[str | None] = mapped_column(String(255))
+    sent_at: Mapped[datetime | None]
+    """When the vendor accepted it (the start of the receipt wait)."""
+    delivery: Mapped[str | None] = mapped_column(String(16))
+    """The receipt's word (channels.provider.Delivery): None while none has come for an accepted message."""
+    delivery_code: Mapped[str | None] = mapped_column(String(64))
+    delivery_detail: Mapped[str | None] = mapped_column(Text)
+    delivery_at: Mapped[datetime | None]
+    fallback_delivery: Mapped[str | None] = mapped_column(String(16))
+    """What became of the fallback text message the vendor sent itself (NHN's resend), when it did."""
+    receipt_checked_at: Mapped[datetime | None]
 
 
 def in_batches(values: list[str], size: int = 5000) -> list[list[str]]:

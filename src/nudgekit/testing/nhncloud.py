@@ -73,6 +73,11 @@ class FakeNhnCloud(FakeHttpServer):
         self.delivered: list[dict[str, Any]] = []
         self.files: dict[int, dict[str, Any]] = {}
         self.images: dict[str, dict[str, Any]] = {}
+        self.carrier_results: dict[str, tuple[str, str]] = {}
+        """A number's carrier result code when not 1000 (e.g. ("3001", "가입자 없음")), reported after settle()."""
+        self.results: dict[str, list[dict[str, Any]]] = {"sms": [], "mms": [], "alimtalk": [], "brand": []}
+        """What the result queries report, per API: in progress until `settle()`."""
+        self._finals: list[tuple[dict[str, Any], dict[str, Any]]] = []
         self.clock: Callable[[], datetime] = lambda: datetime.now(UTC)
         self._keys: dict[str, datetime] = {}
         self._ids = itertools.count(1)
@@ -85,6 +90,8 @@ class FakeNhnCloud(FakeHttpServer):
                 return refused(-1000, "Invalid appKey")
             if request.headers.get("x-secret-key") != self.sms_secret:
                 return refused(-1001, "Invalid secretKey")
+            if request.method == "GET" and match.group(2) in ("sender/sms", "sender/mms"):
+                return self._listed(request, match.group(2).removeprefix("sender/"), "body")
             if not request.headers.get("content-type", "").startswith("application/json"):
                 return refused(-9996, "Content-Type must be application/json")
             if self.script:
@@ -98,6 +105,9 @@ class FakeNhnCloud(FakeHttpServer):
             api, rest = match.group(1), match.group(3)
             if api.startswith("alimtalk") and rest.startswith("senders/") and request.method == "GET":
                 return self._templates(request, rest)
+            if rest == "messages" and request.method == "GET":
+                return self._listed(request, "alimtalk" if api.startswith("alimtalk") else "brand",
+                                    "messageSearchResultResponse")
             if self.script and request.method == "POST" and rest != "images":
                 return self.script.popleft()
             if api.startswith("alimtalk") and rest == "messages":
@@ -153,7 +163,7 @@ class FakeNhnCloud(FakeHttpServer):
                 return refused(-6003, "body lacks the (광고) label or the opt-out phrase")
             if re.sub(r"\D", "", found.group(0)) not in self.optout_080:
                 return refused(-6004, "the unsubscribe number is not joined")
-        results = []
+        results, request_id = [], self._request_id()
         for seq, recipient in enumerate(recipients, start=1):
             number = str(recipient.get("recipientNo") or recipient.get("internationalRecipientNo") or "")
             code, message = 0, "SUCCESS"
@@ -162,14 +172,21 @@ class FakeNhnCloud(FakeHttpServer):
             elif "ad-" in endpoint and number in self.opted_out:
                 code, message = -6001, "the recipient has opted out"
             else:
+                final, name = self.carrier_results.get(number, ("1000", "성공"))
                 self.delivered.append({"to": number, "type": "MMS" if body.get("attachFileIdList") else
-                                       ("LMS" if mms else "SMS"), "text": text, "status": "1000"})
+                                       ("LMS" if mms else "SMS"), "text": text, "status": final})
+                self._result("mms" if mms else "sms", {
+                    "requestId": request_id, "recipientSeq": seq, "recipientNo": number, "sendNo": body.get("sendNo"),
+                    "msgStatus": "2", "msgStatusName": "처리 중", "resultCode": None, "resultCodeName": None,
+                    "adYn": "Y" if "ad-" in endpoint else "N"},
+                    {"msgStatus": "3" if final == "1000" else "0", "msgStatusName": "성공" if final == "1000" else "실패",
+                     "resultCode": final, "resultCodeName": name})
             results.append({"recipientNo": number, "resultCode": code, "resultMessage": message,
                             "recipientSeq": seq, "recipientGroupingKey": recipient.get("recipientGroupingKey")})
         with self._lock:
             self.received.append({"path": request.path, "body": body})
         return Answer(200, {"header": header(), "body": {"data": {
-            "requestId": self._request_id(), "statusCode": "2", "senderGroupingKey": body.get("senderGroupingKey"),
+            "requestId": request_id, "statusCode": "2", "senderGroupingKey": body.get("senderGroupingKey"),
             "sendResultList": results}}})
 
     def _upload(self, request: Request) -> Answer:
@@ -239,8 +256,10 @@ class FakeNhnCloud(FakeHttpServer):
             elif self.kakao_users is not None and number not in self.kakao_users:
                 self.delivered.append({"to": number, "type": "ALIMTALK", "text": text, "status": "3019"})
                 self._fallback(number, recipient, f"{request_id}:{seq}")
+                self._kakao_result("alimtalk", request_id, seq, number, recipient, "3019", "카카오톡 유저가 아님")
             else:
                 self.delivered.append({"to": number, "type": "ALIMTALK", "text": text, "status": "1000"})
+                self._kakao_result("alimtalk", request_id, seq, number, recipient, "1000", "성공")
             results.append({"recipientSeq": seq, "recipientNo": number, "resultCode": code, "resultMessage": message,
                             "recipientGroupingKey": recipient.get("recipientGroupingKey")})
         with self._lock:
@@ -285,15 +304,65 @@ class FakeNhnCloud(FakeHttpServer):
                 code, message = -1003, "invalid SMS sendNo"
             elif not open_now:
                 self.delivered.append({"to": number, "type": "BRAND", "text": content, "status": "3022"})
+                self._kakao_result("brand", request_id, seq, number, {}, "3022", "메시지 발송 가능한 시간이 아님")
             elif targeting == "I" and number not in self.friends:
                 self.delivered.append({"to": number, "type": "BRAND", "text": content, "status": "3018"})
                 self._fallback(number, recipient, f"{request_id}:{seq}")
+                self._kakao_result("brand", request_id, seq, number, recipient, "3018", "메시지를 전송할 수 없음")
             else:
                 self.delivered.append({"to": number, "type": "BRAND", "text": content, "status": "1000"})
+                self._kakao_result("brand", request_id, seq, number, recipient, "1000", "성공")
             results.append({"recipientSeq": seq, "recipientNo": number, "resultCode": code, "resultMessage": message})
         with self._lock:
             self.received.append({"path": request.path, "body": body})
         return Answer(200, {"header": header(), "message": {"requestId": request_id, "sendResults": results}})
+
+    # -- results ------------------------------------------------------------------------------
+
+    def _result(self, api: str, row: dict[str, Any], final: dict[str, Any]) -> None:
+        with self._lock:
+            self.results[api].append(row)
+            self._finals.append((row, final))
+
+    def _kakao_result(self, api: str, request_id: str, seq: int, number: str, recipient: dict[str, Any],
+                      final: str, name: str) -> None:
+        resend = bool((recipient.get("resendParameter") or {}).get("isResend"))
+        status_key = "resendStatus" if api == "alimtalk" else "resendStatusCode"
+        self._result(api, {"requestId": request_id, "recipientSeq": seq, "recipientNo": number,
+                           "messageStatus": None, "resultCode": None, "resultCodeName": None,
+                           status_key: "RSC02" if resend else "RSC01"},
+                     {"messageStatus": "COMPLETED" if final == "1000" else "FAILED", "resultCode": final,
+                      "resultCodeName": name, status_key: ("RSC04" if resend and final != "1000" else
+                                                           "RSC02" if resend else "RSC01")})
+
+    def settle(self) -> None:
+        """Time passes: every message gets the result its carrier or Kakao gave it (and NHN's fallback text
+        message, when one was due, arrives)."""
+        when = self.clock().astimezone(KOREA).strftime("%Y-%m-%d %H:%M:%S.0")
+        with self._lock:
+            for row, final in self._finals:
+                row.update(final)
+                row["resultDate" if "msgStatus" in row else "receiveDate"] = when
+            self._finals.clear()
+
+    def _listed(self, request: Request, api: str, wrapper: str) -> Answer:
+        """The list queries by requestId (SMS: `body.data`, Kakao: `messageSearchResultResponse.messages`)."""
+        query = {k: v[0] for k, v in parse_qs(urlsplit(request.path).query).items()}
+        if not query.get("requestId"):
+            return refused(-9997, "requestId or a date range is required")
+        try:
+            page, size = int(query.get("pageNum", 1)), int(query.get("pageSize", 15))
+        except ValueError:
+            return refused(-9997, "pageNum and pageSize are numbers")
+        if not 1 <= size <= 1000 or page < 1:
+            return refused(-9997, "pageSize is 1 to 1000")
+        with self._lock:
+            rows = [dict(r) for r in self.results[api] if r["requestId"] == query["requestId"]]
+        shown = rows[(page - 1) * size:page * size]
+        if wrapper == "body":
+            return Answer(200, {"header": header(), "body": {"pageNum": page, "pageSize": size,
+                                                             "totalCount": len(rows), "data": shown}})
+        return Answer(200, {"header": header(), wrapper: {"messages": shown, "totalCount": len(rows)}})
 
     def _brand_image(self, request: Request) -> Answer:
         kind = request.headers.get("content-type", "")

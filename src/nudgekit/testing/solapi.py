@@ -60,6 +60,8 @@ class FakeSolapi(FakeHttpServer):
         self.friends: set[str] = set()
         """Friends of the channel, the only ones a Brand Message targeting I reaches."""
         self.targeting_allowed = {"I"}
+        self.carrier_results: dict[str, tuple[str, str]] = {}
+        """A number's carrier result, when not 4000 (e.g. "3010" no such number), reported after settle()."""
         self.templates: dict[str, FakeTemplate] = {}
         self.balance = 100_000.0
         self.point = 0.0
@@ -71,6 +73,11 @@ class FakeSolapi(FakeHttpServer):
         self.delivered: list[dict[str, Any]] = []
         """What happened after registration: {"to", "type", "text", "status"} — a fallback SMS appears as its
         own entry with "replaces": the AlimTalk's messageId."""
+        self.results: dict[str, dict[str, Any]] = {}
+        """Every registered message as `GET /messages/v4/list` reports it: statusCode 2000 until `settle()`."""
+        self.list_script: deque[Answer] = deque()
+        """Answers given to the next list requests instead of the real one."""
+        self._finals: dict[str, tuple[str, str]] = {}
         self.clock: Callable[[], datetime] = lambda: datetime.now(UTC)
         self._signatures: set[str] = set()
         self._ids = itertools.count(1)
@@ -111,6 +118,8 @@ class FakeSolapi(FakeHttpServer):
             return self.script.popleft() if self.script else self._send(request)
         if request.method == "POST" and path == "/storage/v1/files":
             return self._upload(request)
+        if request.method == "GET" and path == "/messages/v4/list":
+            return self.list_script.popleft() if self.list_script else self._list(request)
         if request.method == "GET" and path == "/kakao/v2/templates":
             return self._templates(request)
         if request.method == "GET" and path == "/cash/v1/balance":
@@ -140,6 +149,12 @@ class FakeSolapi(FakeHttpServer):
                 registered.append(entry)
                 with self._lock:
                     self.received.append({**message, "messageId": message_id})
+                    self.results[message_id] = {
+                        "messageId": message_id, "groupId": group, "type": message.get("type"),
+                        "to": message.get("to"), "from": message.get("from"), "country": message.get("country", "82"),
+                        "statusCode": "2000", "status": "PENDING", "reason": None, "replacement": False,
+                        "customFields": message.get("customFields") or {}, "dateCreated": self._now(),
+                        "dateUpdated": self._now(), "dateReceived": None}
                 self._deliver(message, message_id)
             else:
                 failed.append({**entry, "to": message.get("to"), "from": message.get("from"),
@@ -255,6 +270,7 @@ class FakeSolapi(FakeHttpServer):
         on_kakao = self.kakao_users is None or to in self.kakao_users
         if kind == "ATA" and not on_kakao:
             self.delivered.append({"to": to, "type": kind, "text": text, "status": "3104", "id": message_id})
+            self._finals[message_id] = ("3104", "카카오톡 미사용자")
             if not options.get("disableSms"):
                 fallback = "SMS" if len(text.encode("cp949", "replace")) <= 90 else "LMS"
                 self.delivered.append({"to": to, "type": fallback, "text": text, "status": "4000",
@@ -263,8 +279,52 @@ class FakeSolapi(FakeHttpServer):
         if kind == "BMS_FREE" and ((options.get("bms") or {}).get("targeting") == "I" and to not in self.friends
                                    or not on_kakao):
             self.delivered.append({"to": to, "type": kind, "text": text, "status": "3102", "id": message_id})
+            self._finals[message_id] = ("3102", "카카오톡 채널 친구가 아님")
             return
-        self.delivered.append({"to": to, "type": kind, "text": text, "status": "4000", "id": message_id})
+        final = self.carrier_results.get(to, ("4000", "수신완료"))
+        self.delivered.append({"to": to, "type": kind, "text": text, "status": final[0], "id": message_id})
+        self._finals[message_id] = final
+
+    def settle(self) -> None:
+        """Time passes: every registered message gets the result the carrier or Kakao gave it; an AlimTalk's
+        SMS fallback appears as its own message with replacement true."""
+        with self._lock:
+            for message_id, (code, reason) in list(self._finals.items()):
+                entry = self.results[message_id]
+                entry.update(statusCode=code, reason=reason, status="COMPLETE" if code == "4000" else "FAILED",
+                             dateUpdated=self._now(), dateReceived=self._now())
+            for item in self.delivered:
+                if "replaces" in item and not any(r.get("replaces") == item["replaces"] for r in self.results.values()):
+                    fallback_id = f"M4V{self.clock():%Y%m%d%H%M%S}{next(self._ids):017d}"
+                    self.results[fallback_id] = {
+                        "messageId": fallback_id, "type": item["type"], "to": item["to"], "statusCode": "4000",
+                        "status": "COMPLETE", "replacement": True, "replaces": item["replaces"],
+                        "dateCreated": self._now(), "dateUpdated": self._now(), "dateReceived": self._now()}
+            self._finals.clear()
+
+    def _now(self) -> str:
+        return self.clock().astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+    def _list(self, request: Request) -> Answer:
+        """`GET /messages/v4/list`: by messageId / repeated messageIds, page by page (startKey, limit); the
+        messageList is an object keyed by messageId."""
+        query = parse_qs(urlsplit(request.path).query)
+        wanted = set(query.get("messageIds", [])) | set(query.get("messageId", []))
+        try:
+            limit = int(query.get("limit", ["20"])[0])
+        except ValueError:
+            return error(400, "ValidationError", '"limit" must be a number')
+        if not 1 <= limit <= 500:
+            return error(400, "ValidationError", '"limit" must be between 1 and 500')
+        with self._lock:
+            rows = sorted((r for r in self.results.values() if not wanted or r["messageId"] in wanted),
+                          key=lambda r: r["messageId"])
+        start = query.get("startKey", [None])[0]
+        if start:
+            rows = [r for r in rows if r["messageId"] >= start]
+        page, rest = rows[:limit], rows[limit:]
+        return Answer(200, {"startKey": start, "nextKey": rest[0]["messageId"] if rest else None, "limit": limit,
+                            "messageList": {r["messageId"]: dict(r) for r in page}})
 
     # -- storage, templates ---------------------------------------------------------------------
 

@@ -137,6 +137,9 @@ def _check_ad(out: Checked, message: EmailMessage, subject: str, body: str, send
 
 _BLOCK_END = re.compile(r"(?i)<br\s*/?>|</(?:p|div|h[1-6]|li|tr|table|blockquote)\s*>")
 
+MESSAGE_ID_HEADER = "X-Nudge-Message-Id"
+"""Our message id, on every email, so a bounce report that returns the original headers names the message."""
+
 
 def plain_text_of(html: str) -> str:
     """A readable text part from HTML: block ends become line breaks, tags and scripts go, entities decode."""
@@ -157,6 +160,7 @@ def to_mime(message: EmailMessage, to: str, sender: SenderSettings, *, message_i
     mime["Date"] = format_datetime(now)
     mime["Message-ID"] = make_msgid(idstring=re.sub(r"[^A-Za-z0-9.\-]", "-", message_id)[:64],
                                     domain=from_email.rpartition("@")[2])
+    mime[MESSAGE_ID_HEADER] = message_id
     reply_to = message.reply_to or sender.email_reply_to
     if reply_to:
         mime["Reply-To"] = reply_to

@@ -97,7 +97,7 @@ class SmtpProvider:
         mime = to_mime(message, envelope.to, self.sender, message_id=envelope.message_id, now=self.clock())
         stage = "MAIL"
         try:
-            await client.mail(mime["From"].addresses[0].addr_spec)
+            await client.mail(self.settings.return_path or mime["From"].addresses[0].addr_spec)
             stage = "RCPT"
             await client.rcpt(envelope.to)
             stage = "DATA"

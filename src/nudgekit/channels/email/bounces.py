@@ -1,0 +1,188 @@
+"""Bounces that arrive later, as mail: delivery status notifications (DSN, RFC 3464) and spam complaints
+(ARF, RFC 5965) read from the mailbox the envelope sender points at (`[smtp] return_path`).
+
+A relay that takes a message (250 at DATA) may still fail to deliver it hours later; it then mails a report
+to the envelope sender. Reading those reports is how an address that no longer exists gets suppressed when
+the SMTP conversation itself said nothing wrong.
+
+What counts (the same line as the SMTP reply classifier, `smtp.classify`):
+
+- `Action: failed` with status 5.1.x (bad mailbox, bad domain) or 5.2.1 (mailbox disabled): a hard bounce,
+  the address is suppressed;
+- any other failure (5.2.2 mailbox full, 5.7.x blocked as spam, no status at all): recorded, not suppressed:
+  the address may work, the problem may be ours;
+- `delayed`, `delivered`, `relayed`, `expanded`: nothing to do;
+- an ARF report with feedback type `abuse` (the person pressed "spam"): the address is suppressed as a
+  complaint.
+
+:TRICKY: anyone can mail the bounce address. A report only acts on an address we emailed (a direct send to
+it is on record), so a forged bounce cannot suppress an arbitrary address; the rest are counted as unknown.
+"""
+
+from __future__ import annotations
+
+import mailbox
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from email import message_from_bytes, policy
+from email.message import Message
+from email.parser import BytesHeaderParser, HeaderParser
+from email.utils import getaddresses
+from pathlib import Path
+
+from nudgekit.channels.email.message import MESSAGE_ID_HEADER
+
+_STATUS = re.compile(r"^\s*([245])\.(\d{1,3})\.(\d{1,3})")
+
+
+@dataclass(frozen=True)
+class Report:
+    """One recipient's line in a delivery report, or one complaint."""
+
+    kind: str
+    """bounce or complaint."""
+    recipient: str
+    action: str
+    """failed, delayed, delivered, relayed, expanded; complaints: the feedback type (abuse, fraud ...)."""
+    status: str | None
+    """The enhanced status code (5.1.1), when the report gives one."""
+    diagnostic: str
+    message_id: str | None
+    """Our message id, from the original headers the report returned."""
+
+    @property
+    def hard(self) -> bool:
+        """Whether the address itself is dead (or its owner complained): it is suppressed."""
+        if self.kind == "complaint":
+            return self.action == "abuse"
+        status = _STATUS.match(self.status or "")
+        if self.action != "failed" or status is None or status.group(1) != "5":
+            return False
+        return status.group(2) == "1" or (status.group(2), status.group(3)) == ("2", "1")
+
+    @property
+    def reason(self) -> str:
+        return "complaint" if self.kind == "complaint" else "hard_bounce"
+
+    def as_dict(self) -> dict[str, object]:
+        return {"kind": self.kind, "recipient": self.recipient, "action": self.action, "status": self.status,
+                "diagnostic": self.diagnostic, "message_id": self.message_id, "hard": self.hard}
+
+
+def parse(raw: bytes) -> list[Report]:
+    """The reports one mail carries; [] for mail that is not a delivery report or complaint (an
+    out-of-office reply, a person writing back)."""
+    mail = message_from_bytes(raw, policy=policy.compat32)
+    if mail.get_content_type() != "multipart/report":
+        return []
+    kind = (mail.get_param("report-type") or "").lower()
+    parts = list(mail.walk())
+    original = _original_headers(parts)
+    message_id = original.get(MESSAGE_ID_HEADER, "").strip() or None
+    if kind == "delivery-status":
+        return list(_bounces(mail, parts, message_id))
+    if kind == "feedback-report":
+        return list(_complaint(parts, original, message_id))
+    return []
+
+
+def _bounces(mail: Message, parts: list[Message], message_id: str | None) -> Iterator[Report]:
+    status_part = next((p for p in parts if p.get_content_type() in ("message/delivery-status",
+                                                                      "message/global-delivery-status")), None)
+    found = False
+    for block in _field_blocks(status_part):
+        address = _address(block.get("Original-Recipient")) or _address(block.get("Final-Recipient"))
+        if not address:
+            continue
+        found = True
+        yield Report("bounce", address, (block.get("Action") or "").strip().lower(),
+                     _status(block.get("Status")), _unfold(block.get("Diagnostic-Code")), message_id)
+    if not found:  # some mail systems send an empty status part and name the address in a header
+        for _, address in getaddresses(mail.get_all("X-Failed-Recipients") or []):
+            if "@" in address:
+                yield Report("bounce", address.lower(), "failed", None, "", message_id)
+
+
+def _complaint(parts: list[Message], original: Message, message_id: str | None) -> Iterator[Report]:
+    feedback = next((p for p in parts if p.get_content_type() == "message/feedback-report"), None)
+    blocks = list(_field_blocks(feedback))
+    fields = blocks[0] if blocks else Message()
+    recipients = [a for _, a in getaddresses(fields.get_all("Original-Rcpt-To") or original.get_all("To") or [])
+                  if "@" in a]
+    kind = (fields.get("Feedback-Type") or "abuse").strip().lower()
+    for address in recipients:
+        yield Report("complaint", address.lower(), kind, None, _unfold(fields.get("User-Agent")), message_id)
+
+
+def _field_blocks(part: Message | None) -> Iterator[Message]:
+    """The header blocks of a delivery-status or feedback-report part (per message, then per recipient)."""
+    if part is None:
+        return
+    payload = part.get_payload(decode=False)
+    if isinstance(payload, list):  # the parser already split the blocks
+        yield from payload
+        return
+    text = part.get_payload(decode=True) or b""
+    for chunk in re.split(rb"\r?\n\s*\r?\n", text):
+        if chunk.strip():
+            yield BytesHeaderParser().parsebytes(chunk.strip() + b"\n")
+
+
+def _original_headers(parts: list[Message]) -> Message:
+    for part in parts:
+        kind = part.get_content_type()
+        if kind == "message/rfc822":
+            inner = part.get_payload()
+            if isinstance(inner, list) and inner:
+                return inner[0]
+        if kind == "text/rfc822-headers":
+            text = part.get_payload(decode=True) or b""
+            return HeaderParser().parsestr(text.decode("utf-8", "replace"))
+    return Message()
+
+
+def _address(field: str | None) -> str | None:
+    """`rfc822; someone@example.com` -> the address, lower-cased (suppressions ignore case)."""
+    if not field:
+        return None
+    kind, _, address = field.partition(";")
+    if not address:
+        kind, address = "rfc822", kind
+    if kind.strip().lower() not in ("rfc822", "utf-8"):
+        return None
+    address = _unfold(address).strip("<> ")
+    return address.lower() if "@" in address else None
+
+
+def _status(field: str | None) -> str | None:
+    match = _STATUS.match(field or "")
+    return ".".join(match.groups()) if match else None
+
+
+def _unfold(value: str | None) -> str:
+    return " ".join((value or "").split())
+
+
+def mails(paths: Iterable[Path]) -> Iterator[tuple[str, bytes]]:
+    """Every mail in the paths: a Maildir folder, an mbox file, a folder of .eml files, or one .eml file.
+    Yields (where it came from, the raw mail)."""
+    for path in paths:
+        if path.is_dir() and all((path / sub).is_dir() for sub in ("cur", "new", "tmp")):
+            box = mailbox.Maildir(path, create=False)
+            for key in box.iterkeys():
+                yield f"{path}:{key}", box.get_bytes(key)
+        elif path.is_dir():
+            for file in sorted(path.rglob("*.eml")):
+                yield str(file), file.read_bytes()
+        elif _is_mbox(path):
+            box = mailbox.mbox(path, create=False)
+            for key in box.iterkeys():
+                yield f"{path}:{key}", box.get_bytes(key)
+        else:
+            yield str(path), path.read_bytes()
+
+
+def _is_mbox(path: Path) -> bool:
+    with path.open("rb") as file:
+        return file.read(5) == b"From "

@@ -224,6 +224,16 @@ class SmtpSettings(BaseModel):
     """The envelope sender (MAIL FROM), where relays mail their bounce reports; default the From address.
     Point it at a mailbox you read with `nudge email bounces`."""
 
+    @field_validator("return_path")
+    @classmethod
+    def _return_path(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        try:
+            return normalize_email(value)
+        except FieldError as exc:
+            raise ValueError(exc.reason) from None
+
 
 class FcmSettings(BaseModel):
     """Firebase Cloud Messaging (HTTP v1) for app push."""
@@ -468,6 +478,7 @@ ignore_events = ["message_*", "app_uninstalled"]
 # port = 587
 # security = "starttls"     # starttls | tls | none
 # username = "apikey"
+# return_path = "bounces@mail.example.com"   # where bounce reports go; read them with `nudge email bounces`
 
 # [solapi]                  # SMS, AlimTalk and Brand Message; secret: set NUDGE_SOLAPI__API_SECRET
 # api_key = "NCS..."

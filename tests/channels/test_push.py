@@ -58,6 +58,15 @@ def test_payloads_for_fcm_and_apns() -> None:
     assert apns_payload(PushMessage(silent=True)) == {"aps": {"content-available": 1}}
 
 
+def test_a_time_to_live_reaches_both_platforms_through_fcm() -> None:
+    day = fcm_message(PushMessage(text="세일", ttl_seconds=86_400, collapse_key="sale"), "tok", 1_800_000_000.5)
+    assert day["android"]["ttl"] == "86400s" and day["android"]["collapse_key"] == "sale"
+    assert day["apns"]["headers"] == {"apns-expiration": "1800086400", "apns-collapse-id": "sale"}
+    now_or_never = fcm_message(PushMessage(text="지금만", ttl_seconds=0), "tok", 1_800_000_000)
+    assert now_or_never["apns"]["headers"]["apns-expiration"] == "0"
+    assert "apns" not in fcm_message(PushMessage(text="보통"), "tok", 1_800_000_000)
+
+
 @pytest.fixture
 def fcm() -> Iterator[FakeFcm]:
     with FakeFcm() as server:

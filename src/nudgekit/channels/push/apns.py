@@ -34,7 +34,7 @@ import jwt
 import orjson
 
 from nudgekit.channels.provider import Capabilities, Envelope, Outcome, Verdict, failed_request, retry_after_seconds
-from nudgekit.channels.push.message import PushMessage, apns_payload
+from nudgekit.channels.push.message import PushMessage, apns_expiration, apns_payload
 from nudgekit.config import ApnsSettings
 from nudgekit.vocabulary import MessageChannel
 
@@ -153,9 +153,8 @@ class ApnsProvider:
         headers = {"apns-topic": str(self.settings.bundle_id), "apns-id": apns_id(envelope.message_id),
                    "apns-push-type": "background" if message.silent else "alert",
                    "apns-priority": "5" if message.silent else "10"}
-        if message.ttl_seconds is not None:  # 0: now or never (APNs keeps nothing)
-            expires = int(self.clock().timestamp()) + message.ttl_seconds if message.ttl_seconds else 0
-            headers["apns-expiration"] = str(expires)
+        if message.ttl_seconds is not None:
+            headers["apns-expiration"] = apns_expiration(message.ttl_seconds, self.clock().timestamp())
         if message.collapse_key:
             headers["apns-collapse-id"] = message.collapse_key
         if not is_apns_token(envelope.to):

@@ -96,7 +96,7 @@ class FcmProvider:
         message = envelope.message
         assert isinstance(message, PushMessage)
         url = f"{self.settings.base_url.rstrip('/')}/v1/projects/{self.project}/messages:send"
-        body = orjson.dumps({"message": fcm_message(message, envelope.to)})
+        body = orjson.dumps({"message": fcm_message(message, envelope.to, self.clock())})
         async with self._gate:
             for renew in (False, True):
                 try:

@@ -61,8 +61,14 @@ class PushMessage(BaseModel):
         return value
 
 
-def fcm_message(message: PushMessage, token: str) -> dict[str, Any]:
-    """The `message` object of FCM HTTP v1's messages:send."""
+def apns_expiration(ttl_seconds: int, now: float) -> str:
+    """The apns-expiration header: the epoch second APNs stops trying; 0 means now or never."""
+    return str(int(now) + ttl_seconds if ttl_seconds else 0)
+
+
+def fcm_message(message: PushMessage, token: str, now: float = 0.0) -> dict[str, Any]:
+    """The `message` object of FCM HTTP v1's messages:send (`now`, epoch seconds, dates the iOS expiry: FCM
+    passes `android.ttl` to Android only, so iOS gets apns-expiration)."""
     body: dict[str, Any] = {"token": token}
     data = dict(message.data)
     if message.link:
@@ -74,6 +80,7 @@ def fcm_message(message: PushMessage, token: str) -> dict[str, Any]:
     apns_headers: dict[str, str] = {}
     if message.ttl_seconds is not None:
         android["ttl"] = f"{message.ttl_seconds}s"
+        apns_headers["apns-expiration"] = apns_expiration(message.ttl_seconds, now)
     if message.collapse_key:
         android["collapse_key"] = message.collapse_key
         apns_headers["apns-collapse-id"] = message.collapse_key

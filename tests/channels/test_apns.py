@@ -82,6 +82,23 @@ def test_an_uninstalled_app_answers_410_and_the_token_is_marked_invalid(ws: Work
     assert len(apns.requests) == 1
 
 
+def test_a_token_registered_again_after_apple_saw_it_die_stays_valid(ws: Workspace, apns: FakeApns,
+                                                                    clock: FakeClock) -> None:
+    token = apns.device()
+    ws.identify("u1", {"push_tokens": [{"token": token, "platform": "ios"}]})
+    apns.uninstall(token)  # Apple's 410 timestamp: now
+    clock.advance(hours=1)
+    ws.identify("u1", {"push_tokens": [{"token": token, "platform": "ios"}]})  # the app registered it again
+    stale = ws.send_now("push", token, profile_id="u1", silent=True)
+    assert stale.outcome.verdict == Verdict.INVALID_RECIPIENT
+    assert stale.outcome.since == datetime(2026, 11, 24, 3, 0, tzinfo=UTC)
+    assert [t["status"] for t in ws.profile("u1")["push_tokens"]] == ["valid"]
+    clock.advance(hours=1)
+    apns.uninstall(token)  # dead again, after the registration: now it counts
+    assert ws.send_now("push", token, profile_id="u1", silent=True).outcome.since > stale.outcome.since
+    assert [t["status"] for t in ws.profile("u1")["push_tokens"]] == ["invalid"]
+
+
 def test_one_provider_token_serves_many_sends_and_is_renewed_after_50_minutes(ws: Workspace, apns: FakeApns,
                                                                               clock: FakeClock) -> None:
     token = apns.device()

@@ -35,6 +35,8 @@ def remember(session: Session, channel: MessageChannel, to: str, profile_id: str
         token = session.get(PushToken, to)
         if token is None or token.status == TokenStatus.INVALID.value:
             return None
+        if outcome.since is not None and token.updated_at > outcome.since:
+            return None  # the app registered the token again after Apple saw it die: it is alive
         token.status, token.status_reason, token.updated_at = TokenStatus.INVALID.value, detail[:255], now
         return "push token invalid"
     if channel in KAKAO:

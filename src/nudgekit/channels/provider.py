@@ -54,6 +54,9 @@ class Outcome:
     """Seconds to wait, when the vendor said (Retry-After) or its documentation fixes it."""
     fallback: bool = False
     """The recipient is unreachable on this channel but a fallback channel may reach them (Kakao -> SMS)."""
+    since: datetime | None = None
+    """For an invalid recipient, when the vendor says it stopped being valid (APNs' 410 timestamp): an
+    address registered again after that is not marked dead."""
 
     @property
     def sent(self) -> bool:
@@ -62,7 +65,7 @@ class Outcome:
     def as_dict(self) -> dict[str, Any]:
         return {"verdict": self.verdict.value, "code": self.code, "detail": self.detail,
                 "provider_message_id": self.provider_message_id, "retry_after": self.retry_after,
-                "fallback": self.fallback}
+                "fallback": self.fallback, "since": self.since.isoformat() if self.since else None}
 
 
 @dataclass(frozen=True)

@@ -194,7 +194,7 @@ def classify(response: httpx.Response, reason: str) -> Outcome:
         return Outcome(Verdict.ACCEPTED, "200", "", provider_message_id=response.headers.get("apns-id"))
     detail = _detail(response, reason)
     if status == 410 or reason in DEAD_TOKEN:
-        return Outcome(Verdict.INVALID_RECIPIENT, reason, detail)
+        return Outcome(Verdict.INVALID_RECIPIENT, reason, detail, since=_unregistered_at(response))
     if status == 429:
         wait = retry_after_seconds(response.headers.get("retry-after"))
         if reason == "TooManyProviderTokenUpdates":
@@ -217,6 +217,15 @@ def _reason_of(response: httpx.Response) -> str:
     except (orjson.JSONDecodeError, AttributeError):
         reason = None
     return reason if isinstance(reason, str) and reason else str(response.status_code)
+
+
+def _unregistered_at(response: httpx.Response) -> datetime | None:
+    """A 410's `timestamp`: when Apple last saw the token stop being valid (milliseconds since the epoch)."""
+    try:
+        value = response.json().get("timestamp")
+        return datetime.fromtimestamp(int(value) / 1000, UTC) if value is not None else None
+    except (ValueError, AttributeError, TypeError, OverflowError, OSError):
+        return None
 
 
 def _detail(response: httpx.Response, reason: str) -> str:

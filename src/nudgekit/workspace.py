@@ -14,7 +14,7 @@ from typing import Any
 
 import pyarrow as pa
 from pydantic import ValidationError
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from nudgekit.apikeys import Keys
 from nudgekit.channels.numbers import sender_number
@@ -393,7 +393,8 @@ class Workspace:
             refused = None
             if not provider.capabilities.idempotency:
                 refused = direct.start(session, message_id, kind.value, to, provider.name, now, type=checked.type,
-                                       profile_id=profile_id)
+                                       profile_id=profile_id, fallback_requested=bool(
+                                           "fallback" in meta and getattr(message, "fallback", False)))
             if refused is None and paid:
                 refused = balance.reserve(session, message_id, kind.value, checked.cost_krw, now)
                 if refused is not None and not provider.capabilities.idempotency:
@@ -482,28 +483,27 @@ class Workspace:
         closed: list[Any] = []
         unavailable: dict[str, str] = {}
         for name, sent in by_provider.items():
+            found: dict[str, Any] = {}
             try:
                 provider: Any = providers.PROVIDERS[name](context)
             except ValueError as exc:
                 unavailable[name] = str(exc)
-                continue
+            else:
+                async def ask(provider: Any = provider, sent: list[Any] = sent) -> Any:
+                    try:
+                        return await provider.receipts(sent)
+                    finally:
+                        await provider.aclose()
 
-            async def ask(provider: Any = provider, sent: list[Any] = sent) -> Any:
                 try:
-                    return await provider.receipts(sent)
-                finally:
-                    await provider.aclose()
-
-            try:
-                found = asyncio.run(ask())
-            except ReceiptsUnavailable as exc:
-                unavailable[name] = str(exc)
-                continue
+                    found = asyncio.run(ask())
+                except ReceiptsUnavailable as exc:
+                    unavailable[name] = str(exc)
             events = []
             with self.sessions.begin() as session:
                 for message in sent:
-                    row = session.get(DirectSend, message.message_id)
-                    if row is None:
+                    row = session.get(DirectSend, message.message_id, with_for_update=True)
+                    if not receipts.still_waiting(row, message):
                         continue
                     result, event = receipts.apply(session, row, found.get(message.message_id), self.clock())
                     if result is not None:
@@ -516,67 +516,80 @@ class Workspace:
                 progress(len(sent))
         self.flush()
         return {"checked": len(waiting), "closed": [c.as_dict() for c in closed],
-                "waiting": len(waiting) - len(closed), "unavailable": unavailable}
+                "waiting": len(waiting) - sum(1 for c in closed if c.fallback != "pending"),
+                "unavailable": unavailable}
 
     def read_bounces(self, mails: Iterable[tuple[str, bytes]], *,
                      progress: Callable[[int], None] | None = None) -> dict[str, Any]:
         """Read bounce reports (DSN) and spam complaints (ARF) mailed back to `[smtp] return_path`: a hard
-        bounce suppresses the address and closes the message as failed, a complaint suppresses it too; only
-        addresses we emailed are acted on (channels/email/bounces.py). `mails` are (where, raw bytes), as
+        bounce suppresses the address and closes the message as failed, an abuse complaint suppresses it too
+        (channels/email/bounces.py). A report acts only when it names one of our messages (its
+        `X-Nudge-Message-Id`) sent to the address it reports on. `mails` are (where, raw bytes), as
         `bounces.mails(paths)` yields them; reading the same mail twice changes nothing."""
-        from nudgekit.channels import feedback, receipts
         from nudgekit.channels.email import bounces
-        from nudgekit.channels.provider import Delivery, Outcome, Receipt, Verdict
 
         seen = 0
         ignored: list[str] = []
         results: list[dict[str, Any]] = []
-        events: list[dict[str, Any]] = []
         for where, raw in mails:
             seen += 1
             found = bounces.parse(raw)
             if not found:
                 ignored.append(where)
+            events: list[dict[str, Any]] = []
             with self.sessions.begin() as session:
                 for report in found:
-                    row = _emailed(session, report.recipient, report.message_id)
                     answer = {**report.as_dict(), "mail": where, "acted": False, "learned": None}
                     results.append(answer)
-                    if row is None:
-                        answer["learned"] = "not acted on: no email to this address is on record"
-                        continue
-                    now = self.clock()
-                    if report.kind == "complaint":
-                        outcome = Outcome(Verdict.INVALID_RECIPIENT, report.action, "the person reported the email "
-                                          "as spam")
-                        answer["learned"] = feedback.remember(session, MessageChannel.EMAIL, row.recipient,
-                                                              row.profile_id, outcome, now, reason=report.reason)
-                        answer["acted"] = answer["learned"] is not None
-                        event = receipts.person_event(row, EventName.MESSAGE_COMPLAINED, "complaint", now,
-                                                      {"feedback_type": report.action})
-                        if answer["acted"] and event is not None:
-                            events.append(event)
-                        continue
-                    if report.action in ("delivered", "relayed", "expanded"):
-                        receipt = Receipt(Delivery.DELIVERED, Outcome(Verdict.ACCEPTED, report.status, report.action))
-                    elif report.action == "failed":
-                        verdict = Verdict.INVALID_RECIPIENT if report.hard else Verdict.PERMANENT
-                        receipt = Receipt(Delivery.FAILED, Outcome(verdict, report.status or "failed",
-                                                                   report.diagnostic or "the mail system gave up"))
-                    else:  # delayed: the relay is still trying
-                        continue
-                    closed, event = receipts.apply(session, row, receipt, now)
-                    answer["acted"] = closed is not None
-                    answer["learned"] = closed.learned if closed else "already recorded"
-                    if event is not None:
-                        events.append(event)
+                    self._apply_bounce(session, report, answer, events)
+            for event in events:  # each mail's events once its records are committed
+                self._send(event)
             if progress is not None:
                 progress(1)
-        for event in events:
-            self._send(event)
         self.flush()
         return {"mails": seen, "reports": results, "not_reports": ignored,
-                "suppressed": sorted({r["recipient"] for r in results if r["acted"] and r["hard"]})}
+                "suppressed": sorted({r["recipient"] for r in results if "suppressed" in (r["learned"] or "")})}
+
+    def _apply_bounce(self, session: Any, report: Any, answer: dict[str, Any], events: list[dict[str, Any]]) -> None:
+        from nudgekit.channels import feedback, receipts
+        from nudgekit.channels.provider import Delivery, Outcome, Receipt, Verdict
+
+        row = session.get(DirectSend, report.message_id, with_for_update=True) if report.message_id else None
+        if row is None or row.channel != MessageChannel.EMAIL.value or row.recipient.lower() != report.recipient:
+            answer["learned"] = "not acted on: it names no message we sent to this address"
+            return
+        now = self.clock()
+        if report.kind == "complaint":
+            if not report.hard:
+                answer["learned"] = f"recorded only: feedback type {report.action}"
+                return
+            outcome = Outcome(Verdict.INVALID_RECIPIENT, report.action, "the person reported the email as spam")
+            answer["learned"] = feedback.remember(session, MessageChannel.EMAIL, row.recipient, row.profile_id,
+                                                  outcome, now, reason=report.reason)
+            answer["acted"] = answer["learned"] is not None
+            event = receipts.person_event(row, EventName.MESSAGE_COMPLAINED, f"complaint:{row.attempts}", now,
+                                          {"feedback_type": report.action})
+            if answer["acted"] and event is not None:
+                events.append(event)
+            return
+        if report.action == "delivered" and row.delivery != Delivery.FAILED.value:
+            receipt = Receipt(Delivery.DELIVERED, Outcome(Verdict.ACCEPTED, report.status, "delivered"))
+        elif report.action == "failed":
+            verdict = Verdict.INVALID_RECIPIENT if report.hard else Verdict.PERMANENT
+            receipt = Receipt(Delivery.FAILED, Outcome(verdict, report.status or "failed",
+                                                       report.diagnostic or "the mail system gave up"))
+        else:  # delayed (still trying), relayed / expanded (passed on): nothing to record
+            answer["learned"] = f"nothing to do: {report.action or 'no action'}"
+            return
+        closed, event = receipts.apply(session, row, receipt, now)
+        learned = closed.learned if closed else None
+        if report.hard and learned is None:  # suppress even when an earlier report closed the message
+            learned = feedback.remember(session, MessageChannel.EMAIL, row.recipient, row.profile_id,
+                                        receipt.outcome, now)
+        answer["acted"] = closed is not None or learned is not None
+        answer["learned"] = learned or ("recorded" if closed else "already recorded")
+        if event is not None:
+            events.append(event)
 
     def remove_kakao_template(self, code: str) -> bool:
         from nudgekit.channels.kakao import templates
@@ -918,19 +931,6 @@ def _enum(kind: Any, value: Any, field: str) -> Any:
     except ValueError:
         known = ", ".join(v.value for v in kind)
         raise FieldError(field, f'"{value}" is not one of {known}') from None
-
-
-def _emailed(session: Any, address: str, message_id: str | None) -> DirectSend | None:
-    """The email a bounce report is about: the message it names when that went to this address, else the
-    latest email to the address; None when we never emailed it."""
-    if message_id:
-        row = session.get(DirectSend, message_id)
-        if row is not None and row.channel == MessageChannel.EMAIL.value and row.recipient.lower() == address:
-            return row
-    query = (select(DirectSend).where(DirectSend.channel == MessageChannel.EMAIL.value,
-                                      func.lower(DirectSend.recipient) == address)
-             .order_by(DirectSend.updated_at.desc()).limit(1))
-    return session.scalar(query)
 
 
 def _inbox_channel(value: Any) -> MessageChannel:

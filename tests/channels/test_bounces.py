@@ -130,7 +130,8 @@ Content-Type: message/rfc822
 """.encode()
 
 
-def empty_status_dsn(to: str) -> bytes:
+def empty_status_dsn(to: str, original: Received | None = None) -> bytes:
+    returned = headers_of(original) if original else "From: news@nudge.example"
     return f"""From: Mail Delivery Subsystem <mailer-daemon@mail.example>
 To: {BOUNCES}
 Subject: Delivery Status Notification (Failure)
@@ -146,11 +147,46 @@ Content-Type: text/plain; charset="UTF-8"
 Content-Type: message/delivery-status
 
 
+--G1
+Content-Type: message/rfc822
+
+{returned}
+
+----- Message truncated -----
 --G1--
 """.encode()
 
 
-def complaint(to: str, message_id: str) -> bytes:
+def global_dsn(got: Received, to: str, status: str) -> bytes:
+    """A report in the internationalised form (RFC 6533): UTF-8 addresses, status part global."""
+    return (f"""From: postmaster@mail.example
+To: {BOUNCES}
+Content-Type: multipart/report; report-type=delivery-status; boundary="GL"
+
+--GL
+Content-Type: text/plain; charset=utf-8
+
+배달 실패
+--GL
+Content-Type: message/global-delivery-status
+
+Reporting-MTA: dns; mx.mail.example
+
+Final-Recipient: utf-8; {to}
+Action: failed
+Status: {status}
+Diagnostic-Code: smtp; 550 {status} 받는 사람 없음
+
+--GL
+Content-Type: text/rfc822-headers
+
+{headers_of(got)}
+
+--GL--
+""").encode() + b"X-Junk: \xff\xfe\x00\r\n"
+
+
+def complaint(to: str, message_id: str, kind: str = "abuse") -> bytes:
     return f"""From: feedback@isp.example
 To: {BOUNCES}
 Subject: complaint about message from 192.0.2.1
@@ -165,7 +201,7 @@ This is an email abuse report.
 --ARF
 Content-Type: message/feedback-report
 
-Feedback-Type: abuse
+Feedback-Type: {kind}
 User-Agent: SomeISP-FBL/1.0
 Version: 1
 Original-Rcpt-To: <{to}>
@@ -190,6 +226,14 @@ def test_parse_reads_each_shape() -> None:
         "complaint", "kim@example.com", "abuse", "m9", True)
     assert parse(b"From: kim@example.com\r\nSubject: out of office\r\n\r\nI am away.\r\n") == []
     assert parse(b"\x00\xff not mail at all") == []
+    eight_bit = (b"Content-Type: multipart/report; report-type=delivery-status; boundary=Q\n\n--Q\n"
+                 b"Content-Type: message/delivery-status\n\nFinal-Recipient: rfc822; X@Y.example\nAction: failed\n"
+                 b"Status: 5.1.8\nDiagnostic-Code: smtp; 553 \xb9\xdf\xbd\xc5\xc0\xda \xff\x00\n--Q--\n")
+    (sender_problem,) = parse(eight_bit)
+    assert (sender_problem.recipient, sender_problem.status, sender_problem.hard) == ("x@y.example", "5.1.8", False)
+    many = "".join(f"\nFinal-Recipient: rfc822; p{i}@x.example\nAction: failed\nStatus: 5.1.1\n" for i in range(30))
+    assert parse(("Content-Type: multipart/report; report-type=delivery-status; boundary=Q\n\n--Q\n"
+                  f"Content-Type: message/delivery-status\n\nReporting-MTA: dns; x\n{many}--Q--\n").encode()) == []
 
 
 def test_a_later_bounce_suppresses_the_address_and_closes_the_message(ws: Workspace, relay: FakeSmtp,
@@ -233,12 +277,15 @@ def test_soft_failures_delays_and_strangers_suppress_nothing(ws: Workspace, rela
         ("slow", postfix_dsn(slow, "4.4.1", action="delayed", diagnostic="connection timed out")),
         ("spam", postfix_dsn(blocked, "5.7.1", diagnostic="550 5.7.1 Message rejected as spam")),
         ("forged", empty_status_dsn("ceo@bank.example")),
+        ("forged-known", empty_status_dsn("full@example.org")),
         ("reply", b"From: kim@example.com\r\nSubject: Re: hi\r\n\r\nthanks\r\n")])
     assert result["suppressed"] == [] and result["not_reports"] == ["reply"]
-    by_address = {r["recipient"]: r for r in result["reports"]}
-    assert by_address["full@example.org"]["acted"] and not by_address["full@example.org"]["hard"]
-    assert not by_address["slow@example.org"]["acted"]
-    assert by_address["ceo@bank.example"]["learned"].startswith("not acted on")
+    by_mail = {r["mail"]: r for r in result["reports"]}
+    assert by_mail["full"]["acted"] and not by_mail["full"]["hard"]
+    assert not by_mail["slow"]["acted"]
+    assert by_mail["forged"]["learned"].startswith("not acted on")
+    # a report naming an address we did email, but none of our messages, is not trusted either
+    assert by_mail["forged-known"]["learned"].startswith("not acted on") and not by_mail["forged-known"]["acted"]
     with ws.sessions() as session:
         assert session.query(Suppression).count() == 0
         delivery = {r.recipient: r.delivery for r in session.query(DirectSend)}
@@ -256,7 +303,7 @@ def test_maildir_mbox_and_eml_through_the_cli(ws: Workspace, relay: FakeSmtp, tm
     maildir = mailbox.Maildir(tmp_path / "Maildir", create=True)
     maildir.add(exchange_dsn(disabled))
     box = mailbox.mbox(tmp_path / "bounces.mbox", create=True)
-    box.add(empty_status_dsn("lost@example.com"))
+    box.add(empty_status_dsn("lost@example.com", relay.received[1]))
     box.flush()
     eml = tmp_path / "complaint.eml"
     eml.write_bytes(complaint("angry@example.net", "m-angry@example.net"))
@@ -269,10 +316,35 @@ def test_maildir_mbox_and_eml_through_the_cli(ws: Workspace, relay: FakeSmtp, tm
     assert answer["suppressed"] == ["angry@example.net", "disabled@example.com"]
     reasons = {r["recipient"]: r["learned"] for r in answer["reports"]}
     assert reasons["angry@example.net"] == "email address suppressed (complaint)"
-    assert reasons["lost@example.com"] is None  # failed without a status: recorded, not suppressed
+    assert reasons["lost@example.com"] == "recorded"  # failed without a status: closed, not suppressed
     with Workspace.open(home) as again:
         assert "message_complained" in [e["event"] for e in again.profile("u2")["recent_events"]]
     table = runner.invoke(app, ["email", "bounces", str(eml), "--home", str(home)])
     assert table.exit_code == 0 and "0 addresses suppressed" in table.output
     missing = runner.invoke(app, ["email", "bounces", str(tmp_path / "nope"), "--home", str(home)])
     assert missing.exit_code == 2 and "no such file" in missing.output
+
+
+def test_global_reports_later_reports_and_other_complaints(ws: Workspace, relay: FakeSmtp) -> None:
+    ws.identify("u1", {"email": "jimin@example.kr"})
+    for to in ("jimin@example.kr", "hop@example.org", "fbl@example.org"):
+        assert ws.send_now("email", to, profile_id="u1" if to.startswith("jimin") else None, message_id=f"m-{to}",
+                           subject="안녕", text="본문").outcome.sent
+    jimin, hop, fbl = relay.received
+    result = ws.read_bounces([("global", global_dsn(jimin, "jimin@example.kr", "5.1.1")),
+                              ("relayed", postfix_dsn(hop, "2.0.0", action="relayed", diagnostic="relayed")),
+                              ("fail-after", postfix_dsn(hop, "5.1.1")),
+                              ("not-spam", complaint("fbl@example.org", "m-fbl@example.org", "not-spam"))])
+    learned = {r["mail"]: r["learned"] for r in result["reports"]}
+    assert learned["global"] == "email address suppressed (hard_bounce)"
+    assert learned["relayed"] == "nothing to do: relayed"
+    assert learned["fail-after"] == "email address suppressed (hard_bounce)"
+    assert learned["not-spam"] == "recorded only: feedback type not-spam"
+    assert result["suppressed"] == ["hop@example.org", "jimin@example.kr"]
+    with ws.sessions() as session:
+        assert session.get(DirectSend, "m-hop@example.org").delivery == "failed"
+        assert session.get(Suppression, ("email", "fbl@example.org")) is None
+    # a "delivered" report read after the failure does not turn it back
+    ws.read_bounces([("late", postfix_dsn(hop, "2.0.0", action="delivered", diagnostic="ok"))])
+    with ws.sessions() as session:
+        assert session.get(DirectSend, "m-hop@example.org").delivery == "failed"

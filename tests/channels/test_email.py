@@ -63,6 +63,7 @@ def test_plain_text_is_made_from_html() -> None:
     (550, "5.1.1 The email account that you tried to reach does not exist", True, Verdict.INVALID_RECIPIENT),
     (550, "No such user here", True, Verdict.INVALID_RECIPIENT),
     (550, "5.2.1 Mailbox disabled", True, Verdict.INVALID_RECIPIENT),
+    (553, "5.1.8 Sender address rejected: Domain not found", True, Verdict.PERMANENT),  # ours, not theirs
     (552, "5.2.2 Mailbox full", True, Verdict.PERMANENT),
     (550, "5.7.1 Message rejected as spam", True, Verdict.PERMANENT),
     (554, "5.7.1 Message rejected as spam", False, Verdict.PERMANENT),

@@ -16,7 +16,7 @@ from sqlalchemy import select
 from typer.testing import CliRunner
 
 from nudgekit.channels.nhncloud import _kakao_receipt, _sms_receipt
-from nudgekit.channels.provider import Delivery, Verdict
+from nudgekit.channels.provider import Delivery, Sent, Verdict
 from nudgekit.channels.solapi import _receipt
 from nudgekit.cli import app
 from nudgekit.config import write_section
@@ -130,8 +130,10 @@ def test_solapi_receipts_close_messages_and_teach_profiles(sws: Workspace, solap
     assert closed["ok"]["delivery"] == "delivered" and closed["ok"]["code"] == "4000"
     assert closed["not-kakao"]["delivery"] == "failed" and closed["not-kakao"]["code"] == "3104"
     assert closed["not-kakao"]["learned"] == "unreachable on Kakao"
+    # Solapi replaced it with an SMS (and billed that); its list does not say how the SMS went
+    assert closed["not-kakao"]["fallback"] == "unknown" and not closed["not-kakao"]["refunded"]
     assert closed["no-number"]["learned"] == "sms address suppressed (invalid_number)"
-    assert closed["no-number"]["refunded"] and closed["not-kakao"]["refunded"] and not closed["ok"]["refunded"]
+    assert closed["no-number"]["refunded"] and not closed["ok"]["refunded"]
     assert sws.balance()["balance_krw"] > spent
     with sws.sessions() as session:
         assert session.scalar(select(Profile.kakao_reachable).where(Profile.profile_id == "u2")) is False
@@ -165,23 +167,39 @@ def test_solapi_pages_through_many_messages(sws: Workspace, solapi: FakeSolapi) 
     for i in range(130):
         assert sws.send_now("sms", f"010-1000-{i:04d}", message_id=f"m{i}", text="안녕").outcome.sent
     solapi.settle()
+    solapi.max_list_limit = 40  # the server gives fewer than asked: the rest come by nextKey
     result = sws.check_receipts()
     assert len(result["closed"]) == 130 and {c["delivery"] for c in result["closed"]} == {"delivered"}
     listed = [r for r in solapi.requests if r.path.startswith("/messages/v4/list")]
-    assert len(listed) == 2  # 100 ids per call
+    assert len(listed) == 3 + 1  # 100 ids: 40 + 40 + 20; then 30 ids
+    assert sum("startKey=" in r.path for r in listed) == 2
+
+
+def test_solapi_unknown_codes_and_repeated_page_keys_are_not_failures(sws: Workspace, solapi: FakeSolapi) -> None:
+    assert sws.send_now("sms", "010-1111-2222", message_id="m1", text="안녕").outcome.sent
+    (entry,) = solapi.results.values()
+    entry["statusCode"] = "TEST1000"
+    assert sws.check_receipts()["closed"] == [] and row(sws, "m1").delivery is None
+    solapi.list_script.append(Answer(200, {"messageList": {}, "nextKey": "K"}))
+    solapi.list_script.append(Answer(200, {"messageList": {}, "nextKey": "K"}))
+    assert "repeated" in sws.check_receipts()["unavailable"]["solapi"]
 
 
 def test_solapi_receipt_codes() -> None:
-    kakao = MessageChannel.ALIMTALK
+    kakao = Sent("m", MessageChannel.ALIMTALK, "M4V1", fallback_requested=False)
     assert _receipt({"statusCode": "3000"}, kakao).delivery == Delivery.PENDING
     assert _receipt({"statusCode": "4000", "dateReceived": "2026-11-24T03:00:01.000Z"}, kakao).at == \
         datetime(2026, 11, 24, 3, 0, 1, tzinfo=UTC)
     gone = _receipt({"statusCode": "3104", "reason": "카카오톡 미사용자"}, kakao)
-    assert (gone.delivery, gone.outcome.verdict, gone.outcome.fallback) == (Delivery.FAILED,
-                                                                           Verdict.INVALID_RECIPIENT, True)
+    assert (gone.delivery, gone.outcome.verdict, gone.outcome.fallback, gone.fallback) == (
+        Delivery.FAILED, Verdict.INVALID_RECIPIENT, True, None)
+    replaced = _receipt({"statusCode": "3104"}, Sent("m", MessageChannel.ALIMTALK, "M4V1", fallback_requested=True))
+    assert replaced.fallback == Delivery.UNKNOWN
     later = _receipt({"statusCode": "3107"}, kakao)  # unused for 72 h / blocked: not remembered
     assert (later.outcome.verdict, later.outcome.fallback) == (Verdict.PERMANENT, True)
-    assert _receipt({"statusCode": "3010"}, MessageChannel.SMS).outcome.verdict == Verdict.INVALID_RECIPIENT
+    sms = Sent("m", MessageChannel.SMS, "M4V1")
+    assert _receipt({"statusCode": "3010"}, sms).outcome.verdict == Verdict.INVALID_RECIPIENT
+    assert _receipt({"statusCode": None}, sms).delivery == Delivery.PENDING
 
 
 def test_nhn_receipts_for_text_alimtalk_and_fallback(nws: Workspace, nhn: FakeNhnCloud) -> None:
@@ -266,10 +284,18 @@ def test_nhn_receipt_codes() -> None:
 
 def test_nhn_unavailable_and_unconfigured(nws: Workspace, nhn: FakeNhnCloud) -> None:
     assert nws.send_now("sms", "010-1111-2222", message_id="m", text="안녕").outcome.sent
+    assert nws.send_now("alimtalk", "010-1111-2222", message_id="a", template="ORDER", variables=VALUES).outcome.sent
+    nhn.settle()
     nhn.sms_secret = "rotated"
-    result = nws.check_receipts()
-    assert "nhncloud" in result["unavailable"] and "-1001" in result["unavailable"]["nhncloud"]
+    result = nws.check_receipts()  # the SMS request cannot be read; the AlimTalk one can
+    assert [c["message_id"] for c in result["closed"]] == ["a"] and result["unavailable"] == {}
     assert row(nws, "m").delivery is None
+    nhn.kakao_secret = "rotated"
+    nhn.results["sms"][0]["msgStatus"] = "2"
+    assert "-1001" in nws.check_receipts()["unavailable"]["nhncloud"]
+    nhn.results["sms"][0]["msgStatus"] = "9"  # a status NHN does not document: still waiting
+    nhn.sms_secret = "smsSecret01"
+    assert nws.check_receipts()["closed"] == [] and row(nws, "m").delivery is None
 
 
 def test_receipts_cli(sws: Workspace, solapi: FakeSolapi) -> None:

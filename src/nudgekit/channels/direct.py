@@ -22,7 +22,8 @@ AGAIN = frozenset({Verdict.RETRYABLE.value, Verdict.RATE_LIMITED.value, Verdict.
 
 
 def start(session: Session, message_id: str, channel: str, recipient: str, provider: str,
-          now: datetime, *, type: str | None = None, profile_id: str | None = None) -> str | None:
+          now: datetime, *, type: str | None = None, profile_id: str | None = None,
+          fallback_requested: bool = False) -> str | None:
     """Take the message id for one attempt; None when taken, else why it must not go out again."""
     row = session.get(DirectSend, message_id)
     if row is None:
@@ -30,7 +31,7 @@ def start(session: Session, message_id: str, channel: str, recipient: str, provi
             with session.begin_nested():
                 session.add(DirectSend(message_id=message_id, channel=channel, recipient=recipient, provider=provider,
                                        verdict="pending", attempts=1, updated_at=now, type=type,
-                                       profile_id=profile_id))
+                                       profile_id=profile_id, fallback_requested=fallback_requested))
             return None
         except IntegrityError:
             row = session.get(DirectSend, message_id)
@@ -39,7 +40,9 @@ def start(session: Session, message_id: str, channel: str, recipient: str, provi
         taken = session.execute(update(DirectSend).where(DirectSend.message_id == message_id,
                                                          DirectSend.verdict == row.verdict).values(
             verdict="pending", attempts=DirectSend.attempts + 1, provider=provider, updated_at=now, type=type,
-            delivery=None, delivery_code=None, delivery_detail=None, delivery_at=None, fallback_delivery=None))
+            channel=channel, recipient=recipient, profile_id=profile_id, fallback_requested=fallback_requested,
+            sent_at=None, delivery=None, delivery_code=None, delivery_detail=None, delivery_at=None,
+            fallback_delivery=None, receipt_checked_at=None))
         if taken.rowcount == 1:  # type: ignore[attr-defined]
             return None
         session.refresh(row)

@@ -380,17 +380,24 @@ class NhnCloudProvider:
             if request_id and seq:
                 groups[(*self._results_path(message), request_id)][seq] = message
         found: dict[str, Receipt] = {}
+        failures: list[str] = []
         for (service, path, request_id), by_seq in groups.items():
             page = 1
-            while True:
-                rows, total = await self._result_page(service, path, request_id, page)
-                for row in rows:
-                    message = by_seq.get(str(row.get("recipientSeq")))
-                    if message is not None:
-                        found[message.message_id] = (_sms_receipt(row) if service == "sms" else _kakao_receipt(row))
-                if not rows or page * MAX_RECIPIENTS >= total:
-                    break
-                page += 1
+            try:
+                while True:
+                    rows, total = await self._result_page(service, path, request_id, page)
+                    for row in rows:
+                        message = by_seq.get(str(row.get("recipientSeq")))
+                        if message is not None:
+                            found[message.message_id] = (_sms_receipt(row) if service == "sms" else
+                                                         _kakao_receipt(row))
+                    if not rows or page * MAX_RECIPIENTS >= total:
+                        break
+                    page += 1
+            except ReceiptsUnavailable as exc:  # this request's messages wait; the others are read
+                failures.append(str(exc))
+        if failures and len(failures) == len(groups):
+            raise ReceiptsUnavailable(failures[0])
         return found
 
     def _results_path(self, message: Sent) -> tuple[str, str]:
@@ -415,7 +422,9 @@ class NhnCloudProvider:
                                           f"{header.get('resultMessage') or response.text[:200]}")
             listing = (answer.get("body") if service == "sms" else answer.get("messageSearchResultResponse")) or {}
             rows = listing.get("data") if service == "sms" else listing.get("messages")
-            return list(rows or []), int(listing.get("totalCount") or 0)
+            if not isinstance(rows, list):
+                rows = []
+            return [r for r in rows if isinstance(r, dict)], int(listing.get("totalCount") or 0)
         except httpx.TransportError as exc:
             raise ReceiptsUnavailable(f"nhncloud is unreachable: {exc!r}") from None
         except (ValueError, AttributeError, TypeError) as exc:
@@ -429,7 +438,8 @@ class NhnCloudProvider:
 
 
 def _sms_receipt(row: dict[str, Any]) -> Receipt:
-    """A text message's result: msgStatus 3 delivered, 1/2/7 pending, anything else failed by resultCode."""
+    """A text message's result: msgStatus 3 delivered, 0 / 6 failed by resultCode, 4 cancelled, 5 (a
+    duplicate) unknown, anything else still pending."""
     status, code = str(row.get("msgStatus")), str(row.get("resultCode") or "")
     detail = str(row.get("resultCodeName") or row.get("msgStatusName") or "")
     at = _kst(row.get("resultDate"))
@@ -439,6 +449,10 @@ def _sms_receipt(row: dict[str, Any]) -> Receipt:
         return Receipt(Delivery.DELIVERED, Outcome(Verdict.ACCEPTED, code or "1000", detail), at)
     if status == "4":
         return Receipt(Delivery.FAILED, Outcome(Verdict.PERMANENT, "cancelled", "the send was cancelled"), at)
+    if status == "5":  # a duplicate of a message that may have gone out: never refunded, never resent
+        return Receipt(Delivery.UNKNOWN, Outcome(Verdict.UNCERTAIN, code or "duplicate", detail or "duplicate"), at)
+    if status not in ("0", "6"):
+        return Receipt(Delivery.PENDING, Outcome(Verdict.ACCEPTED, code, detail), at)
     if code in NOT_KNOWN:
         return Receipt(Delivery.UNKNOWN, Outcome(Verdict.UNCERTAIN, code, detail), at)
     verdict = (Verdict.INVALID_RECIPIENT if code in SMS_NO_RECIPIENT else

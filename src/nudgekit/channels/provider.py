@@ -119,6 +119,8 @@ class Sent:
     provider_message_id: str
     type: str | None = None
     """SMS / LMS / MMS: NHN keeps their results under different paths."""
+    fallback_requested: bool = False
+    """A Kakao message the vendor was asked to replace with a text message when Kakao cannot deliver."""
 
 
 @dataclass(frozen=True)

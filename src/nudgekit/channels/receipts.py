@@ -60,18 +60,27 @@ class Closed:
 
 
 def awaiting(session: Session, providers: Iterable[str] = REPORTING, limit: int = 10_000) -> list[DirectSend]:
-    """Accepted (or uncertain) messages with a vendor id that have no final receipt yet, oldest first."""
+    """Accepted (or uncertain) messages with a vendor id that have no final receipt yet, the ones asked
+    about least recently first (so messages that never settle cannot crowd out new ones)."""
     query = (select(DirectSend)
              .where(DirectSend.provider.in_(list(providers)), DirectSend.verdict.in_(WAITING),
                     DirectSend.provider_message_id.isnot(None),
                     or_(DirectSend.delivery.is_(None), DirectSend.fallback_delivery == Delivery.PENDING.value))
-             .order_by(DirectSend.updated_at).limit(limit))
+             .order_by(DirectSend.receipt_checked_at.asc().nullsfirst(), DirectSend.updated_at).limit(limit))
     return list(session.scalars(query))
+
+
+def still_waiting(row: DirectSend | None, sent: Sent) -> bool:
+    """Whether the row is still the attempt that was asked about, and still without a final word (another
+    poll may have settled it, or the id been sent again, meanwhile)."""
+    return (row is not None and row.provider_message_id == sent.provider_message_id and row.verdict in WAITING
+            and (row.delivery is None or row.fallback_delivery == Delivery.PENDING.value))
 
 
 def asked(row: DirectSend) -> Sent:
     assert row.provider_message_id is not None
-    return Sent(row.message_id, MessageChannel(row.channel), row.provider_message_id, row.type)
+    return Sent(row.message_id, MessageChannel(row.channel), row.provider_message_id, row.type,
+                bool(row.fallback_requested))
 
 
 def apply(session: Session, row: DirectSend, receipt: Receipt | None, now: datetime) -> tuple[Closed | None,
@@ -127,7 +136,7 @@ def _event(row: DirectSend, receipt: Receipt) -> dict[str, Any] | None:
         properties["type"] = row.type
     if receipt.fallback is not None:
         properties["fallback"] = receipt.fallback.value
-    return person_event(row, name, "receipt", receipt.at or row.receipt_checked_at, properties)
+    return person_event(row, name, f"receipt:{row.attempts}", receipt.at or row.receipt_checked_at, properties)
 
 
 def person_event(row: DirectSend, name: EventName, key: str, when: datetime | None,

@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import re
 import secrets
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -331,6 +332,7 @@ class SolapiProvider:
         for start in range(0, len(ids), RECEIPTS_PER_CALL):
             chunk = ids[start:start + RECEIPTS_PER_CALL]
             next_key: str | None = None
+            keys: set[str | None] = set()
             while True:
                 params: list[tuple[str, str | int]] = [("messageIds", i) for i in chunk]
                 params.append(("limit", RECEIPTS_PER_CALL))
@@ -343,8 +345,11 @@ class SolapiProvider:
                     for entry in entries:
                         message = ours.get(str(entry.get("messageId")))
                         if message is not None:
-                            found[message.message_id] = _receipt(entry, message.channel)
-                    next_key = page.get("nextKey")
+                            found[message.message_id] = _receipt(entry, message)
+                    next_key = page.get("nextKey") or None
+                    if next_key is not None and next_key in keys:
+                        raise ReceiptsUnavailable(f"solapi repeated the page key {next_key!r}")
+                    keys.add(next_key)
                 except SolapiError as exc:
                     raise ReceiptsUnavailable(str(exc)) from None
                 except (AttributeError, TypeError) as exc:
@@ -364,16 +369,20 @@ class SolapiProvider:
 
 
 
-def _receipt(entry: dict[str, Any], channel: MessageChannel) -> Receipt:
-    """One message of Solapi's list as a receipt: 2000 / 3000 pending, 4000 received, anything else failed."""
+def _receipt(entry: dict[str, Any], message: Sent) -> Receipt:
+    """One message of Solapi's list as a receipt: 4000 received, another 1xxx–3xxx failed, 2000 / 3000 and
+    anything unrecognised still pending. An AlimTalk Solapi was to replace with an SMS that failed on Kakao
+    has a fallback whose fate the list does not tell (see `receipts`): it is neither refunded nor resent."""
     code = str(entry.get("statusCode") or "")
     detail = str(entry.get("reason") or entry.get("statusMessage") or "").strip()
     at = _date(entry.get("dateReceived") or entry.get("dateReported") or entry.get("dateUpdated"))
-    if code in PENDING:
-        return Receipt(Delivery.PENDING, Outcome(Verdict.ACCEPTED, code, detail), at)
     if code == "4000":
         return Receipt(Delivery.DELIVERED, Outcome(Verdict.ACCEPTED, code, detail, entry.get("messageId")), at)
-    return Receipt(Delivery.FAILED, classify(code, detail, channel), at)
+    if code in PENDING or not re.fullmatch(r"[123]\d{3}", code):
+        return Receipt(Delivery.PENDING, Outcome(Verdict.ACCEPTED, code, detail), at)
+    outcome = classify(code, detail, message.channel)
+    replaced = message.channel == MessageChannel.ALIMTALK and message.fallback_requested and outcome.fallback
+    return Receipt(Delivery.FAILED, outcome, at, Delivery.UNKNOWN if replaced else None)
 
 
 def _date(value: Any) -> datetime | None:

@@ -326,6 +326,8 @@ class DirectSend(Base):
     delivery_code: Mapped[str | None] = mapped_column(String(64))
     delivery_detail: Mapped[str | None] = mapped_column(Text)
     delivery_at: Mapped[datetime | None]
+    fallback_requested: Mapped[bool | None] = mapped_column(Boolean)
+    """A Kakao message sent with its fallback text message for the vendor to send when Kakao cannot deliver."""
     fallback_delivery: Mapped[str | None] = mapped_column(String(16))
     """What became of the fallback text message the vendor sent itself (NHN's resend), when it did."""
     receipt_checked_at: Mapped[datetime | None]

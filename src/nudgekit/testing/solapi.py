@@ -75,6 +75,8 @@ class FakeSolapi(FakeHttpServer):
         own entry with "replaces": the AlimTalk's messageId."""
         self.results: dict[str, dict[str, Any]] = {}
         """Every registered message as `GET /messages/v4/list` reports it: statusCode 2000 until `settle()`."""
+        self.max_list_limit = 500
+        """The most messages one list page holds, whatever `limit` asks."""
         self.list_script: deque[Answer] = deque()
         """Answers given to the next list requests instead of the real one."""
         self._finals: dict[str, tuple[str, str]] = {}
@@ -322,6 +324,7 @@ class FakeSolapi(FakeHttpServer):
         start = query.get("startKey", [None])[0]
         if start:
             rows = [r for r in rows if r["messageId"] >= start]
+        limit = min(limit, self.max_list_limit)
         page, rest = rows[:limit], rows[limit:]
         return Answer(200, {"startKey": start, "nextKey": rest[0]["messageId"] if rest else None, "limit": limit,
                             "messageList": {r["messageId"]: dict(r) for r in page}})

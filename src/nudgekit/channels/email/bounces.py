@@ -13,10 +13,11 @@ What counts (the same line as the SMTP reply classifier, `smtp.classify`):
   the address may work, the problem may be ours;
 - `delayed`, `delivered`, `relayed`, `expanded`: nothing to do;
 - an ARF report with feedback type `abuse` (the person pressed "spam"): the address is suppressed as a
-  complaint.
+  complaint; other feedback types are recorded only.
 
-:TRICKY: anyone can mail the bounce address. A report only acts on an address we emailed (a direct send to
-it is on record), so a forged bounce cannot suppress an arbitrary address; the rest are counted as unknown.
+:TRICKY: anyone can mail the bounce address. A report only acts when it returns our message id
+(`X-Nudge-Message-Id` in the original headers) and that message went to the address it names; the rest are
+listed as not acted on. A forger would need a real message id and its recipient.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from email import message_from_bytes, policy
+from email.header import Header, decode_header, make_header
 from email.message import Message
 from email.parser import BytesHeaderParser, HeaderParser
 from email.utils import getaddresses
@@ -34,6 +36,10 @@ from pathlib import Path
 from nudgekit.channels.email.message import MESSAGE_ID_HEADER
 
 _STATUS = re.compile(r"^\s*([245])\.(\d{1,3})\.(\d{1,3})")
+SENDER_PROBLEMS = frozenset({("1", "7"), ("1", "8")})
+"""X.1.7 / X.1.8: our own sender address is bad — nothing wrong with the recipient's."""
+MAX_REPORTS = 20
+"""A mail naming more recipients than this is not a bounce of ours (we send one recipient per message)."""
 
 
 @dataclass(frozen=True)
@@ -59,7 +65,8 @@ class Report:
         status = _STATUS.match(self.status or "")
         if self.action != "failed" or status is None or status.group(1) != "5":
             return False
-        return status.group(2) == "1" or (status.group(2), status.group(3)) == ("2", "1")
+        subject = (status.group(2), status.group(3))
+        return (subject[0] == "1" and subject not in SENDER_PROBLEMS) or subject == ("2", "1")
 
     @property
     def reason(self) -> str:
@@ -72,19 +79,28 @@ class Report:
 
 def parse(raw: bytes) -> list[Report]:
     """The reports one mail carries; [] for mail that is not a delivery report or complaint (an
-    out-of-office reply, a person writing back)."""
+    out-of-office reply, a person writing back, something unreadable)."""
+    try:
+        return _parse(raw.replace(b"\x00", b""))
+    except (ValueError, TypeError, AttributeError, LookupError, IndexError):
+        return []
+
+
+def _parse(raw: bytes) -> list[Report]:
     mail = message_from_bytes(raw, policy=policy.compat32)
     if mail.get_content_type() != "multipart/report":
         return []
     kind = (mail.get_param("report-type") or "").lower()
     parts = list(mail.walk())
     original = _original_headers(parts)
-    message_id = original.get(MESSAGE_ID_HEADER, "").strip() or None
+    message_id = _decoded(original.get(MESSAGE_ID_HEADER)) or None
     if kind == "delivery-status":
-        return list(_bounces(mail, parts, message_id))
-    if kind == "feedback-report":
-        return list(_complaint(parts, original, message_id))
-    return []
+        found = list(_bounces(mail, parts, message_id))
+    elif kind == "feedback-report":
+        found = list(_complaint(parts, original, message_id))
+    else:
+        return []
+    return found if len(found) <= MAX_REPORTS else []
 
 
 def _bounces(mail: Message, parts: list[Message], message_id: str | None) -> Iterator[Report]:
@@ -96,10 +112,10 @@ def _bounces(mail: Message, parts: list[Message], message_id: str | None) -> Ite
         if not address:
             continue
         found = True
-        yield Report("bounce", address, (block.get("Action") or "").strip().lower(),
-                     _status(block.get("Status")), _unfold(block.get("Diagnostic-Code")), message_id)
+        yield Report("bounce", address, _unfold(block.get("Action")).lower(),
+                     _status(_unfold(block.get("Status"))), _unfold(block.get("Diagnostic-Code")), message_id)
     if not found:  # some mail systems send an empty status part and name the address in a header
-        for _, address in getaddresses(mail.get_all("X-Failed-Recipients") or []):
+        for _, address in getaddresses([str(v) for v in mail.get_all("X-Failed-Recipients") or []]):
             if "@" in address:
                 yield Report("bounce", address.lower(), "failed", None, "", message_id)
 
@@ -108,9 +124,9 @@ def _complaint(parts: list[Message], original: Message, message_id: str | None) 
     feedback = next((p for p in parts if p.get_content_type() == "message/feedback-report"), None)
     blocks = list(_field_blocks(feedback))
     fields = blocks[0] if blocks else Message()
-    recipients = [a for _, a in getaddresses(fields.get_all("Original-Rcpt-To") or original.get_all("To") or [])
-                  if "@" in a]
-    kind = (fields.get("Feedback-Type") or "abuse").strip().lower()
+    named = fields.get_all("Original-Rcpt-To") or original.get_all("To") or []
+    recipients = [a for _, a in getaddresses([str(v) for v in named]) if "@" in a]
+    kind = _unfold(fields.get("Feedback-Type")).lower() or "abuse"
     for address in recipients:
         yield Report("complaint", address.lower(), kind, None, _unfold(fields.get("User-Agent")), message_id)
 
@@ -120,10 +136,17 @@ def _field_blocks(part: Message | None) -> Iterator[Message]:
     if part is None:
         return
     payload = part.get_payload(decode=False)
-    if isinstance(payload, list):  # the parser already split the blocks
-        yield from payload
+    if isinstance(payload, list):  # the parser split the blocks ...
+        for block in payload:
+            yield block
+            rest = block.get_payload(decode=True)  # bytes as they came
+            if isinstance(rest, bytes) and rest.strip():  # ... or took them for one message (global-delivery-status)
+                yield from _blocks_of(rest)
         return
-    text = part.get_payload(decode=True) or b""
+    yield from _blocks_of(part.get_payload(decode=True) or b"")
+
+
+def _blocks_of(text: bytes) -> Iterator[Message]:
     for chunk in re.split(rb"\r?\n\s*\r?\n", text):
         if chunk.strip():
             yield BytesHeaderParser().parsebytes(chunk.strip() + b"\n")
@@ -142,11 +165,11 @@ def _original_headers(parts: list[Message]) -> Message:
     return Message()
 
 
-def _address(field: str | None) -> str | None:
+def _address(field: object) -> str | None:
     """`rfc822; someone@example.com` -> the address, lower-cased (suppressions ignore case)."""
     if not field:
         return None
-    kind, _, address = field.partition(";")
+    kind, _, address = _unfold(field).partition(";")
     if not address:
         kind, address = "rfc822", kind
     if kind.strip().lower() not in ("rfc822", "utf-8"):
@@ -160,8 +183,22 @@ def _status(field: str | None) -> str | None:
     return ".".join(match.groups()) if match else None
 
 
-def _unfold(value: str | None) -> str:
-    return " ".join((value or "").split())
+def _unfold(value: object) -> str:
+    """A header value as one line of text; raw 8-bit bytes (a global report's UTF-8 address, a diagnostic
+    in a local charset) come as a Header object and are read as UTF-8, anything unreadable replaced."""
+    if isinstance(value, Header):
+        value = "".join(part.decode("utf-8" if charset in (None, "unknown-8bit") else charset, "replace")
+                        if isinstance(part, bytes) else part for part, charset in decode_header(value))
+    return " ".join(str(value or "").split())
+
+
+def _decoded(value: object) -> str:
+    """A header we wrote, as we wrote it: unfolded and RFC 2047 encoded words decoded."""
+    text = re.sub(r"\r?\n(?=[ \t])", "", str(value or ""))
+    try:
+        return str(make_header(decode_header(text))).strip()
+    except (ValueError, LookupError, UnicodeDecodeError):
+        return text.strip()
 
 
 def mails(paths: Iterable[Path]) -> Iterator[tuple[str, bytes]]:

@@ -4,7 +4,8 @@ The SMTP reply is classified by the stage it came at and its code (RFC 5321) wit
 (RFC 3463) when the server gives one:
 
 - refused at RCPT with 5.1.x / 5.2.1 (no such user, bad domain, mailbox disabled), or a bare 550/551/553 ->
-  invalid recipient: a hard bounce, the address is suppressed;
+  invalid recipient: a hard bounce, the address is suppressed (not 5.1.7 / 5.1.8: those are about our own
+  sender address);
 - 4.7.x, 4.2.1 or 421/450 mentioning rate -> rate limited; any other 4xx -> retryable;
 - any other 5xx (policy 5.7.x, content refused at DATA) -> permanent;
 - the connection lost or timed out *after* the message data was sent -> uncertain (the relay may have queued
@@ -40,7 +41,7 @@ def classify(code: int, text: str, *, at_recipient: bool) -> Verdict:
             return Verdict.RATE_LIMITED
         return Verdict.RETRYABLE
     if at_recipient and (
-        (subject is not None and (subject[0] == 1 or subject == (2, 1)))
+        (subject is not None and ((subject[0] == 1 and subject[1] not in (7, 8)) or subject == (2, 1)))
         or (subject is None and code in (550, 551, 553))
     ):
         return Verdict.INVALID_RECIPIENT

@@ -23,14 +23,19 @@ def upgrade() -> None:
         table.add_column(sa.Column("delivery_code", sa.String(64)))
         table.add_column(sa.Column("delivery_detail", sa.Text()))
         table.add_column(sa.Column("delivery_at", UtcDateTime()))
+        table.add_column(sa.Column("fallback_requested", sa.Boolean()))
         table.add_column(sa.Column("fallback_delivery", sa.String(16)))
         table.add_column(sa.Column("receipt_checked_at", UtcDateTime()))
     op.create_index("ix_direct_sends_awaiting", "direct_sends", ["delivery", "provider"])
+    # messages sent before receipts were read are not asked about: their vendor ids lack what a query needs
+    op.execute("UPDATE direct_sends SET delivery = 'unknown', delivery_code = 'before_receipts' "
+               "WHERE verdict IN ('accepted', 'uncertain')")
 
 
 def downgrade() -> None:
     op.drop_index("ix_direct_sends_awaiting", "direct_sends")
     with op.batch_alter_table("direct_sends") as table:
-        for column in ("receipt_checked_at", "fallback_delivery", "delivery_at", "delivery_detail", "delivery_code",
+        for column in ("receipt_checked_at", "fallback_delivery", "fallback_requested", "delivery_at",
+                       "delivery_detail", "delivery_code",
                        "delivery", "sent_at", "profile_id", "type"):
             table.drop_column(column)

@@ -104,6 +104,16 @@ def _cp949(ch: str) -> bool:
     return True
 
 
+def _email_address(value: str | None) -> str | None:
+    """An email address setting, normalised; empty means unset."""
+    if not value:
+        return None
+    try:
+        return normalize_email(value)
+    except FieldError as exc:
+        raise ValueError(exc.reason) from None
+
+
 class SenderSettings(BaseModel):
     """Who the workspace sends as (docs/channels.md#sender-settings): numbers are registered with the carriers
     and providers first; here they are only declared, and every text message is checked against them."""
@@ -152,12 +162,7 @@ class SenderSettings(BaseModel):
     @field_validator("email_from", "email_reply_to")
     @classmethod
     def _address(cls, value: str | None) -> str | None:
-        if not value:
-            return None
-        try:
-            return normalize_email(value)
-        except FieldError as exc:
-            raise ValueError(exc.reason) from None
+        return _email_address(value)
 
 
 class PriceSettings(BaseModel):
@@ -227,12 +232,7 @@ class SmtpSettings(BaseModel):
     @field_validator("return_path")
     @classmethod
     def _return_path(cls, value: str | None) -> str | None:
-        if not value:
-            return None
-        try:
-            return normalize_email(value)
-        except FieldError as exc:
-            raise ValueError(exc.reason) from None
+        return _email_address(value)
 
 
 class FcmSettings(BaseModel):

@@ -55,7 +55,6 @@ from nudgekit.vocabulary import (
     Channel,
     ConsentChange,
     ConsentSource,
-    EventName,
     EventSource,
     KeyScope,
     MessageChannel,
@@ -380,13 +379,6 @@ class Workspace:
                                 **checked.fallback.message.model_dump(mode="json", exclude_none=True)}
         envelope = Envelope(message_id, kind, to, message, checked.type, profile_id, meta)
         provider = providers.open_for(kind, providers.Context(self.settings, self.sessions, self.clock), to)
-
-        async def one() -> Any:
-            try:
-                return (await provider.send([envelope]))[0]
-            finally:
-                await provider.aclose()
-
         paid = provider.capabilities.charges
         now = self.clock()
         with self.sessions.begin() as session:
@@ -403,7 +395,7 @@ class Workspace:
             asyncio.run(provider.aclose())
             return SendResult(checked, None, refused, provider.name)
         try:
-            outcome = asyncio.run(one())
+            outcome = providers.run_once(provider, lambda p: p.send([envelope]))[0]
         except Exception as exc:  # a fault in our own code after the request may have left: never twice
             outcome = Outcome(Verdict.UNCERTAIN, "error", f"{type(exc).__name__}: {exc}")
         with self.sessions.begin() as session:
@@ -450,17 +442,11 @@ class Workspace:
         provider: Any = providers.open_for(MessageChannel.ALIMTALK,
                                            providers.Context(self.settings, self.sessions, self.clock))
 
-        async def fetch() -> Any:
-            try:
-                return await provider.templates()
-            finally:
-                await provider.aclose()
-
         if not hasattr(provider, "templates"):
             asyncio.run(provider.aclose())
             raise ValueError(f"[providers] alimtalk = {provider.name!r}, which keeps no templates to sync: add "
                              "templates by hand with `nudge kakao templates add`, or route alimtalk to a provider")
-        fetched = asyncio.run(fetch())
+        fetched = providers.run_once(provider, lambda p: p.templates())
         with self.sessions.begin() as session:
             return templates.sync(session, fetched, provider.name, self.clock())
 
@@ -489,14 +475,8 @@ class Workspace:
             except ValueError as exc:
                 unavailable[name] = str(exc)
             else:
-                async def ask(provider: Any = provider, sent: list[Any] = sent) -> Any:
-                    try:
-                        return await provider.receipts(sent)
-                    finally:
-                        await provider.aclose()
-
                 try:
-                    found = asyncio.run(ask())
+                    found = providers.run_once(provider, lambda p, sent=sent: p.receipts(sent))
                 except ReceiptsUnavailable as exc:
                     unavailable[name] = str(exc)
             events = []
@@ -539,9 +519,11 @@ class Workspace:
             events: list[dict[str, Any]] = []
             with self.sessions.begin() as session:
                 for report in found:
-                    answer = {**report.as_dict(), "mail": where, "acted": False, "learned": None}
-                    results.append(answer)
-                    self._apply_bounce(session, report, answer, events)
+                    applied = bounces.apply(session, report, self.clock())
+                    results.append({**report.as_dict(), "mail": where, "acted": applied.acted,
+                                    "learned": applied.learned})
+                    if applied.event is not None:
+                        events.append(applied.event)
             for event in events:  # each mail's events once its records are committed
                 self._send(event)
             if progress is not None:
@@ -549,47 +531,6 @@ class Workspace:
         self.flush()
         return {"mails": seen, "reports": results, "not_reports": ignored,
                 "suppressed": sorted({r["recipient"] for r in results if "suppressed" in (r["learned"] or "")})}
-
-    def _apply_bounce(self, session: Any, report: Any, answer: dict[str, Any], events: list[dict[str, Any]]) -> None:
-        from nudgekit.channels import feedback, receipts
-        from nudgekit.channels.provider import Delivery, Outcome, Receipt, Verdict
-
-        row = session.get(DirectSend, report.message_id, with_for_update=True) if report.message_id else None
-        if row is None or row.channel != MessageChannel.EMAIL.value or row.recipient.lower() != report.recipient:
-            answer["learned"] = "not acted on: it names no message we sent to this address"
-            return
-        now = self.clock()
-        if report.kind == "complaint":
-            if not report.hard:
-                answer["learned"] = f"recorded only: feedback type {report.action}"
-                return
-            outcome = Outcome(Verdict.INVALID_RECIPIENT, report.action, "the person reported the email as spam")
-            answer["learned"] = feedback.remember(session, MessageChannel.EMAIL, row.recipient, row.profile_id,
-                                                  outcome, now, reason=report.reason)
-            answer["acted"] = answer["learned"] is not None
-            event = receipts.person_event(row, EventName.MESSAGE_COMPLAINED, f"complaint:{row.attempts}", now,
-                                          {"feedback_type": report.action})
-            if answer["acted"] and event is not None:
-                events.append(event)
-            return
-        if report.action == "delivered" and row.delivery != Delivery.FAILED.value:
-            receipt = Receipt(Delivery.DELIVERED, Outcome(Verdict.ACCEPTED, report.status, "delivered"))
-        elif report.action == "failed":
-            verdict = Verdict.INVALID_RECIPIENT if report.hard else Verdict.PERMANENT
-            receipt = Receipt(Delivery.FAILED, Outcome(verdict, report.status or "failed",
-                                                       report.diagnostic or "the mail system gave up"))
-        else:  # delayed (still trying), relayed / expanded (passed on): nothing to record
-            answer["learned"] = f"nothing to do: {report.action or 'no action'}"
-            return
-        closed, event = receipts.apply(session, row, receipt, now)
-        learned = closed.learned if closed else None
-        if report.hard and learned is None:  # suppress even when an earlier report closed the message
-            learned = feedback.remember(session, MessageChannel.EMAIL, row.recipient, row.profile_id,
-                                        receipt.outcome, now)
-        answer["acted"] = closed is not None or learned is not None
-        answer["learned"] = learned or ("recorded" if closed else "already recorded")
-        if event is not None:
-            events.append(event)
 
     def remove_kakao_template(self, code: str) -> bool:
         from nudgekit.channels.kakao import templates
@@ -625,14 +566,11 @@ class Workspace:
         provider: Any = providers.open_for(MessageChannel.SMS,
                                            providers.Context(self.settings, self.sessions, self.clock))
 
-        async def ask() -> Any:
-            try:
-                return await provider.balance() if hasattr(provider, "balance") else None
-            finally:
-                await provider.aclose()
-
-        answer = asyncio.run(ask())
-        return None if answer is None else {"provider": provider.name, **answer}
+        if not hasattr(provider, "balance"):
+            asyncio.run(provider.aclose())
+            return None
+        answer = providers.run_once(provider, lambda p: p.balance())
+        return {"provider": provider.name, **answer}
 
     def outbox(self, *, channel: Any = None, to: str | None = None, limit: int = 20) -> list[dict[str, Any]]:
         """What the sandbox provider recorded instead of sending, newest first."""

@@ -3,10 +3,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any, TypeVar
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -68,3 +70,17 @@ def open_for(channel: MessageChannel, context: Context, to: str | None = None) -
     if channel not in provider.capabilities.channels:
         raise ValueError(f"[providers] {channel.value} = {name!r}, but {name} cannot send {channel.value} messages")
     return provider
+
+
+T = TypeVar("T")
+
+
+def run_once(provider: Any, call: Callable[[Any], Awaitable[T]]) -> T:
+    """Run one call on an opened provider from synchronous code, and close the provider whatever happens."""
+    async def run() -> T:
+        try:
+            return await call(provider)
+        finally:
+            await provider.aclose()
+
+    return asyncio.run(run())

@@ -26,14 +26,22 @@ import mailbox
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from email import message_from_bytes, policy
 from email.header import Header, decode_header, make_header
 from email.message import Message
 from email.parser import BytesHeaderParser, HeaderParser
 from email.utils import getaddresses
 from pathlib import Path
+from typing import Any
 
+from sqlalchemy.orm import Session
+
+from nudgekit.channels import feedback, receipts
 from nudgekit.channels.email.message import MESSAGE_ID_HEADER
+from nudgekit.channels.provider import Delivery, Outcome, Receipt, Verdict
+from nudgekit.store.state import DirectSend
+from nudgekit.vocabulary import EventName, MessageChannel
 
 _STATUS = re.compile(r"^\s*([245])\.(\d{1,3})\.(\d{1,3})")
 SENDER_PROBLEMS = frozenset({("1", "7"), ("1", "8")})
@@ -199,6 +207,49 @@ def _decoded(value: object) -> str:
         return str(make_header(decode_header(text))).strip()
     except (ValueError, LookupError, UnicodeDecodeError):
         return text.strip()
+
+
+@dataclass(frozen=True)
+class Applied:
+    """What one report did."""
+
+    acted: bool
+    learned: str
+    event: dict[str, Any] | None = None
+    """The person's event to store once the session commits."""
+
+
+def apply(session: Session, report: Report, now: datetime) -> Applied:
+    """Write one report onto the email it names (see the module docstring for what each report does)."""
+    row = session.get(DirectSend, report.message_id, with_for_update=True) if report.message_id else None
+    if row is None or row.channel != MessageChannel.EMAIL.value or row.recipient.lower() != report.recipient:
+        return Applied(False, "not acted on: it names no message we sent to this address")
+    if report.kind == "complaint":
+        if not report.hard:
+            return Applied(False, f"recorded only: feedback type {report.action}")
+        outcome = Outcome(Verdict.INVALID_RECIPIENT, report.action, "the person reported the email as spam")
+        learned = feedback.remember(session, MessageChannel.EMAIL, row.recipient, row.profile_id, outcome, now,
+                                    reason=report.reason)
+        if learned is None:
+            return Applied(False, "already recorded")
+        return Applied(True, learned, receipts.person_event(row, EventName.MESSAGE_COMPLAINED,
+                                                            f"complaint:{row.attempts}", now,
+                                                            {"feedback_type": report.action}))
+    if report.action == "delivered" and row.delivery != Delivery.FAILED.value:
+        receipt = Receipt(Delivery.DELIVERED, Outcome(Verdict.ACCEPTED, report.status, "delivered"))
+    elif report.action == "failed":
+        verdict = Verdict.INVALID_RECIPIENT if report.hard else Verdict.PERMANENT
+        receipt = Receipt(Delivery.FAILED, Outcome(verdict, report.status or "failed",
+                                                   report.diagnostic or "the mail system gave up"))
+    else:  # delayed (still trying), relayed / expanded (passed on), delivered after a failure
+        return Applied(False, f"nothing to do: {report.action or 'no action'}")
+    closed, event = receipts.apply(session, row, receipt, now)
+    learned = closed.learned if closed else None
+    if report.hard and learned is None:  # suppress even when an earlier report closed the message
+        learned = feedback.remember(session, MessageChannel.EMAIL, row.recipient, row.profile_id,
+                                    receipt.outcome, now)
+    return Applied(closed is not None or learned is not None,
+                   learned or ("recorded" if closed else "already recorded"), event)
 
 
 def mails(paths: Iterable[Path]) -> Iterator[tuple[str, bytes]]:

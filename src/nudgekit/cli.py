@@ -851,6 +851,22 @@ TargetingOpt = Annotated[Targeting | None, typer.Option(
     help="Brand Message: I (channel friends), M or N (consented non-friends; qualified channels only).")]
 NoFallbackOpt = Annotated[bool, typer.Option("--no-fallback", help="Kakao: no text message when Kakao cannot deliver.")]
 FallbackTextOpt = Annotated[str | None, typer.Option(help="Kakao: the fallback text message's own text.")]
+UserOpt = Annotated[str | None, typer.Option(
+    help="A user id (or anonymous id): run the policy chain for them (consent, night rule, caps ...).")]
+AtOpt = Annotated[str | None, typer.Option(
+    help="With --user: the moment to judge, ISO 8601 (2026-11-25T21:30, or with an offset: …+09:00); a time "
+         "without an offset is the workspace's time zone. Default: now.")]
+CampaignOpt = Annotated[str | None, typer.Option(help="With --user: the campaign it belongs to (caps, budget, explain).")]
+PriorityOpt = Annotated[int, typer.Option(help="With --user: the campaign's priority when caps are contested.")]
+NightOpt = Annotated[str | None, typer.Option(
+    help="With --user: at night without night consent, defer (wait until 08:00 local) or drop. Default [policy].")]
+WindowOpt = Annotated[str | None, typer.Option(help="With --user: the campaign's send window, e.g. 10:00-20:00 local.")]
+OncePerOpt = Annotated[float | None, typer.Option(help="With --user: at most one of the campaign's messages per "
+                                                      "person within this many hours.")]
+BudgetOpt = Annotated[float | None, typer.Option(help="With --user and --campaign: the campaign's budget in KRW.")]
+GoodsOpt = Annotated[list[str] | None, typer.Option(
+    "--goods", help="With --user: a kind of goods the ad is for (repeat), for the purchase exception.")]
+POLICY_OPTIONS = ("campaign", "priority", "night", "window", "once_per_hours", "budget_krw", "goods")
 OPTION_OF = {"images": "--image", "image": "--image", "sender_number": "--from", "from_email": "--from",
              "type": "--type", "unsubscribe_url": "--unsubscribe-url", "variables": "--var", "buttons": "--button",
              "fallback": "--no-fallback"}
@@ -949,18 +965,40 @@ def message_check(
     targeting: TargetingOpt = None,
     no_fallback: NoFallbackOpt = False,
     fallback_text: FallbackTextOpt = None,
+    user: UserOpt = None,
+    at: AtOpt = None,
+    campaign: CampaignOpt = None,
+    priority: PriorityOpt = 0,
+    night: NightOpt = None,
+    window: WindowOpt = None,
+    once_per_hours: OncePerOpt = None,
+    budget_krw: BudgetOpt = None,
+    goods: GoodsOpt = None,
     home: HomeOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Check a message without sending it: the type chosen, sizes against limits, price, and every reason
-    it would be refused (exit code 1 when there is one)."""
+    it would be refused (exit code 1 when there is one). With --user, also every policy rule's decision for
+    that user at that moment (--at): consent, suppression, control group, label, night, quiet hours, caps,
+    budget — nothing is claimed or recorded."""
     json_errors(as_json)
-    fields = _command_fields(channel, locals())
+    options = dict(locals())
+    fields = _command_fields(channel, options)
+    if user is None and (at is not None or any(options[k] for k in POLICY_OPTIONS if k != "priority")):
+        fail("--at, --campaign and the other policy options need --user", 2)
     with workspace(home) as ws:
         try:
-            checked = ws.check_message(channel, **fields)
+            if user is None:
+                checked = ws.check_message(channel, **fields)
+            else:
+                ruling = ws.check_for(channel, user, at=_moment(at, ws), **_policy_options(options), **fields)
         except FieldError as exc:
             _option_error(exc)
+    if user is not None:
+        _show_ruling(ruling, as_json, ws.settings.zone)
+        if not ruling.sends:
+            raise typer.Exit(1)
+        return
     if as_json:
         emit_json(checked.as_dict())
     else:
@@ -969,12 +1007,49 @@ def message_check(
         raise typer.Exit(1)
 
 
+def _policy_options(options: dict[str, Any]) -> dict[str, Any]:
+    return {k: (tuple(options[k] or ()) if k == "goods" else options[k]) for k in POLICY_OPTIONS}
+
+
+def _moment(value: str | None, ws: Workspace) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(value.strip().replace(" ", "T", 1))
+    except ValueError:
+        fail(f"--at: {value!r} is not a date and time; write it as 2026-11-25T21:30 (optionally +09:00)", 2)
+    return moment if moment.tzinfo else moment.replace(tzinfo=ws.settings.zone)
+
+
+def _show_ruling(ruling: Any, as_json: bool, zone: tzinfo) -> None:
+    if as_json:
+        emit_json({**ruling.as_dict(), "check": ruling.candidate.checked.as_dict()})
+        return
+    _print_checked(ruling.candidate.checked)
+    colour = {"send": "green", "defer": "yellow", "skip": "red"}[ruling.action.value]
+    until = f" until {ruling.until.astimezone(zone):%Y-%m-%d %H:%M %Z}" if ruling.until else ""
+    console.print(f"policy: [{colour}]{ruling.action.value}[/] ({ruling.reason}){until}")
+    _print_decisions([d.as_dict() for d in ruling.decisions])
+    text = getattr(ruling.candidate.message, "text", None)
+    if ruling.sends and text:
+        console.print(f"goes out as:\n{escape(text)}")
+
+
+def _print_decisions(decisions: list[dict[str, Any]]) -> None:
+    table = Table("rule", "decision", "reason", "why")
+    marks = {"send": "[green]send[/]", "defer": "[yellow]defer[/]", "skip": "[red]skip[/]"}
+    for d in decisions:
+        mark = "[yellow]send ![/]" if d.get("warning") else marks[d["action"]]
+        table.add_row(d["rule"], mark, d["reason"], escape(d["en"]))
+    console.print(table)
+
+
 @message_app.command("send")
 def message_send(
     channel: ChannelOpt,
-    to: Annotated[str, typer.Option(
-        help="The recipient: phone number, email address, push token, URL, or (in-app, card) a user id or "
-             "anon:<anonymousId>.")],
+    to: Annotated[str | None, typer.Option(
+        help="A test send to this address: phone number, email address, push token, URL, or (in-app, card) a "
+             "user id or anon:<anonymousId>. No consent checks.")] = None,
     text: TextOpt = None,
     subject: SubjectOpt = None,
     image: ImageOpt = None,
@@ -997,21 +1072,41 @@ def message_send(
     targeting: TargetingOpt = None,
     no_fallback: NoFallbackOpt = False,
     fallback_text: FallbackTextOpt = None,
+    user: UserOpt = None,
+    campaign: CampaignOpt = None,
+    priority: PriorityOpt = 0,
+    night: NightOpt = None,
+    window: WindowOpt = None,
+    once_per_hours: OncePerOpt = None,
+    budget_krw: BudgetOpt = None,
+    goods: GoodsOpt = None,
     home: HomeOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """A test send: check the message and hand it to the channel's provider ([providers] in nudge.toml; the
-    sandbox only records it). Goes to the address you name, with no consent checks or retries — for your own
-    phone or inbox. Exit code 1 when it was not accepted."""
+    """Send one message. With --to: a test send to the address you name, with no consent checks or retries
+    (for your own phone or inbox). With --user: through the policy chain (consent, control group, label,
+    night, quiet hours, caps, budget; recorded for `nudge explain`) to the user's own address. The channel's
+    provider is set in [providers] of nudge.toml (the sandbox only records). Exit code 1 when not accepted."""
     json_errors(as_json)
-    fields = _command_fields(channel, locals())
+    if (to is None) == (user is None):
+        fail("name the recipient with --to (a test send) or --user (through the policy chain), not both", 2)
+    options = dict(locals())
+    if to is not None and any(options[k] for k in POLICY_OPTIONS if k != "priority"):
+        fail("--campaign and the other policy options go with --user", 2)
+    fields = _command_fields(channel, options)
     with workspace(home) as ws:
         try:
-            result = ws.send_now(channel, to, **fields)
+            if user is not None:
+                person_send = ws.send(channel, user, **_policy_options(options), **fields)
+            else:
+                result = ws.send_now(channel, to, **fields)  # type: ignore[arg-type]
         except FieldError as exc:
             _option_error(exc)
         except ValueError as exc:
             fail(str(exc), 2)
+    if user is not None:
+        _show_person_send(person_send, as_json, ws.settings.zone)
+        return
     if as_json:
         emit_json(result.as_dict())
     else:
@@ -1021,6 +1116,63 @@ def message_send(
             _print_send(result.fallback)
     if not result.sent:
         raise typer.Exit(1)
+
+
+def _show_person_send(done: Any, as_json: bool, zone: tzinfo) -> None:
+    if as_json:
+        emit_json(done.as_dict())
+    else:
+        ruling = done.ruling
+        colour = {"send": "green", "defer": "yellow", "skip": "red"}[ruling.action.value]
+        until = f" until {ruling.until.astimezone(zone):%Y-%m-%d %H:%M %Z}" if ruling.until else ""
+        console.print(f"policy: [{colour}]{ruling.action.value}[/] ({ruling.reason}){until}")
+        if not ruling.sends:
+            _print_decisions([d.as_dict() for d in ruling.decisions])
+            if ruling.until:
+                console.print("[yellow]![/] not queued: the outbox that would hold it until then is not built yet")
+        for result in done.results:
+            _print_send(result)
+    if not done.sent:
+        raise typer.Exit(1)
+
+
+@app.command()
+def explain(
+    user: Annotated[str | None, typer.Option(help="The user id (or anonymous id).")] = None,
+    campaign: Annotated[str | None, typer.Option(help="Only this campaign's messages to the user.")] = None,
+    message: Annotated[str | None, typer.Option("--message", help="One message id instead.")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=1000, help="How many passes to show, newest first.")] = 10,
+    home: HomeOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Why a user did or did not get a message: every policy rule's recorded decision, newest pass first
+    (each time the message was queued or handed to a provider)."""
+    json_errors(as_json)
+    if user is None and message is None:
+        fail("name --user (with or without --campaign) or --message", 2)
+    with workspace(home) as ws:
+        try:
+            passes = ws.explain(user=user, campaign=campaign, message_id=message, limit=limit)
+        except FieldError as exc:
+            fail(f"--{exc.field}: {exc.reason}", 2)
+        zone = ws.settings.zone
+    if as_json:
+        emit_json(passes)
+        return
+    if not passes:
+        who = " and ".join(x for x in (f"user {user}" if user else "", f"campaign {campaign}" if campaign else "",
+                                       f"message {message}" if message else "") if x)
+        console.print(f"no recorded policy decisions for {escape(who)}: nothing was queued or sent for it")
+        return
+    for p in passes:
+        at = datetime.fromisoformat(p["at"]).astimezone(zone)
+        colour = {"send": "green", "defer": "yellow", "skip": "red"}[p["action"]]
+        until = f" until {datetime.fromisoformat(p['until']).astimezone(zone):%Y-%m-%d %H:%M}" if p["until"] else ""
+        console.print(f"[bold]{at:%Y-%m-%d %H:%M:%S %Z}[/] {p['stage']} — message {escape(p['message_id'])}"
+                      + (f" (campaign {escape(p['campaign'])})" if p["campaign"] else "")
+                      + f", {p['channel']} {p['purpose']}: [{colour}]{p['action']}[/] ({p['reason']}){until}"
+                      + (" [dim]test user[/]" if p["test_user"] else ""))
+        _print_decisions(p["decisions"])
 
 
 def _print_send(result: Any) -> None:

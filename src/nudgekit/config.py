@@ -133,6 +133,9 @@ class SenderSettings(BaseModel):
     non-friends) only once Kakao has qualified the channel."""
     email_from: str | None = None
     email_reply_to: str | None = None
+    push_optout: str | None = None
+    """How to stop advertising pushes in the app, added to the end of advertising pushes that do not say it,
+    e.g. "수신거부: 마이 > 설정 > 알림"."""
 
     @field_validator("name")
     @classmethod
@@ -288,6 +291,70 @@ class NhnCloudSettings(BaseModel):
     timeout_seconds: float = Field(15.0, gt=0)
 
 
+class CapSettings(BaseModel):
+    """One frequency cap: at most `limit` messages to a person within any `hours` (a rolling window)."""
+
+    model_config = {"extra": "forbid"}
+
+    channel: str = "*"
+    """A message channel (push, sms, alimtalk, brand_message, email, inapp, card, webhook), kakao for both
+    Kakao channels, or * for every channel together."""
+    purpose: Literal["advertising", "informational", "*"] = "advertising"
+    limit: int = Field(ge=1)
+    hours: float = Field(24.0, gt=0, le=24 * 366)
+
+    @field_validator("channel")
+    @classmethod
+    def _known_channel(cls, value: str) -> str:
+        from nudgekit.vocabulary import MessageChannel
+
+        known = [c.value for c in MessageChannel] + ["kakao", "*"]
+        if value not in known:
+            raise ValueError(f"unknown channel {value!r}; use one of {', '.join(known)}")
+        return value
+
+
+class PolicySettings(BaseModel):
+    """The workspace's compliance and fatigue policy (docs/policy.md): the law's rules are always on; these
+    are the choices the law leaves to the sender."""
+
+    model_config = {"extra": "forbid"}
+
+    jurisdiction: str = Field("KR", pattern=r"^[A-Z]{2}$")
+    """The sender's own country: its night rule applies to every recipient (the recipient's too)."""
+    purchase_exception: bool = False
+    """정보통신망법 제50조 ①1: advertise without opt-in to a customer who bought from us within
+    `purchase_exception_days`, for the same kind of goods. Off until the workspace decides it applies."""
+    purchase_exception_days: int = Field(183, ge=1, le=183)
+    """The law says six months after the transaction ended; never more."""
+    control_group_percent: float = Field(5.0, ge=0, le=50)
+    """The global control group: this share of people never receives advertising, so lift can be measured."""
+    control_group_seed: str = Field("nudgekit", min_length=1)
+    """Changing it reshuffles who is in the control group."""
+    test_list: str = "test_users"
+    """The manual list (`nudge list add`) of internal test users: never held out, kept out of metrics."""
+    quiet_hours: str | None = None
+    """Hours (recipient's local time, HH:MM-HH:MM) without advertising push, text or Kakao messages, on top
+    of the legal night rule; e.g. 20:00-09:00."""
+    night: Literal["defer", "drop"] = "defer"
+    """What happens to advertising that meets the night rule without night consent: held until 08:00 local,
+    or dropped. A campaign may say otherwise."""
+    inapp_ads_need_consent: bool = False
+    """In-app messages and cards are shown inside the app the person opened, like a banner, and are not
+    "sent" in the law's sense (CHANNEL_RULES A12); set true to require advertising consent for them too."""
+    caps: list[CapSettings] = Field(default_factory=list)
+    """Frequency caps across all campaigns, e.g. [[policy.caps]] channel = "push", limit = 1, hours = 24."""
+
+    @field_validator("quiet_hours")
+    @classmethod
+    def _window(cls, value: str | None) -> str | None:
+        from nudgekit.policy.hours import parse_window
+
+        if value is None or not value.strip():
+            return None
+        return str(parse_window(value))
+
+
 class InboxSettings(BaseModel):
     """In-app messages and content cards served to the app (docs/channels.md#serving-them-to-the-app)."""
 
@@ -346,6 +413,7 @@ class Settings(BaseSettings):
     apns: ApnsSettings = Field(default_factory=ApnsSettings)
     solapi: SolapiSettings = Field(default_factory=SolapiSettings)
     nhncloud: NhnCloudSettings = Field(default_factory=NhnCloudSettings)
+    policy: PolicySettings = Field(default_factory=PolicySettings)
 
     @field_validator("timezone")
     @classmethod

@@ -248,3 +248,35 @@ class Targeting(StrEnum):
     """Users who gave the advertiser marketing consent, friends or not (needs a qualifying channel)."""
     N = "N"
     """Consented users who are not friends of the channel (needs a qualifying channel)."""
+
+
+class MessagePurpose(StrEnum):
+    """What a message is for: it decides which of the law's rules apply (CHANNEL_RULES A12)."""
+
+    INFORMATIONAL = "informational"
+    """정보성: order, payment, delivery, security notices; no consent needed, never promotional."""
+    ADVERTISING = "advertising"
+    """광고성: anything that promotes (a coupon or a discount makes the whole message advertising)."""
+
+
+class Action(StrEnum):
+    """What a policy rule (and the chain as a whole) decides for one message to one person."""
+
+    SEND = "send"
+    """Nothing stops it."""
+    DEFER = "defer"
+    """Not now: it may go at the time the decision names (night, quiet hours, Kakao's hours)."""
+    SKIP = "skip"
+    """It must not go; the reason code says why."""
+
+
+class PolicyStage(StrEnum):
+    """When the policy chain looked at a message."""
+
+    CHECK = "check"
+    """A dry run (`nudge message check --user`): nothing is claimed or recorded."""
+    QUEUE = "queue"
+    """Before the message enters the outbox: frequency-cap slots and budget are held."""
+    HANDOVER = "handover"
+    """The moment it is handed to a provider: consent and suppression are read again (a withdrawal since
+    queueing wins), held slots are spent."""

@@ -12,6 +12,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pyarrow as pa
 from pydantic import ValidationError
 from sqlalchemy import select
@@ -58,6 +59,7 @@ from nudgekit.vocabulary import (
     EventSource,
     KeyScope,
     MessageChannel,
+    PolicyStage,
     Purpose,
     TemplateStatus,
 )
@@ -97,6 +99,21 @@ class SendResult:
             out["fallback"] = {"sent": fallback.sent, "provider": fallback.provider, "note": fallback.note,
                                "outcome": fallback.outcome.as_dict() if fallback.outcome else None}
         return out
+
+
+@dataclass(frozen=True)
+class PersonSend:
+    """A message sent to a person through the policy chain: what the chain said, and each address's send."""
+
+    ruling: Any
+    results: list[SendResult]
+
+    @property
+    def sent(self) -> bool:
+        return any(r.sent for r in self.results)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"sent": self.sent, "policy": self.ruling.as_dict(), "sends": [r.as_dict() for r in self.results]}
 
 
 @dataclass(frozen=True)
@@ -315,9 +332,6 @@ class Workspace:
 
         A Kakao message goes out as its fallback text message when the recipient is known to be unreachable
         on Kakao, or when the provider says so now; a Brand Message claims the recipient's one a day first."""
-        from nudgekit.channels import feedback
-        from nudgekit.channels.kakao import brand
-        from nudgekit.channels.provider import Verdict
         from nudgekit.channels.registry import check_parsed, parse_message, recipient
 
         kind = _enum(MessageChannel, channel, "channel")
@@ -333,9 +347,21 @@ class Workspace:
         message_id = message_id or f"test-{uuid.uuid4().hex}"
         with self.sessions() as session:
             checked = check_parsed(kind, message, self._check_context(session))
-            unreachable = kind in feedback.KAKAO and feedback.unreachable_on_kakao(session, to, profile_id)
         if not checked.ok:
             return SendResult(checked, None, "the message failed its check")
+        return self._deliver(kind, to, message, checked, profile_id, message_id)
+
+    def _deliver(self, kind: MessageChannel, to: str, message: Any, checked: Any, profile_id: str | None,
+                 message_id: str) -> SendResult:
+        """A checked message to one address: straight to the fallback text message when the recipient is
+        known to be unreachable on Kakao, after claiming a Brand Message's one a day, then the fallback when
+        the provider says so now."""
+        from nudgekit.channels import feedback
+        from nudgekit.channels.kakao import brand
+        from nudgekit.channels.provider import Verdict
+
+        with self.sessions() as session:
+            unreachable = kind in feedback.KAKAO and feedback.unreachable_on_kakao(session, to, profile_id)
         if unreachable:
             if checked.fallback is None:
                 return SendResult(checked, None, "the recipient is unreachable on Kakao and the message has no fallback")
@@ -361,6 +387,135 @@ class Workspace:
                                        profile_id, f"{message_id}:sms")
             result = dataclasses.replace(result, fallback=fallback)
         return result
+
+    # -- policy ------------------------------------------------------------------------------------
+
+    def _policy_state(self, session: Any, stage: PolicyStage) -> Any:
+        from nudgekit.channels.registry import check_parsed
+        from nudgekit.policy.decision import State
+
+        context = dataclasses.replace(self._check_context(session), now=None)  # Kakao's hours: the night rule's
+        return State(session, self.settings, stage, lambda kind, message: check_parsed(kind, message, context),
+                     purchases=self._purchases, charges=self._charges)
+
+    def _charges(self, channel: MessageChannel) -> bool:
+        from nudgekit.channels import providers
+
+        provider = providers.open_for(channel, providers.Context(self.settings, self.sessions, self.clock))
+        asyncio.run(provider.aclose())
+        return provider.capabilities.charges
+
+    def _purchases(self, profile_id: str, since: datetime) -> list[Any]:
+        """The person's orders since `since`, with the kinds of goods in each (for the purchase exception)."""
+        from nudgekit.policy.decision import Purchase
+
+        rows = self.events.query(
+            "SELECT timestamp, properties FROM events_resolved WHERE person_id = ? AND event = ? AND timestamp >= ?",
+            [profile_id, self.settings.lifecycle.revenue_event, since])
+        return [Purchase(row["timestamp"], _kinds_of_goods(row["properties"])) for row in rows]
+
+    def _candidate(self, session: Any, kind: MessageChannel, fields: dict[str, Any], options: dict[str, Any]) -> Any:
+        from nudgekit.channels.registry import check_parsed, parse_message
+        from nudgekit.policy.decision import Candidate
+        from nudgekit.policy.hours import parse_window
+
+        message = parse_message(kind, fields)
+        context = dataclasses.replace(self._check_context(session), now=None)
+        options = {k: v for k, v in options.items() if v is not None}
+        message_id = options.pop("message_id", None) or f"msg-{uuid.uuid4().hex}"
+        if not 0 < len(message_id) <= 200:
+            raise FieldError("message_id", "a message id is 1 to 200 characters")
+        if "window" in options:
+            try:
+                options["window"] = parse_window(options["window"])
+            except ValueError as exc:
+                raise FieldError("window", str(exc)) from None
+        if options.get("night") not in (None, "defer", "drop"):
+            raise FieldError("night", "say defer (wait until 08:00) or drop")
+        options["goods"] = tuple(g for g in options.get("goods", ()) if g.strip())
+        return Candidate(message_id, kind, message, check_parsed(kind, message, context), **options)
+
+    def _person(self, session: Any, user: str) -> Any:
+        from nudgekit.policy import people
+
+        profile_id = self.resolve(user)
+        person = people.load(session, self.settings, profile_id) if profile_id else None
+        if person is None:
+            raise FieldError("user", f"no user or anonymous id {user!r} in this workspace")
+        return person
+
+    def check_for(self, channel: Any, user: str, *, at: datetime | None = None, campaign: str | None = None,
+                  priority: int = 0, night: str | None = None, window: str | None = None,
+                  once_per_hours: float | None = None, budget_krw: float | None = None,
+                  goods: Sequence[str] = (), **fields: Any) -> Any:
+        """What the policy chain says, rule by rule, about sending this message to this user at `at` (now by
+        default): a dry run — nothing is claimed, recorded or sent."""
+        from nudgekit.policy import chain
+
+        kind = _enum(MessageChannel, channel, "channel")
+        moment = at or self.clock()
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=self.settings.zone)
+        options = {"campaign": campaign, "priority": priority, "night": night, "window": window,
+                   "once_per_hours": once_per_hours, "budget_krw": budget_krw, "goods": tuple(goods)}
+        with self.sessions() as session:
+            candidate = self._candidate(session, kind, fields, options)
+            person = self._person(session, user)
+            return chain.evaluate(candidate, person, moment, self._policy_state(session, PolicyStage.CHECK))
+
+    def send(self, channel: Any, user: str, *, campaign: str | None = None, priority: int = 0,
+             message_id: str | None = None, night: str | None = None, window: str | None = None,
+             once_per_hours: float | None = None, budget_krw: float | None = None, goods: Sequence[str] = (),
+             **fields: Any) -> PersonSend:
+        """Send one message to one user through the policy chain: consent, suppression, the control group,
+        the (광고) label and opt-out line (added when missing), the night rule and quiet hours, frequency
+        caps and budget — recorded (`nudge explain`), then handed to the provider at the user's own address
+        (every live push token). A message the chain defers is not sent: the outbox that holds it until
+        then is issue #6."""
+        from nudgekit.channels import feedback
+        from nudgekit.channels.provider import Verdict
+        from nudgekit.policy import chain, suppression
+
+        kind = _enum(MessageChannel, channel, "channel")
+        options = {"campaign": campaign, "priority": priority, "night": night, "window": window,
+                   "once_per_hours": once_per_hours, "budget_krw": budget_krw, "goods": tuple(goods),
+                   "message_id": message_id}
+        with self.sessions.begin() as session:
+            candidate = self._candidate(session, kind, fields, options)
+            person = self._person(session, user)
+            ruling = chain.gate(candidate, person, self.clock(), self._policy_state(session, PolicyStage.HANDOVER))
+        if not ruling.sends:
+            return PersonSend(ruling, [])
+        final = ruling.candidate
+        with self.sessions() as session:
+            live = [a for a in suppression.addresses(final, person) if feedback.known_dead(session, kind, a) is None]
+        results = [self._deliver(kind, address, final.message, final.checked, person.profile_id,
+                                 final.message_id if i == 0 else f"{final.message_id}:{i}")
+                   for i, address in enumerate(live)]
+        went = any(r.outcome is not None and r.outcome.verdict in (Verdict.ACCEPTED, Verdict.UNCERTAIN)
+                   or (r.fallback is not None and r.fallback.sent) for r in results)
+        if not went:
+            with self.sessions.begin() as session:
+                chain.release(session, final.message_id)
+        return PersonSend(ruling, results)
+
+    def explain(self, *, user: str | None = None, campaign: str | None = None, message_id: str | None = None,
+                limit: int = 20) -> list[dict[str, Any]]:
+        """The recorded policy passes (newest first) for a user, a campaign's messages to them, or a message:
+        the answer to "why didn't this user get it?"."""
+        from nudgekit.policy import chain
+
+        if user is None and message_id is None:
+            raise FieldError("user", "name a user (with or without a campaign) or a message id")
+        profile_id = None
+        if user is not None:
+            profile_id = self.resolve(user)
+            if profile_id is None:
+                raise FieldError("user", f"no user or anonymous id {user!r} in this workspace")
+        with self.sessions() as session:
+            rows = chain.recorded(session, profile_id=profile_id, campaign=campaign, message_id=message_id,
+                                  limit=limit)
+            return [_evaluation_dict(r) for r in rows]
 
     def _hand_over(self, kind: MessageChannel, to: str, message: Any, checked: Any, profile_id: str | None,
                    message_id: str) -> SendResult:
@@ -861,6 +1016,29 @@ class Workspace:
             written = history.record(session, profile_id, [update], now=now, dedupe_key=dedupe_key)
             state = history.current(session, profile_id)[(update.channel, update.purpose)]
         return ConsentResult(bool(written), state.as_dict())
+
+
+def _kinds_of_goods(properties: Any) -> frozenset[str]:
+    """An order's product categories (Segment's e-commerce spec: `category`, `products[].category`)."""
+    try:
+        props = orjson.loads(properties) if isinstance(properties, str | bytes) else properties or {}
+    except orjson.JSONDecodeError:
+        return frozenset()
+    if not isinstance(props, dict):
+        return frozenset()
+    found = [props.get("category")]
+    products = props.get("products")
+    if isinstance(products, list):
+        found += [p.get("category") for p in products if isinstance(p, dict)]
+    return frozenset(str(k).strip().lower() for k in found if isinstance(k, str) and k.strip())
+
+
+def _evaluation_dict(row: Any) -> dict[str, Any]:
+    return {"evaluation_id": row.id, "message_id": row.message_id, "campaign": row.campaign,
+            "profile_id": row.profile_id, "channel": row.channel, "purpose": row.purpose, "stage": row.stage,
+            "at": row.at.astimezone(UTC).isoformat(), "action": row.action, "reason": row.reason,
+            "until": row.until.astimezone(UTC).isoformat() if row.until else None, "test_user": row.test_user,
+            "decisions": row.decisions}
 
 
 def _enum(kind: Any, value: Any, field: str) -> Any:

@@ -419,3 +419,69 @@ class InboxItem(Base):
     shown_at: Mapped[datetime | None]
     clicked_at: Mapped[datetime | None]
     dismissed_at: Mapped[datetime | None]
+
+
+class PolicyEvaluation(Base):
+    """One pass of a message through the policy chain at a gate (queue or hand-over): every rule's
+    decision, written before anything is sent — what `nudge explain` reads."""
+
+    __tablename__ = "policy_evaluations"
+    __table_args__ = (Index("ix_policy_evaluations_person", "profile_id", "campaign", "at"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    message_id: Mapped[str] = mapped_column(String(255), index=True)
+    campaign: Mapped[str | None] = mapped_column(String(255))
+    profile_id: Mapped[str] = mapped_column(String(255))
+    channel: Mapped[str] = mapped_column(String(16))
+    purpose: Mapped[str] = mapped_column(String(16))
+    stage: Mapped[str] = mapped_column(String(16))
+    at: Mapped[datetime]
+    action: Mapped[str] = mapped_column(String(8))
+    reason: Mapped[str] = mapped_column(String(64))
+    until: Mapped[datetime | None]
+    test_user: Mapped[bool] = mapped_column(Boolean)
+    decisions: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+
+
+class CapClaim(Base):
+    """A message's place under the frequency caps: held when it is queued, spent when it is handed to a
+    provider, bumped when a higher-priority message took its place, released when it did not go."""
+
+    __tablename__ = "cap_claims"
+    __table_args__ = (Index("ix_cap_claims_person", "profile_id", "at"),)
+    message_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    profile_id: Mapped[str] = mapped_column(String(255))
+    channel: Mapped[str] = mapped_column(String(16))
+    purpose: Mapped[str] = mapped_column(String(16))
+    campaign: Mapped[str | None] = mapped_column(String(255))
+    priority: Mapped[int] = mapped_column(Integer)
+    at: Mapped[datetime]
+    state: Mapped[str] = mapped_column(String(8))
+    by: Mapped[str | None] = mapped_column(String(255))
+    """For a bumped claim, the message that took its place."""
+
+
+class CapLock(Base):
+    """One row per person, updated first in every cap claim: claims for the same person queue behind it
+    (a row lock on PostgreSQL, the write lock on SQLite), so no two workers can both take the last slot."""
+
+    __tablename__ = "cap_locks"
+    profile_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    claims: Mapped[int] = mapped_column(BigInteger)
+
+
+class CampaignSpend(Base):
+    """What a campaign's messages have taken of its budget (hundredths of a won), raised by one conditional
+    UPDATE so two workers cannot both spend the last of it."""
+
+    __tablename__ = "campaign_spend"
+    campaign: Mapped[str] = mapped_column(String(255), primary_key=True)
+    spent_cents: Mapped[int] = mapped_column(BigInteger)
+
+
+class BudgetClaim(Base):
+    __tablename__ = "budget_claims"
+    message_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    campaign: Mapped[str] = mapped_column(String(255))
+    cents: Mapped[int] = mapped_column(BigInteger)
+    at: Mapped[datetime]
+    released: Mapped[bool] = mapped_column(Boolean)

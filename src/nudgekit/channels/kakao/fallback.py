@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from nudgekit.channels.check import Fallback, Problem
 from nudgekit.channels.kakao.buttons import KakaoButton
-from nudgekit.channels.numbers import spelled
 from nudgekit.channels.sms import message as sms
 from nudgekit.config import PriceSettings, SenderSettings
+from nudgekit.policy.label import text_message
 from nudgekit.vocabulary import KakaoButtonType
 
 
@@ -29,7 +29,7 @@ def compose(text: str, *, subject: str | None, sender_number: str | None, ad: bo
         body = f"{body[:at].rstrip()}\n{link}\n{body[at:]}".rstrip()
     written = subject
     if ad and body:
-        body, subject = advertising(body, subject, sender)
+        body, subject = text_message(body, subject, sender)
     message = sms.SmsMessage(text=body, subject=subject, ad=ad, sender_number=sender_number)
     checked = sms.check(message, sender, prices)
     if subject != written:
@@ -45,17 +45,3 @@ def _labelled(problem: Problem) -> Problem:
                    f'{problem.ko} 광고 규정에 따라 앞에 "{sms.AD_LABEL}"를 붙였습니다. 그만큼 줄여 주세요'
                    "(직접 쓰는 부분은 한글 17자까지).")
 
-
-def advertising(body: str, subject: str | None, sender: SenderSettings) -> tuple[str, str | None]:
-    """The label, the sender's name and the free opt-out line, each added only when missing."""
-    name = sender.name or ""
-    rest = body.removeprefix(sms.AD_LABEL).lstrip(" ")
-    if name and name not in rest[:60]:
-        body = f"{sms.AD_LABEL}{name}\n{rest}"
-    elif not body.startswith(sms.AD_LABEL):
-        body = f"{sms.AD_LABEL} {rest}"
-    if subject and not subject.startswith(sms.AD_LABEL):
-        subject = f"{sms.AD_LABEL}{subject}"
-    if sms.OPTOUT_LINE.search(body) is None and sender.optout_080:
-        body = f"{body}\n무료거부 {spelled(sender.optout_080)}"
-    return body, subject

@@ -463,33 +463,46 @@ class Workspace:
             person = self._person(session, user)
             return chain.evaluate(candidate, person, moment, self._policy_state(session, PolicyStage.CHECK))
 
-    def send(self, channel: Any, user: str, *, campaign: str | None = None, priority: int = 0,
-             message_id: str | None = None, night: str | None = None, window: str | None = None,
-             once_per_hours: float | None = None, budget_krw: float | None = None, goods: Sequence[str] = (),
-             **fields: Any) -> PersonSend:
-        """Send one message to one user through the policy chain: consent, suppression, the control group,
-        the (광고) label and opt-out line (added when missing), the night rule and quiet hours, frequency
-        caps and budget — recorded (`nudge explain`), then handed to the provider at the user's own address
-        (every live push token). A message the chain defers is not sent: the outbox that holds it until
-        then is issue #6."""
-        from nudgekit.channels import feedback
-        from nudgekit.channels.provider import Verdict
-        from nudgekit.policy import chain, suppression
+    def gate(self, channel: Any, user: str, *, stage: PolicyStage | str = PolicyStage.QUEUE,
+             campaign: str | None = None, priority: int = 0, message_id: str | None = None,
+             night: str | None = None, window: str | None = None, once_per_hours: float | None = None,
+             budget_krw: float | None = None, goods: Sequence[str] = (), **fields: Any) -> Any:
+        """Pass one message for one user through the policy chain at a gate and record it: at QUEUE it holds
+        a frequency-cap slot and budget, at HANDOVER it reads consent again and spends them (a withdrawal in
+        between wins). Returns the Ruling, with the message as it must go out."""
+        from nudgekit.policy import chain
 
         kind = _enum(MessageChannel, channel, "channel")
+        at = _enum(PolicyStage, stage, "stage")
+        if at == PolicyStage.CHECK:
+            raise FieldError("stage", "a gate is queue or handover; check_for is the dry run")
         options = {"campaign": campaign, "priority": priority, "night": night, "window": window,
                    "once_per_hours": once_per_hours, "budget_krw": budget_krw, "goods": tuple(goods),
                    "message_id": message_id}
         with self.sessions.begin() as session:
             candidate = self._candidate(session, kind, fields, options)
             person = self._person(session, user)
-            ruling = chain.gate(candidate, person, self.clock(), self._policy_state(session, PolicyStage.HANDOVER))
+            return chain.gate(candidate, person, self.clock(), self._policy_state(session, at))
+
+    def send(self, channel: Any, user: str, **options_and_fields: Any) -> PersonSend:
+        """Send one message to one user through the policy chain (`gate` at HANDOVER): consent, suppression,
+        the control group, the (광고) label and opt-out line (added when missing), the night rule and quiet
+        hours, frequency caps and budget — recorded (`nudge explain`), then handed to the provider at the
+        user's own address (every live push token). A message the chain defers is not sent: the outbox that
+        holds it until then is issue #6."""
+        from nudgekit.channels import feedback
+        from nudgekit.channels.provider import Verdict
+        from nudgekit.policy import chain, people, suppression
+
+        ruling = self.gate(channel, user, stage=PolicyStage.HANDOVER, **options_and_fields)
         if not ruling.sends:
             return PersonSend(ruling, [])
         final = ruling.candidate
         with self.sessions() as session:
-            live = [a for a in suppression.addresses(final, person) if feedback.known_dead(session, kind, a) is None]
-        results = [self._deliver(kind, address, final.message, final.checked, person.profile_id,
+            person = people.load(session, self.settings, self.resolve(user) or user)
+            live = [a for a in suppression.addresses(final, person)  # type: ignore[arg-type]
+                    if feedback.known_dead(session, final.channel, a) is None]
+        results = [self._deliver(final.channel, address, final.message, final.checked, person.profile_id,
                                  final.message_id if i == 0 else f"{final.message_id}:{i}")
                    for i, address in enumerate(live)]
         went = any(r.outcome is not None and r.outcome.verdict in (Verdict.ACCEPTED, Verdict.UNCERTAIN)

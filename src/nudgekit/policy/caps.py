@@ -4,13 +4,15 @@ campaign (at most one of its messages per person within N hours).
 
 A message takes a slot under every cap that covers it: held when it is queued, spent when it is handed to a
 provider, released when it did not go. When a cap is full, a message of higher priority takes the slot of
-the lowest-priority message still held (queued, not yet sent), which is then skipped at hand-over; a spent
-slot is never taken back.
+the lowest-priority message still held (queued, not yet sent), which gives back its budget and is skipped at
+hand-over; a spent slot is never taken back.
 
-:TRICKY: caps must hold with many workers and campaigns at once. Every claim first updates the person's
-`cap_locks` row, which makes claims for the same person wait for each other (a row lock on PostgreSQL, the
-database's write lock on SQLite), then counts and writes inside that same transaction. The update must be
-the transaction's first write: on SQLite that is what takes the write lock before anything is counted.
+:TRICKY: caps must hold with many workers and campaigns at once. Every gate first updates the person's
+`cap_locks` row (`lock`, called by policy.chain.gate), which makes gates for the same person wait for each
+other (a row lock on PostgreSQL, the database's write lock on SQLite); counting and claiming happen after it
+in that same transaction. It must be the transaction's first statement that writes or opens a savepoint: on
+SQLite that is what takes the write lock before anything is read, so a waiting gate never counts from a
+stale snapshot (and SQLite never refuses it as "database is locked").
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from nudgekit.policy import budget
 from nudgekit.policy.decision import Candidate, Decision, Person, State, send, skip
 from nudgekit.store.state import CapClaim, CapLock
 from nudgekit.vocabulary import MessageChannel, PolicyStage
@@ -115,12 +118,12 @@ def decide(candidate: Candidate, person: Person, now: datetime, state: State) ->
         if mine is not None and mine.state == "bumped":
             return skip(RULE, "bumped", f"A higher-priority message ({mine.by}) took its place under the "
                         "frequency cap.", f"우선순위가 더 높은 메시지({mine.by})가 발송 빈도 자리를 가져갔습니다.")
-        lock(session, person.profile_id)
     full = [cap for cap in caps if used(session, person.profile_id, cap, now, candidate.message_id) >= cap.limit]
     if full and state.claims:
         victim = _lowest_held(session, person.profile_id, full, candidate, now)
         if victim is not None:
             victim.state, victim.by = "bumped", candidate.message_id
+            budget.release(session, victim.message_id)
             _claim(session, candidate, person, now, state.stage)
             return send(RULE, "took_slot", f"Took the place of lower-priority message {victim.message_id} "
                         f"(campaign {victim.campaign}), still queued.",

@@ -58,10 +58,16 @@ def evaluate(candidate: Candidate, person: Person, now: datetime, state: State) 
 
 
 def gate(candidate: Candidate, person: Person, now: datetime, state: State) -> Ruling:
-    """Evaluate at a gate and record it (in the caller's transaction); a message that may not go now gives
-    back the frequency-cap slot and budget it held."""
+    """Evaluate at a gate and record it (in the caller's transaction). A message that may not go now undoes
+    what its pass claimed (a slot taken from a lower-priority message included) and gives back the
+    frequency-cap slot and budget it held from an earlier gate."""
+    caps.lock(state.session, person.profile_id)
+    savepoint = state.session.begin_nested()
     ruling = evaluate(candidate, person, now, state)
-    if not ruling.sends:
+    if ruling.sends:
+        savepoint.commit()
+    else:
+        savepoint.rollback()
         release(state.session, candidate.message_id)
     return record(state.session, ruling, person)
 

@@ -30,7 +30,8 @@ def addresses(candidate: Candidate, person: Person) -> list[str]:
         return list(person.tokens)
     if candidate.channel in (MessageChannel.INAPP, MessageChannel.CARD):
         return [person.profile_id]
-    return []
+    url = getattr(candidate.message, "url", None)
+    return [url] if candidate.channel == MessageChannel.WEBHOOK and url else []
 
 
 WHAT = {MessageChannel.PUSH: ("push token that can receive", "수신 가능한 푸시 토큰"),

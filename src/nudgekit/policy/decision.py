@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
@@ -152,7 +152,6 @@ class Ruling:
     evaluation_id: int | None = None
     until: datetime | None = None
     test_user: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def sends(self) -> bool:

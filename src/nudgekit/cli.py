@@ -1026,13 +1026,18 @@ def _show_ruling(ruling: Any, as_json: bool, zone: tzinfo) -> None:
         emit_json({**ruling.as_dict(), "check": ruling.candidate.checked.as_dict()})
         return
     _print_checked(ruling.candidate.checked)
-    colour = {"send": "green", "defer": "yellow", "skip": "red"}[ruling.action.value]
-    until = f" until {ruling.until.astimezone(zone):%Y-%m-%d %H:%M %Z}" if ruling.until else ""
-    console.print(f"policy: [{colour}]{ruling.action.value}[/] ({ruling.reason}){until}")
+    console.print(f"policy: {_verdict(ruling.action.value, ruling.reason, ruling.until, zone)}")
     _print_decisions([d.as_dict() for d in ruling.decisions])
     text = getattr(ruling.candidate.message, "text", None)
     if ruling.sends and text:
         console.print(f"goes out as:\n{escape(text)}")
+
+
+def _verdict(action: str, reason: str, until: datetime | None, zone: tzinfo) -> str:
+    """The chain's answer, coloured: `defer (night) until 2026-11-26 08:00 KST`."""
+    colour = {"send": "green", "defer": "yellow", "skip": "red"}[action]
+    when = f" until {until.astimezone(zone):%Y-%m-%d %H:%M %Z}" if until else ""
+    return f"[{colour}]{action}[/] ({reason}){when}"
 
 
 def _print_decisions(decisions: list[dict[str, Any]]) -> None:
@@ -1123,9 +1128,7 @@ def _show_person_send(done: Any, as_json: bool, zone: tzinfo) -> None:
         emit_json(done.as_dict())
     else:
         ruling = done.ruling
-        colour = {"send": "green", "defer": "yellow", "skip": "red"}[ruling.action.value]
-        until = f" until {ruling.until.astimezone(zone):%Y-%m-%d %H:%M %Z}" if ruling.until else ""
-        console.print(f"policy: [{colour}]{ruling.action.value}[/] ({ruling.reason}){until}")
+        console.print(f"policy: {_verdict(ruling.action.value, ruling.reason, ruling.until, zone)}")
         if not ruling.sends:
             _print_decisions([d.as_dict() for d in ruling.decisions])
             if ruling.until:
@@ -1166,11 +1169,10 @@ def explain(
         return
     for p in passes:
         at = datetime.fromisoformat(p["at"]).astimezone(zone)
-        colour = {"send": "green", "defer": "yellow", "skip": "red"}[p["action"]]
-        until = f" until {datetime.fromisoformat(p['until']).astimezone(zone):%Y-%m-%d %H:%M}" if p["until"] else ""
+        until = datetime.fromisoformat(p["until"]) if p["until"] else None
         console.print(f"[bold]{at:%Y-%m-%d %H:%M:%S %Z}[/] {p['stage']} — message {escape(p['message_id'])}"
                       + (f" (campaign {escape(p['campaign'])})" if p["campaign"] else "")
-                      + f", {p['channel']} {p['purpose']}: [{colour}]{p['action']}[/] ({p['reason']}){until}"
+                      + f", {p['channel']} {p['purpose']}: {_verdict(p['action'], p['reason'], until, zone)}"
                       + (" [dim]test user[/]" if p["test_user"] else ""))
         _print_decisions(p["decisions"])
 

@@ -414,13 +414,12 @@ class Workspace:
             [profile_id, self.settings.lifecycle.revenue_event, since])
         return [Purchase(row["timestamp"], _kinds_of_goods(row["properties"])) for row in rows]
 
-    def _candidate(self, session: Any, kind: MessageChannel, fields: dict[str, Any], options: dict[str, Any]) -> Any:
-        from nudgekit.channels.registry import check_parsed, parse_message
+    def _candidate(self, state: Any, kind: MessageChannel, fields: dict[str, Any], options: dict[str, Any]) -> Any:
+        from nudgekit.channels.registry import parse_message
         from nudgekit.policy.decision import Candidate
         from nudgekit.policy.hours import parse_window
 
         message = parse_message(kind, fields)
-        context = dataclasses.replace(self._check_context(session), now=None)
         options = {k: v for k, v in options.items() if v is not None}
         message_id = options.pop("message_id", None) or f"msg-{uuid.uuid4().hex}"
         if not 0 < len(message_id) <= 200:
@@ -433,7 +432,7 @@ class Workspace:
         if options.get("night") not in (None, "defer", "drop"):
             raise FieldError("night", "say defer (wait until 08:00) or drop")
         options["goods"] = tuple(g for g in options.get("goods", ()) if g.strip())
-        return Candidate(message_id, kind, message, check_parsed(kind, message, context), **options)
+        return Candidate(message_id, kind, message, state.check(kind, message), **options)
 
     def _person(self, session: Any, user: str) -> Any:
         from nudgekit.policy import people
@@ -444,45 +443,46 @@ class Workspace:
             raise FieldError("user", f"no user or anonymous id {user!r} in this workspace")
         return person
 
-    def check_for(self, channel: Any, user: str, *, at: datetime | None = None, campaign: str | None = None,
-                  priority: int = 0, night: str | None = None, window: str | None = None,
-                  once_per_hours: float | None = None, budget_krw: float | None = None,
-                  goods: Sequence[str] = (), **fields: Any) -> Any:
-        """What the policy chain says, rule by rule, about sending this message to this user at `at` (now by
-        default): a dry run — nothing is claimed, recorded or sent."""
+    def _pass(self, channel: Any, user: str, stage: PolicyStage, moment: datetime,
+              options_and_fields: dict[str, Any]) -> tuple[Any, Any]:
+        """One pass of the policy chain: a dry run at CHECK, a recorded gate otherwise. Returns the Ruling and
+        the Person it judged."""
         from nudgekit.policy import chain
+        from nudgekit.policy.decision import OPTIONS
 
         kind = _enum(MessageChannel, channel, "channel")
+        fields = dict(options_and_fields)
+        options = {k: fields.pop(k) for k in OPTIONS if k in fields}
+        dry = stage == PolicyStage.CHECK
+        with self.sessions() if dry else self.sessions.begin() as session:
+            state = self._policy_state(session, stage)
+            candidate = self._candidate(state, kind, fields, options)
+            person = self._person(session, user)
+            judge = chain.evaluate if dry else chain.gate
+            return judge(candidate, person, moment, state), person
+
+    def check_for(self, channel: Any, user: str, *, at: datetime | None = None, **options_and_fields: Any) -> Any:
+        """What the policy chain says, rule by rule, about sending this message to this user at `at` (now by
+        default): a dry run — nothing is claimed, recorded or sent.
+
+        Besides the message's fields it takes the options of a campaign's message (policy.decision.OPTIONS):
+        campaign, priority, night ("defer" | "drop"), window ("HH:MM-HH:MM"), once_per_hours, budget_krw,
+        goods (kinds of goods, for the purchase exception)."""
         moment = at or self.clock()
         if moment.tzinfo is None:
             moment = moment.replace(tzinfo=self.settings.zone)
-        options = {"campaign": campaign, "priority": priority, "night": night, "window": window,
-                   "once_per_hours": once_per_hours, "budget_krw": budget_krw, "goods": tuple(goods)}
-        with self.sessions() as session:
-            candidate = self._candidate(session, kind, fields, options)
-            person = self._person(session, user)
-            return chain.evaluate(candidate, person, moment, self._policy_state(session, PolicyStage.CHECK))
+        return self._pass(channel, user, PolicyStage.CHECK, moment, options_and_fields)[0]
 
     def gate(self, channel: Any, user: str, *, stage: PolicyStage | str = PolicyStage.QUEUE,
-             campaign: str | None = None, priority: int = 0, message_id: str | None = None,
-             night: str | None = None, window: str | None = None, once_per_hours: float | None = None,
-             budget_krw: float | None = None, goods: Sequence[str] = (), **fields: Any) -> Any:
+             **options_and_fields: Any) -> Any:
         """Pass one message for one user through the policy chain at a gate and record it: at QUEUE it holds
         a frequency-cap slot and budget, at HANDOVER it reads consent again and spends them (a withdrawal in
-        between wins). Returns the Ruling, with the message as it must go out."""
-        from nudgekit.policy import chain
-
-        kind = _enum(MessageChannel, channel, "channel")
+        between wins). Takes check_for's options plus message_id; returns the Ruling, with the message as it
+        must go out."""
         at = _enum(PolicyStage, stage, "stage")
         if at == PolicyStage.CHECK:
             raise FieldError("stage", "a gate is queue or handover; check_for is the dry run")
-        options = {"campaign": campaign, "priority": priority, "night": night, "window": window,
-                   "once_per_hours": once_per_hours, "budget_krw": budget_krw, "goods": tuple(goods),
-                   "message_id": message_id}
-        with self.sessions.begin() as session:
-            candidate = self._candidate(session, kind, fields, options)
-            person = self._person(session, user)
-            return chain.gate(candidate, person, self.clock(), self._policy_state(session, at))
+        return self._pass(channel, user, at, self.clock(), options_and_fields)[0]
 
     def send(self, channel: Any, user: str, **options_and_fields: Any) -> PersonSend:
         """Send one message to one user through the policy chain (`gate` at HANDOVER): consent, suppression,
@@ -492,15 +492,14 @@ class Workspace:
         holds it until then is issue #6."""
         from nudgekit.channels import feedback
         from nudgekit.channels.provider import Verdict
-        from nudgekit.policy import chain, people, suppression
+        from nudgekit.policy import chain, suppression
 
-        ruling = self.gate(channel, user, stage=PolicyStage.HANDOVER, **options_and_fields)
+        ruling, person = self._pass(channel, user, PolicyStage.HANDOVER, self.clock(), options_and_fields)
         if not ruling.sends:
             return PersonSend(ruling, [])
         final = ruling.candidate
         with self.sessions() as session:
-            person = people.load(session, self.settings, self.resolve(user) or user)
-            live = [a for a in suppression.addresses(final, person)  # type: ignore[arg-type]
+            live = [a for a in suppression.addresses(final, person)
                     if feedback.known_dead(session, final.channel, a) is None]
         results = [self._deliver(final.channel, address, final.message, final.checked, person.profile_id,
                                  final.message_id if i == 0 else f"{final.message_id}:{i}")

@@ -230,7 +230,7 @@ def test_the_prepaid_balance_stops_messages_it_cannot_pay_for(shop: Workspace) -
 
     with shop.sessions() as session:
         state = dataclasses.replace(shop._policy_state(session, PolicyStage.CHECK), charges=lambda channel: True)
-        candidate = shop._candidate(session, MessageChannel.SMS, {"text": "가" * 60}, {})  # an LMS: 39 KRW
+        candidate = shop._candidate(state, MessageChannel.SMS, {"text": "가" * 60}, {})  # an LMS: 39 KRW
         ruling = chain.evaluate(candidate, people.load(session, shop.settings, "u1"), NOON_KST, state)
     assert ruling.reason == "no_balance" and "20 KRW left" in ruling.decisions[-1].en
 

@@ -12,12 +12,11 @@ from __future__ import annotations
 from datetime import datetime
 
 from sqlalchemy import update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from nudgekit.channels import balance
 from nudgekit.policy.decision import Candidate, Decision, Person, State, send, skip
-from nudgekit.store.state import BalanceAccount, BudgetClaim, CampaignSpend
+from nudgekit.store.state import BalanceAccount, BudgetClaim, CampaignSpend, insert_missing
 
 RULE = "budget"
 
@@ -61,8 +60,7 @@ def claimed(session: Session, message_id: str) -> bool:
 
 
 def _claim(session: Session, campaign: str, message_id: str, cents: int, limit: int, now: datetime) -> bool:
-    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
-    session.execute(dialect.insert(CampaignSpend).values(campaign=campaign, spent_cents=0).on_conflict_do_nothing())
+    insert_missing(session, CampaignSpend, campaign=campaign, spent_cents=0)
     taken = session.execute(update(CampaignSpend).where(
         CampaignSpend.campaign == campaign, CampaignSpend.spent_cents + cents <= limit).values(
         spent_cents=CampaignSpend.spent_cents + cents))

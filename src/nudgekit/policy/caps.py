@@ -20,13 +20,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import ColumnElement, func, select, update
 from sqlalchemy.orm import Session
 
 from nudgekit.policy import budget
 from nudgekit.policy.decision import Candidate, Decision, Person, State, send, skip
-from nudgekit.store.state import CapClaim, CapLock
+from nudgekit.store.state import CapClaim, CapLock, insert_missing
 from nudgekit.vocabulary import MessageChannel, PolicyStage
 
 RULE = "frequency_cap"
@@ -76,8 +75,9 @@ def caps_for(candidate: Candidate, state: State) -> list[Cap]:
     return found
 
 
-def _covered(cap: Cap, now: datetime):  # type: ignore[no-untyped-def]
-    where = [CapClaim.state.in_(LIVE), CapClaim.at > now - timedelta(hours=cap.hours)]
+def _covered(cap: Cap, now: datetime) -> list[ColumnElement[bool]]:
+    """The WHERE terms for the live claims a cap counts."""
+    where: list[ColumnElement[bool]] = [CapClaim.state.in_(LIVE), CapClaim.at > now - timedelta(hours=cap.hours)]
     if cap.campaign is not None:
         where.append(CapClaim.campaign == cap.campaign)
         return where
@@ -98,8 +98,7 @@ def used(session: Session, profile_id: str, cap: Cap, now: datetime, besides: st
 
 def lock(session: Session, profile_id: str) -> None:
     """Wait for, then hold until commit, the right to claim for this person (see the module's :TRICKY:)."""
-    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
-    session.execute(dialect.insert(CapLock).values(profile_id=profile_id, claims=0).on_conflict_do_nothing())
+    insert_missing(session, CapLock, profile_id=profile_id, claims=0)
     session.execute(update(CapLock).where(CapLock.profile_id == profile_id).values(claims=CapLock.claims + 1))
 
 

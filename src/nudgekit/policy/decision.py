@@ -54,6 +54,10 @@ class Candidate:
         return self.purpose == MessagePurpose.ADVERTISING
 
 
+OPTIONS = ("message_id", "campaign", "priority", "night", "window", "once_per_hours", "budget_krw", "goods")
+"""The Candidate fields a caller sets besides the message itself."""
+
+
 @dataclass(frozen=True)
 class Person:
     """What the rules know of the recipient, read once per gate."""

@@ -131,7 +131,8 @@ def decide(candidate: Candidate, person: Person, now: datetime, state: State) ->
                     "정확히 쓰거나 지우면 자동으로 붙여 드립니다.")
     rewrite = REWRITE.get(candidate.channel)
     if rewrite is None:
-        return send(RULE, "channel_labels", _CHANNEL_LABELS[0], _CHANNEL_LABELS[1])
+        return send(RULE, "channel_labels", "Kakao labels advertising itself; in-app messages are shown, not sent.",
+                    "카카오는 광고 표기를 직접 붙이고, 인앱 메시지는 전송이 아닌 앱 안 표시입니다.")
     rewritten = rewrite(candidate.message, state.settings.sender)
     if isinstance(rewritten, Decision):
         return rewritten
@@ -147,6 +148,3 @@ def decide(candidate: Candidate, person: Person, now: datetime, state: State) ->
     return send(RULE, "label_added", f"Added what was missing of the (광고) label and the opt-out line{grew}.",
                 f"(광고) 표기와 수신거부 안내 중 빠진 것을 붙였습니다{grew}.", message=rewritten, checked=checked)
 
-
-_CHANNEL_LABELS = ("Kakao labels advertising itself; in-app messages are shown, not sent.",
-                   "카카오는 광고 표기를 직접 붙이고, 인앱 메시지는 전송이 아닌 앱 안 표시입니다.")

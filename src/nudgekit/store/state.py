@@ -30,7 +30,7 @@ from sqlalchemy import (
     event,
     text,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
 
@@ -331,6 +331,14 @@ class DirectSend(Base):
     fallback_delivery: Mapped[str | None] = mapped_column(String(16))
     """What became of the fallback text message the vendor sent itself (NHN's resend), when it did."""
     receipt_checked_at: Mapped[datetime | None]
+
+
+def insert_missing(session: Session, model: type[Base], **values: Any) -> None:
+    """INSERT the row unless its key is already there (ON CONFLICT DO NOTHING, on PostgreSQL and SQLite)."""
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    session.execute(dialect.insert(model).values(**values).on_conflict_do_nothing())
 
 
 def in_batches(values: list[str], size: int = 5000) -> list[list[str]]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -390,6 +391,10 @@ class Settings(BaseSettings):
     """Region assumed for phone numbers written without a country code."""
     brand: str = "nudgekit"
     host: str = "127.0.0.1"
+    public_url: str | None = None
+    """The address people's browsers and mail providers reach this server at, e.g. https://nudge.example.com:
+    unsubscribe links point there (`nudge serve` answers them). Without it, advertising email needs its own
+    unsubscribe_url."""
     port: int = 8000
     ingest: IngestSettings = Field(default_factory=IngestSettings)
     traits: dict[str, str] = Field(default_factory=dict)
@@ -431,6 +436,16 @@ class Settings(BaseSettings):
         for name, kind in value.items():
             if kind not in known:
                 raise ValueError(f'trait "{name}": unknown type "{kind}"; use one of {", ".join(known)}')
+        return value
+
+    @field_validator("public_url")
+    @classmethod
+    def _web_address(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        value = value.strip().rstrip("/")
+        if not re.fullmatch(r"https?://[^\s/?#]+(/[^\s?#]*)?", value):
+            raise ValueError(f"{value!r} is not a web address like https://nudge.example.com")
         return value
 
     @property

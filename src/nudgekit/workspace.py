@@ -35,7 +35,7 @@ from nudgekit.ingest.validate import Validator
 from nudgekit.lifecycle import resurrect
 from nudgekit.lifecycle import run as lifecycle_run
 from nudgekit.lifecycle.run import RunResult
-from nudgekit.profiles.contacts import FieldError, check_user_id
+from nudgekit.profiles.contacts import FieldError, check_user_id, normalize_phone
 from nudgekit.profiles.identify import anonymous_profile_id, check_consent_time
 from nudgekit.store import migrate
 from nudgekit.store.activity import ActivitySpec
@@ -150,6 +150,7 @@ class Workspace:
         self.keys = Keys(self.sessions)
         self._buffer: list[pa.Table] = []
         self._buffered = 0
+        self._unsubscribe_key: bytes | None = None
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -396,7 +397,14 @@ class Workspace:
 
         context = dataclasses.replace(self._check_context(session), now=None)  # Kakao's hours: the night rule's
         return State(session, self.settings, stage, lambda kind, message: check_parsed(kind, message, context),
-                     purchases=self._purchases, charges=self._charges)
+                     purchases=self._purchases, charges=self._charges, unsubscribe_link=self._own_link)
+
+    def _own_link(self, profile_id: str) -> str | None:
+        from nudgekit.consent import optout
+
+        if not self.settings.public_url:
+            return None
+        return optout.link(self.settings.public_url, self._link_key(), profile_id)
 
     def _charges(self, channel: MessageChannel) -> bool:
         from nudgekit.channels import providers
@@ -454,6 +462,8 @@ class Workspace:
         fields = dict(options_and_fields)
         options = {k: fields.pop(k) for k in OPTIONS if k in fields}
         dry = stage == PolicyStage.CHECK
+        if self.settings.public_url:
+            self._link_key()  # made now: the label rule signs links inside the gate's transaction
         with self.sessions() if dry else self.sessions.begin() as session:
             state = self._policy_state(session, stage)
             candidate = self._candidate(state, kind, fields, options)
@@ -1028,6 +1038,139 @@ class Workspace:
             written = history.record(session, profile_id, [update], now=now, dedupe_key=dedupe_key)
             state = history.current(session, profile_id)[(update.channel, update.purpose)]
         return ConsentResult(bool(written), state.as_dict())
+
+    # -- withdrawals and consent notices -------------------------------------------------------------
+
+    def _link_key(self) -> bytes:
+        if self._unsubscribe_key is None:
+            from nudgekit.consent import optout
+
+            with self.sessions.begin() as session:
+                self._unsubscribe_key = optout.link_secret(session, self.clock())
+        return self._unsubscribe_key
+
+    def unsubscribe_link(self, user: str, channel: Channel | str = Channel.EMAIL) -> str:
+        """The person's own signed unsubscribe link (public_url + /u/...): opening it shows a page that
+        withdraws their advertising consent on the channel; a one-click POST (RFC 8058) withdraws at once."""
+        from nudgekit.consent import optout
+
+        if not self.settings.public_url:
+            raise FieldError("public_url", "set public_url (where `nudge serve` is reachable, e.g. "
+                             "https://nudge.example.com) so unsubscribe links have somewhere to point")
+        profile_id = self.resolve(user) or user
+        return optout.link(self.settings.public_url, self._link_key(), profile_id, _enum(Channel, channel, "channel"))
+
+    def unsubscribe_channel(self, token: str) -> Channel:
+        """The channel an unsubscribe link is for; FieldError when it is not one this workspace made."""
+        from nudgekit.consent import optout
+
+        try:
+            return optout.read_token(self._link_key(), token)[1]
+        except ValueError as exc:
+            raise FieldError("link", str(exc)) from None
+
+    def unsubscribe(self, token: str, *, every_channel: bool = False, one_click: bool = False,
+                    shown: bool = False) -> dict[str, Any]:
+        """Withdraw the advertising consent an unsubscribe link names (every channel's with `every_channel`).
+        `shown`: the page shows the person the result, which is their result notice (CHANNEL_RULES A9)."""
+        from nudgekit.consent import notices, optout
+
+        try:
+            profile_id, channel = optout.read_token(self._link_key(), token)
+        except ValueError as exc:
+            raise FieldError("link", str(exc)) from None
+        now = self.clock()
+        channels = tuple(Channel) if every_channel else (channel,)
+        how = "one-click List-Unsubscribe POST" if one_click else "unsubscribe page"
+        with self.sessions.begin() as session:
+            if session.get(Profile, profile_id) is None:
+                raise FieldError("link", "the person this link was made for is no longer in this workspace")
+            records = optout.withdraw(session, profile_id, channels, at=now, source=ConsentSource.UNSUBSCRIBE_LINK,
+                                      evidence=how, now=now)
+            answer = {"profile_id": profile_id, "channels": [c.value for c in channels], "at": now.isoformat(),
+                      "recorded": len(records), "sender": self.settings.sender.name or self.settings.brand}
+            if shown:
+                notices.shown_on_page(session, profile_id, records, now, _unsubscribed_text(answer, self))
+        return answer
+
+    def sms_reply(self, phone: str, text: str, *, at: datetime | None = None, reply_id: str | None = None,
+                  ) -> dict[str, Any]:
+        """A text message a person sent back: "수신거부", "STOP" and the like withdraw advertising by text
+        message and Kakao for that number (kept against the number, so it holds for whoever has it)."""
+        from nudgekit.consent import optout
+
+        number = normalize_phone(phone, self.settings.phone_region, "from")
+        now = self.clock()
+        moment = at or now
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=self.settings.zone)
+        check_consent_time(moment, now, "at")
+        if not optout.is_optout_reply(text):
+            return {"from": number, "optout": False, "profiles": [], "recorded": 0}
+        with self.sessions.begin() as session:
+            done = optout.withdraw_address(
+                session, number, optout.PHONE_CHANNELS, at=moment, source=ConsentSource.SMS_REPLY,
+                evidence=f"SMS reply: {text.strip()[:200]}", now=now,
+                dedupe_key=f"sms-reply:{reply_id}" if reply_id else None)
+        return {"from": number, "optout": True, "profiles": list(done.profiles), "recorded": len(done.records)}
+
+    def import_optout_calls(self, path: Path | str, *, phone_column: str | None = None,
+                            at_column: str | None = None, progress: Callable[[int, int], None] | None = None,
+                            ) -> dict[str, Any]:
+        """Import an 080 provider's call records (CSV: the caller's number and when they called): each call
+        withdraws advertising by text message and Kakao for that number. Importing a file twice records
+        nothing new; rows that cannot be read are reported by line and the rest imported."""
+        from nudgekit.consent import optout
+
+        now = self.clock()
+        try:
+            calls, rejects = optout.read_calls(Path(path).read_bytes(), region=self.settings.phone_region,
+                                               zone=self.settings.zone, now=now, phone_column=phone_column,
+                                               at_column=at_column)
+        except ValueError as exc:
+            raise FieldError("file", str(exc)) from None
+        people: set[str] = set()
+        records = 0
+        for start in range(0, len(calls), 500):
+            with self.sessions.begin() as session:
+                for call in calls[start:start + 500]:
+                    done = optout.withdraw_address(
+                        session, call.phone, optout.PHONE_CHANNELS, at=call.at, source=ConsentSource.OPTOUT_080_CALL,
+                        evidence=f"080 call record, {Path(path).name} line {call.line}", now=now,
+                        dedupe_key=f"080:{call.phone}:{call.at.isoformat()}")
+                    people.update(done.profiles)
+                    records += len(done.records)
+            if progress:
+                progress(min(start + 500, len(calls)), len(calls))
+        return {"calls": len(calls), "numbers": len({c.phone for c in calls}), "profiles": len(people),
+                "recorded": records, "rejected": [r.as_dict() for r in rejects]}
+
+    def consent_due(self, *, within_days: int = 30, lead_days: int = 30) -> list[dict[str, Any]]:
+        """Consent notices due: result notices for changes recorded in the last `within_days` days not told
+        yet (due 14 days after the change), and two-yearly re-confirmations falling within `lead_days`."""
+        from nudgekit.consent import notices
+
+        with self.sessions() as session:
+            return [n.as_dict() for n in notices.due(session, self.clock(), within_days=within_days,
+                                                       lead_days=lead_days)]
+
+    def send_consent_notices(self, *, dry_run: bool = False, within_days: int = 30, lead_days: int = 30,
+                             limit: int | None = None, progress: Callable[[int, int], None] | None = None,
+                             ) -> dict[str, Any]:
+        """Send the consent notices due (informational, no advertising), each by the first channel that
+        reaches the person; `dry_run` says what would go without sending."""
+        from nudgekit.consent import notices
+
+        return notices.send(self, dry_run=dry_run, within_days=within_days, lead_days=lead_days, limit=limit,
+                            progress=progress).as_dict()
+
+
+def _unsubscribed_text(answer: dict[str, Any], ws: Workspace) -> str:
+    from nudgekit.consent.optout import CHANNEL_NAMES
+
+    day = datetime.fromisoformat(answer["at"]).astimezone(ws.settings.zone).date().isoformat()
+    what = ", ".join(CHANNEL_NAMES[Channel(c)][1] for c in answer["channels"])
+    return f"[{answer['sender']}] {day} {what} 광고성 정보 수신거부: {day} 처리 완료"
 
 
 def _kinds_of_goods(properties: Any) -> frozenset[str]:

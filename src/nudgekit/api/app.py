@@ -19,7 +19,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from nudgekit.api import admin, inbox_routes, segment_routes
+from nudgekit.api import admin, inbox_routes, optout_routes, segment_routes
 from nudgekit.api.batcher import IngestBatcher
 from nudgekit.api.errors import ApiError, refusal
 from nudgekit.workspace import Workspace
@@ -80,6 +80,7 @@ def create_app(ws: Workspace, *, drain: bool = True) -> FastAPI:
     app.include_router(segment_routes.router)
     app.include_router(inbox_routes.router)
     app.include_router(admin.router)
+    app.include_router(optout_routes.router)
 
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:

@@ -97,6 +97,8 @@ class State:
     purchases: Callable[[str, datetime], list[Purchase]] = lambda profile_id, since: []
     charges: Callable[[MessageChannel], bool] = lambda channel: True
     """Whether the provider of the channel costs money (the sandbox does not)."""
+    unsubscribe_link: Callable[[str], str | None] = lambda profile_id: None
+    """The person's own signed unsubscribe link for email, when the workspace has a public_url."""
 
     @property
     def claims(self) -> bool:

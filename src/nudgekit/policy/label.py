@@ -3,8 +3,9 @@ sender's name and ends with a free way to refuse, in the form each channel needs
 
 - text messages: "(광고)" and the name first (an LMS/MMS subject starts with "(광고)" too), "무료거부 080-…"
   (the workspace's registered 080 number) last; the length after adding them decides SMS or LMS;
-- email: the subject starts with "(광고)"; the body names the sender and carries the unsubscribe link, which
-  also goes in the one-click List-Unsubscribe headers;
+- email: the subject starts with "(광고)"; the body names the sender and carries the unsubscribe link (the
+  person's own signed link when the workspace has a public_url), which also goes in the one-click
+  List-Unsubscribe headers;
 - push: the title (or the text) starts with "(광고)"; the text ends with how to turn them off in the app.
 
 What is missing is added; authored look-alikes that dodge the exact form ("(광/고)", "(광 고)", "[광고]",
@@ -72,8 +73,9 @@ def _email(message: BaseModel, sender: SenderSettings) -> BaseModel | Decision:
     url = getattr(message, "unsubscribe_url", None)
     if not url:
         return skip(RULE, "no_unsubscribe_link",
-                    "Advertising email needs an unsubscribe link (unsubscribe_url), for the body and the one-click "
-                    "List-Unsubscribe header.",
+                    "Advertising email needs an unsubscribe link, for the body and the one-click List-Unsubscribe "
+                    "header: set public_url (where `nudge serve` is reachable) and each person gets their own, or "
+                    "give the message an unsubscribe_url.",
                     "광고 메일에는 수신거부 링크(unsubscribe_url)가 있어야 합니다.")
     changes: dict[str, str] = {"subject": _labelled(message.subject)}  # type: ignore[attr-defined]
     name = getattr(message, "from_name", None) or sender.name or ""
@@ -133,7 +135,11 @@ def decide(candidate: Candidate, person: Person, now: datetime, state: State) ->
     if rewrite is None:
         return send(RULE, "channel_labels", "Kakao labels advertising itself; in-app messages are shown, not sent.",
                     "카카오는 광고 표기를 직접 붙이고, 인앱 메시지는 전송이 아닌 앱 안 표시입니다.")
-    rewritten = rewrite(candidate.message, state.settings.sender)
+    message = candidate.message
+    if candidate.channel == MessageChannel.EMAIL and not getattr(message, "unsubscribe_url", None):
+        own = state.unsubscribe_link(person.profile_id)
+        message = message.model_copy(update={"unsubscribe_url": own}) if own else message
+    rewritten = rewrite(message, state.settings.sender)
     if isinstance(rewritten, Decision):
         return rewritten
     checked = state.check(candidate.channel, rewritten)

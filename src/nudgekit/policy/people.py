@@ -3,6 +3,7 @@ and country, whether they are an internal test user."""
 
 from __future__ import annotations
 
+import dataclasses
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import phonenumbers
@@ -11,10 +12,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from nudgekit.config import Settings
-from nudgekit.consent import history
+from nudgekit.consent import history, optout
+from nudgekit.consent.history import ConsentState
 from nudgekit.policy.decision import Person
 from nudgekit.store.state import Profile, PushToken, SegmentListMember
-from nudgekit.vocabulary import TokenStatus
+from nudgekit.vocabulary import Channel, Purpose, TokenStatus
 
 
 def load(session: Session, settings: Settings, profile_id: str) -> Person | None:
@@ -26,8 +28,20 @@ def load(session: Session, settings: Settings, profile_id: str) -> Person | None
     ).order_by(PushToken.updated_at.desc()))
     test = session.get(SegmentListMember, (settings.policy.test_list, profile_id)) is not None
     country, zone = where(profile, settings)
-    return Person(profile_id, zone, country, history.current(session, profile_id), test, profile.phone,
-                  profile.email, tuple(tokens))
+    return Person(profile_id, zone, country, consents(session, profile), test, profile.phone, profile.email,
+                  tuple(tokens))
+
+
+def consents(session: Session, profile: Profile) -> dict[tuple[Channel, Purpose], ConsentState]:
+    """The person's consent history's last word per channel and purpose — unless a refusal kept against
+    their phone number or email address (an 080 call, an SMS reply) came later."""
+    held = history.current(session, profile.profile_id)
+    for channel, refusal in optout.address_refusals(session, profile.phone, profile.email).items():
+        for purpose in (Purpose.ADVERTISING, Purpose.NIGHT):
+            state = held.get((channel, purpose))
+            if state is None or refusal.at >= state.at:
+                held[(channel, purpose)] = dataclasses.replace(refusal, purpose=purpose)
+    return held
 
 
 def where(profile: Profile, settings: Settings) -> tuple[str, ZoneInfo]:

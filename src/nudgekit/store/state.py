@@ -493,3 +493,57 @@ class BudgetClaim(Base):
     cents: Mapped[int] = mapped_column(BigInteger)
     at: Mapped[datetime]
     released: Mapped[bool] = mapped_column(Boolean)
+
+
+class WorkspaceSecret(Base):
+    """A key the workspace made for itself (the one signing unsubscribe links), kept in the state DB so
+    every worker and server of the workspace shares it."""
+
+    __tablename__ = "workspace_secrets"
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime]
+
+
+class AddressOptout(Base):
+    """An advertising refusal tied to an address rather than a profile: an 080 call or an SMS reply names
+    only a number, and must hold for whoever has that number, now or later. Append-only like consent."""
+
+    __tablename__ = "address_optouts"
+    __table_args__ = (Index("ix_address_optouts_address", "address", "channel", "at"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    channel: Mapped[str] = mapped_column(String(16))
+    """The consent channel refused (sms, kakao, email)."""
+    address: Mapped[str] = mapped_column(String(255))
+    at: Mapped[datetime]
+    source: Mapped[str] = mapped_column(String(32))
+    recorded_at: Mapped[datetime]
+    evidence: Mapped[str | None] = mapped_column(Text)
+    dedupe_key: Mapped[str | None] = mapped_column(String(255), unique=True)
+
+
+class ConsentNotice(Base):
+    """A consent notice sent to a person (or being sent: state `sending` until the provider answered):
+    the result of their consent changes (kind `result`) or the two-yearly re-confirmation (`reconfirm`)."""
+
+    __tablename__ = "consent_notices"
+    __table_args__ = (Index("ix_consent_notices_person", "profile_id", "kind", "at"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    claim: Mapped[str] = mapped_column(String(255), unique=True)
+    """What the notice is for, unique, so two runs cannot both send it."""
+    profile_id: Mapped[str] = mapped_column(String(255))
+    kind: Mapped[str] = mapped_column(String(16))
+    channel: Mapped[str] = mapped_column(String(16))
+    """The message channel it went by, or `page` when the unsubscribe page showed it."""
+    message_id: Mapped[str | None] = mapped_column(String(255))
+    state: Mapped[str] = mapped_column(String(16))
+    at: Mapped[datetime]
+    text: Mapped[str] = mapped_column(Text)
+
+
+class ConsentNoticeRecord(Base):
+    """Which consent change a result notice told the person about (each change is told once)."""
+
+    __tablename__ = "consent_notice_records"
+    record_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    notice_id: Mapped[int] = mapped_column(Integer, ForeignKey("consent_notices.id", ondelete="CASCADE"))

@@ -129,6 +129,18 @@ def progress_bar(label: str, total: int | None, quiet: bool) -> Iterator[Callabl
         yield lambda n: bar.advance(task, n)
 
 
+@contextmanager
+def progress_of(label: str, quiet: bool) -> Iterator[Callable[[int, int], None]]:
+    """A bar for work that reports (done, total) and learns its total as it goes."""
+    if quiet:
+        yield lambda done, total: None
+        return
+    columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
+    with Progress(*columns, console=err, transient=False) as bar:
+        task = bar.add_task(label, total=None)
+        yield lambda done, total: bar.update(task, completed=done, total=total)
+
+
 # -- init ----------------------------------------------------------------------------------------
 
 
@@ -579,6 +591,141 @@ def consent_set(
     state = "granted" if result.state["granted"] else "withdrawn"
     note = "recorded" if result.recorded else "unchanged (already in that state then), nothing recorded"
     console.print(f"{user_id}: {channel.value}/{purpose.value} {state} since {result.state['at']} — {note}")
+
+
+@consent_app.command("link")
+def consent_link(
+    user_id: str,
+    channel: Annotated[Channel, typer.Option(help="The channel the link withdraws.")] = Channel.EMAIL,
+    home: HomeOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """The person's own unsubscribe link (needs public_url). Advertising email gets it automatically."""
+    json_errors(as_json)
+    with workspace(home) as ws:
+        link = ws.unsubscribe_link(user_id, channel)
+    if as_json:
+        emit_json({"user_id": user_id, "channel": channel.value, "link": link})
+        return
+    console.print(link, soft_wrap=True)
+
+
+@consent_app.command("import-080")
+def consent_import_080(
+    path: Annotated[Path, typer.Argument(help="The 080 provider's call records (CSV): caller number and time.",
+                                         exists=True, dir_okay=False)],
+    phone_column: Annotated[str | None, typer.Option(help="The column with the caller's number (default: found "
+                                                     "by name: 수신거부번호, phone, recipientNo, ...).")] = None,
+    at_column: Annotated[str | None, typer.Option(help="The column with the time of the call (default: found by "
+                                                  "name: 수신거부일시, at, createDate, ...).")] = None,
+    home: HomeOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Withdraw advertising (text messages and Kakao) for every number that called the 080 opt-out line.
+    Safe to import the same file again; unreadable rows are listed and the rest imported."""
+    json_errors(as_json)
+    with workspace(home) as ws, progress_of("080 calls", as_json) as progress:
+        result = ws.import_optout_calls(path, phone_column=phone_column, at_column=at_column, progress=progress)
+    if as_json:
+        emit_json(result)
+        return
+    console.print(f"{result['calls']:,} calls from {result['numbers']:,} numbers: {result['profiles']:,} people "
+                  f"withdrawn, {result['recorded']:,} consent records written")
+    _print_rejects(result["rejected"])
+
+
+def _print_rejects(rejects: list[dict[str, Any]]) -> None:
+    if not rejects:
+        return
+    table = Table("line", "column", "why", title=f"{len(rejects):,} rows not imported")
+    for r in rejects[:50]:
+        table.add_row(str(r["line"]), r["field"], r["reason"])
+    console.print(table)
+    if len(rejects) > 50:
+        console.print(f"... and {len(rejects) - 50:,} more (--json lists them all)")
+
+
+@consent_app.command("reply")
+def consent_reply(
+    from_: Annotated[str, typer.Option("--from", help="The number the text message came from.")],
+    text: Annotated[str, typer.Option(help='What it said: "수신거부", "STOP" and the like withdraw advertising.')],
+    at: Annotated[datetime | None, typer.Option(help="When it was sent (default now).", formats=TIME_FORMATS)] = None,
+    home: HomeOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Record a text message a person sent back (POST /v1/sms/replies takes them from a provider's webhook)."""
+    json_errors(as_json)
+    with workspace(home) as ws:
+        result = ws.sms_reply(from_, text, at=at)
+    if as_json:
+        emit_json(result)
+        return
+    if not result["optout"]:
+        console.print(f"{result['from']}: not a refusal, nothing recorded")
+        return
+    who = ", ".join(result["profiles"]) or "no one yet (kept against the number)"
+    console.print(f"{result['from']}: advertising by text message and Kakao withdrawn — {who}")
+
+
+@consent_app.command("due")
+def consent_due(
+    within_days: Annotated[int, typer.Option(min=1, help="Result notices for changes recorded this many days "
+                                             "back.")] = 30,
+    lead_days: Annotated[int, typer.Option(min=0, help="Re-confirmations reaching two years within this many "
+                                           "days.")] = 30,
+    home: HomeOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Who is owed a consent notice: the result of a change (due within 14 days) or the two-yearly
+    re-confirmation of an advertising consent. `nudge consent notify` sends them."""
+    json_errors(as_json)
+    with workspace(home) as ws:
+        due = ws.consent_due(within_days=within_days, lead_days=lead_days)
+        zone = ws.settings.zone
+    if as_json:
+        emit_json(due)
+        return
+    if not due:
+        console.print("no consent notice is due")
+        return
+    table = Table("user", "notice", f"due by ({zone})", "about", title=f"{len(due):,} consent notices due")
+    for n in due:
+        by = datetime.fromisoformat(n["due_by"]).astimezone(zone).strftime("%Y-%m-%d")
+        about = "; ".join(f"{c['channel']}/{c['purpose']} {'granted' if c['granted'] else 'withdrawn'} "
+                          f"{datetime.fromisoformat(c['at']).astimezone(zone):%Y-%m-%d}" for c in n["changes"])
+        table.add_row(n["user_id"] or n["profile_id"], n["kind"], f"[red]{by} overdue[/]" if n["overdue"] else by,
+                      about)
+    console.print(table)
+
+
+@consent_app.command("notify")
+def consent_notify(
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Say what would go, send nothing.")] = False,
+    limit: Annotated[int | None, typer.Option(min=1, help="At most this many notices.")] = None,
+    within_days: Annotated[int, typer.Option(min=1)] = 30,
+    lead_days: Annotated[int, typer.Option(min=0)] = 30,
+    home: HomeOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Send the consent notices due (informational, no advertising): each by the channel the change was
+    about when it reaches the person, else email, text message, push."""
+    json_errors(as_json)
+    with workspace(home) as ws, progress_of("consent notices", as_json) as progress:
+        run = ws.send_consent_notices(dry_run=dry_run, limit=limit, within_days=within_days, lead_days=lead_days,
+                                      progress=progress)
+    if as_json:
+        emit_json(run)
+        return
+    verb = "would go" if dry_run else "sent"
+    console.print(f"{len(run['sent']):,} notices {verb}, {len(run['unreachable']):,} people no channel reaches, "
+                  f"{len(run['skipped']):,} taken by another run")
+    for n in run["sent"][:5 if not dry_run else 20]:
+        console.print(f"[bold]{n['user_id'] or n['profile_id']}[/] by {n['channel']}: {escape(n['title'])}")
+        if dry_run:
+            console.print(escape(n["text"]), style="dim")
+    for n in run["unreachable"][:20]:
+        why = ", ".join(f"{t['channel']}: {t['reason']}" for t in n["tried"])
+        console.print(f"[yellow]{n['user_id'] or n['profile_id']}[/] not reached ({why})")
 
 
 # -- lifecycle ------------------------------------------------------------------------------------

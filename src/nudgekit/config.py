@@ -523,6 +523,7 @@ DEFAULT_TOML = """\
 timezone = "Asia/Seoul"     # workspace time zone; a user's `timezone` trait overrides it
 phone_region = "KR"         # region for phone numbers written without +country code
 brand = "{brand}"
+# public_url = "https://nudge.example.com"   # where `nudge serve` is reachable: unsubscribe links point there
 {database_line}
 
 [lifecycle]                 # stage thresholds in calendar days (docs/lifecycle.md)

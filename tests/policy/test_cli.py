@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -76,3 +77,38 @@ def test_bad_policy_input_is_refused_in_words(home: Path) -> None:
     no_user = nudge(home, "message", "check", "--channel", "sms", "--text", "x", "--campaign", "c")
     assert no_user.exit_code == 2 and "need --user" in no_user.output
     assert nudge(home, "explain").exit_code == 2
+
+
+def test_consent_commands_withdraw_list_and_notify(home: Path) -> None:
+    now = datetime.now(UTC)
+    assert nudge(home, "consent", "set", "minji", "--channel", "sms", "--purpose", "advertising", "--granted",
+                 "--source", "signup_form", "--at", f"{now - timedelta(days=5):%Y-%m-%dT%H:%M:%S%z}").exit_code == 0
+    called = f"{now - timedelta(days=1):%Y-%m-%d %H:%M}"
+    calls = home / "080.csv"
+    calls.write_text(f"수신거부번호,수신거부일시\n010-2222-3333,{called}\n010-1,{called}\n", encoding="utf-8")
+    imported = nudge(home, "consent", "import-080", str(calls))
+    assert imported.exit_code == 0, imported.output
+    assert "1 calls from 1 numbers: 1 people withdrawn" in imported.stdout and "1 rows not imported" in imported.stdout
+    again = json.loads(nudge(home, "consent", "import-080", str(calls), "--json").stdout)
+    assert again["recorded"] == 0 and again["rejected"][0]["line"] == 3
+
+    reply = json.loads(nudge(home, "consent", "reply", "--from", "010-9999-0000", "--text", "STOP", "--json").stdout)
+    assert reply == {"from": "+821099990000", "optout": True, "profiles": [], "recorded": 0}
+
+    due = nudge(home, "consent", "due")
+    assert due.exit_code == 0 and "minji" in due.stdout and "result" in due.stdout
+    listed = json.loads(nudge(home, "consent", "due", "--json").stdout)
+    assert [(c["channel"], c["granted"]) for c in listed[0]["changes"]] == [("sms", True), ("sms", False),
+                                                                          ("kakao", False)]
+    dry = nudge(home, "consent", "notify", "--dry-run")
+    assert dry.exit_code == 0 and "would go" in dry.stdout and "수신 거부" in dry.stdout
+    sent = json.loads(nudge(home, "consent", "notify", "--json").stdout)
+    assert [n["channel"] for n in sent["sent"]] == ["sms"]
+    assert json.loads(nudge(home, "consent", "due", "--json").stdout) == []
+
+    no_url = nudge(home, "consent", "link", "minji")
+    assert no_url.exit_code == 2 and "public_url" in no_url.output
+    (home / "nudge.toml").write_text('public_url = "https://nudge.example.com/"\n'
+                                     + (home / "nudge.toml").read_text(encoding="utf-8"), encoding="utf-8")
+    link = json.loads(nudge(home, "consent", "link", "minji", "--json").stdout)["link"]
+    assert link.startswith("https://nudge.example.com/u/")

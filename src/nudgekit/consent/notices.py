@@ -210,12 +210,12 @@ def compose(notice: DueNotice, settings: Settings, zone: Any, unsubscribe_url: s
     return title, "\n".join(lines)
 
 
-def message_fields(channel: MessageChannel, title: str, text: str, settings: Settings) -> dict[str, Any]:
+def message_fields(channel: MessageChannel, title: str, text: str) -> dict[str, Any]:
     if channel == MessageChannel.EMAIL:
         return {"subject": title, "text": text}
     if channel == MessageChannel.PUSH:
         return {"title": title, "text": text}
-    return {"text": f"{title}\n{text}", "subject": title}
+    return {"text": f"{title}\n{text}", "subject": "수신동의 안내"}  # an LMS subject holds 20 Hangul at most
 
 
 def channel_order(notice: DueNotice) -> list[MessageChannel]:
@@ -291,7 +291,7 @@ def _one(ws: Workspace, notice: DueNotice, dry_run: bool, run: NoticeRun) -> Non
             run.skipped.append(entry)
             return
     for channel in channel_order(notice):
-        fields = message_fields(channel, title, text, ws.settings)
+        fields = message_fields(channel, title, text)
         options = {"campaign": CAMPAIGN, "message_id": f"consent-notice-{notice_id}-{channel.value}"}
         try:
             if dry_run:

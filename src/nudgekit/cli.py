@@ -631,10 +631,12 @@ def consent_import_080(
         return
     console.print(f"{result['calls']:,} calls from {result['numbers']:,} numbers: {result['profiles']:,} people "
                   f"withdrawn, {result['recorded']:,} consent records written")
-    _print_rejects(result["rejected"])
+    _print_unread_rows(result["rejected"])
+    if result["rejected"] and not result["calls"]:
+        fail("no row could be read; see the reasons above", 1)
 
 
-def _print_rejects(rejects: list[dict[str, Any]]) -> None:
+def _print_unread_rows(rejects: list[dict[str, Any]]) -> None:
     if not rejects:
         return
     table = Table("line", "column", "why", title=f"{len(rejects):,} rows not imported")

@@ -313,11 +313,15 @@ class Workspace:
     # -- messages ------------------------------------------------------------------------------
 
     def check_message(self, channel: Any, **fields: Any) -> Any:
-        """Every reason a provider would refuse this message now, its type, sizes and price (nothing is sent)."""
-        from nudgekit.channels.registry import check_message
+        """Every reason a provider would refuse this message now, its type, sizes and price (nothing is sent);
+        warned when copy marked informational reads like a promotion."""
+        from nudgekit.channels.registry import check_parsed, parse_message
+        from nudgekit.policy import purpose
 
+        kind = _enum(MessageChannel, channel, "channel")
+        message = parse_message(kind, fields)
         with self.sessions() as session:
-            return check_message(_enum(MessageChannel, channel, "channel"), fields, self._check_context(session))
+            return purpose.preflight(kind, message, check_parsed(kind, message, self._check_context(session)))
 
     def _check_context(self, session: Any) -> Any:
         from nudgekit.channels.kakao import templates

@@ -29,6 +29,8 @@ def test_a_change_gets_one_result_notice_by_its_own_channel(tmp_path: Path, stat
         person(ws, "lee", phone="010-2222-3333")
         grant(ws, "kim", "sms", granted=False)
         grant(ws, "lee", "sms", source="import")  # moved from another system: not a new choice
+        ws.set_consent("lee", channel="email", purpose="advertising", granted=True, source="signup_form",
+                       at=NOW - timedelta(days=400))  # history learned of long after: not a choice to answer now
         (due,) = ws.consent_due()
         assert (due["user_id"], due["kind"], due["overdue"]) == ("kim", "result", False)
         assert due["due_by"] == (NOW + timedelta(days=14)).isoformat()

@@ -14,7 +14,7 @@ from nudgekit.policy.control import held_out
 from nudgekit.policy.label import look_alikes
 from nudgekit.workspace import Workspace
 
-from .helpers import NOON_KST, open_shop, person, reasons
+from .helpers import NOON_KST, SENDER, open_shop, person, reasons
 
 
 @pytest.fixture
@@ -247,3 +247,16 @@ def test_every_gate_is_recorded_and_explained(shop: Workspace) -> None:
     assert [d["rule"] for d in passes[0]["decisions"]][:3] == ["purpose", "consent", "suppression"]
     assert shop.explain(user="u1", campaign="other") == []
     assert shop.explain(message_id=sent.ruling.candidate.message_id)[0]["reason"] == "send"
+
+
+def test_informational_copy_that_reads_as_a_promotion_is_warned_before_anyone_is_chosen(tmp_path: Path) -> None:
+    """The preflight a campaign runs on its messages (and `nudge message check`): a warning, not a refusal."""
+    with Workspace.init(tmp_path / "ws", sender=SENDER)[0] as ws:
+        promo = ws.check_message("push", title="주문 안내", text="배송이 시작되었습니다. 다음 주문 10% 할인 쿠폰!")
+        assert promo.ok and [w.code for w in promo.warnings] == ["reads_as_advertising"]
+        assert '("10% 할인", "쿠폰")' in promo.warnings[0].en
+        email = ws.check_message("email", subject="영수증", html="<p>결제 완료</p><p>FREE SHIPPING on your next order</p>")
+        assert [w.code for w in email.warnings] == ["reads_as_advertising"]
+        assert ws.check_message("push", title="주문 안내", text="배송이 시작되었습니다.").warnings == []
+        marked = ws.check_message("push", title="(광고) 쿠폰", text="10% 할인\n수신거부: 마이 > 설정 > 알림", ad=True)
+        assert "reads_as_advertising" not in [w.code for w in marked.warnings]

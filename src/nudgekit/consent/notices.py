@@ -7,8 +7,9 @@
   it (silence keeps it).
 
 Both are informational messages with no advertising in them; they go by the channel the change was about
-when it can reach the person, else email, SMS, then push. Changes imported in bulk (source `import`) or
-copied when profiles merged are not the person's new choice and get no result notice; an unsubscribe page
+when it can reach the person, else email, SMS, then push. Changes imported in bulk (source `import`),
+copied when profiles merged, or learned of long after they happened are not the person's new choice and get
+no result notice; an unsubscribe page
 that showed the result counts as the notice. Each notice is claimed in the state DB before it is sent, so
 two runs never send the same one; a claim whose send never finished is retried after an hour.
 """
@@ -104,7 +105,9 @@ def _user_ids(session: Session, profile_ids: list[str]) -> dict[str, str | None]
 
 
 def result_notices(session: Session, now: datetime, within_days: int) -> list[DueNotice]:
-    """People with consent changes recorded in the last `within_days` days that no notice told them of yet."""
+    """People with consent changes recorded in the last `within_days` days that no notice told them of yet
+    (a change nudgekit learned of more than `within_days` after it happened is history someone else
+    recorded — a past system's export — not a choice to answer now)."""
     told = select(ConsentNoticeRecord.record_id)
     rows = session.scalars(select(ConsentRecord).where(
         ConsentRecord.purpose.in_([Purpose.ADVERTISING.value, Purpose.NIGHT.value]),
@@ -114,7 +117,8 @@ def result_notices(session: Session, now: datetime, within_days: int) -> list[Du
     ).order_by(ConsentRecord.profile_id, ConsentRecord.at, ConsentRecord.id))
     grouped: dict[str, list[Change]] = {}
     for rec in rows:
-        grouped.setdefault(rec.profile_id, []).append(_change(rec))
+        if rec.at >= rec.recorded_at - timedelta(days=within_days):  # not history imported long after
+            grouped.setdefault(rec.profile_id, []).append(_change(rec))
     users = _user_ids(session, list(grouped))
     out = []
     for profile_id, changes in grouped.items():

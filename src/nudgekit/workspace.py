@@ -1089,8 +1089,10 @@ class Workspace:
         with self.sessions.begin() as session:
             if session.get(Profile, profile_id) is None:
                 raise FieldError("link", "the person this link was made for is no longer in this workspace")
-            records = optout.withdraw(session, profile_id, channels, at=now, source=ConsentSource.UNSUBSCRIBE_LINK,
+            written = optout.withdraw(session, profile_id, channels, at=now, source=ConsentSource.UNSUBSCRIBE_LINK,
                                       evidence=how, now=now)
+            session.flush()
+            records = [r.id for r in written]
             answer = {"profile_id": profile_id, "channels": [c.value for c in channels], "at": now.isoformat(),
                       "recorded": len(records), "sender": self.settings.sender.name or self.settings.brand}
             if shown:
@@ -1111,11 +1113,11 @@ class Workspace:
         check_consent_time(moment, now, "at")
         if not optout.is_optout_reply(text):
             return {"from": number, "optout": False, "profiles": [], "recorded": 0}
+        refusal = optout.Refusal(number, moment, f"SMS reply: {text.strip()[:200]}",
+                                 f"sms-reply:{reply_id}" if reply_id else None)
         with self.sessions.begin() as session:
-            done = optout.withdraw_address(
-                session, number, optout.PHONE_CHANNELS, at=moment, source=ConsentSource.SMS_REPLY,
-                evidence=f"SMS reply: {text.strip()[:200]}", now=now,
-                dedupe_key=f"sms-reply:{reply_id}" if reply_id else None)
+            done = optout.withdraw_addresses(session, [refusal], optout.PHONE_CHANNELS,
+                                             source=ConsentSource.SMS_REPLY, now=now)
         return {"from": number, "optout": True, "profiles": list(done.profiles), "recorded": len(done.records)}
 
     def import_optout_calls(self, path: Path | str, *, phone_column: str | None = None,
@@ -1136,14 +1138,13 @@ class Workspace:
         people: set[str] = set()
         records = 0
         for start in range(0, len(calls), 500):
+            refusals = [optout.Refusal(c.phone, c.at, f"080 call record, {Path(path).name} line {c.line}",
+                                       f"080:{c.phone}:{c.at.isoformat()}") for c in calls[start:start + 500]]
             with self.sessions.begin() as session:
-                for call in calls[start:start + 500]:
-                    done = optout.withdraw_address(
-                        session, call.phone, optout.PHONE_CHANNELS, at=call.at, source=ConsentSource.OPTOUT_080_CALL,
-                        evidence=f"080 call record, {Path(path).name} line {call.line}", now=now,
-                        dedupe_key=f"080:{call.phone}:{call.at.isoformat()}")
-                    people.update(done.profiles)
-                    records += len(done.records)
+                done = optout.withdraw_addresses(session, refusals, optout.PHONE_CHANNELS,
+                                                 source=ConsentSource.OPTOUT_080_CALL, now=now)
+            people.update(done.profiles)
+            records += len(done.records)
             if progress:
                 progress(min(start + 500, len(calls)), len(calls))
         return {"calls": len(calls), "numbers": len({c.phone for c in calls}), "profiles": len(people),

@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 
 from nudgekit.consent import history
 from nudgekit.consent.history import ConsentState, ConsentUpdate
-from nudgekit.store.state import AddressOptout, Profile, WorkspaceSecret, insert_missing
+from nudgekit.store.state import AddressOptout, Profile, WorkspaceSecret, in_batches, insert_missing
 from nudgekit.vocabulary import Channel, ConsentChange, ConsentSource, Purpose
 
 PHONE_CHANNELS = (Channel.SMS, Channel.KAKAO)
@@ -117,39 +117,66 @@ class Withdrawal:
 
 def withdraw(session: Session, profile_id: str, channels: tuple[Channel, ...], *, at: datetime,
              source: ConsentSource, evidence: str | None, now: datetime, dedupe_key: str | None = None,
-             ) -> list[int]:
+             records: list[Any] | None = None, taken_keys: set[str] | None = None) -> list[Any]:
     """Record the person's refusal of advertising (and night-time advertising) on these channels, unless
-    their history already ends in a refusal there. Returns the ids of the records written."""
-    held = history.current(session, profile_id)
+    their history already ends in a refusal there. Returns the records written. A batch passes the person's
+    `records` (in time order) and the dedupe keys already used, as `history.record` takes them."""
+    if records is None:
+        records = history.history(session, profile_id)
+    held = {(r.channel, r.purpose): r for r in records}
     updates = []
     for channel in channels:
         for purpose in (Purpose.ADVERTISING, Purpose.NIGHT):
-            state = held.get((channel, purpose))
-            withdrawn_since = state is not None and not state.granted and state.at <= at
-            if withdrawn_since or (purpose == Purpose.NIGHT and (state is None or not state.granted)):
+            state = held.get((channel.value, purpose.value))
+            granted = state is not None and state.change == ConsentChange.GRANTED
+            if (state is not None and not granted and state.at <= at) or (purpose == Purpose.NIGHT and not granted):
                 continue
             updates.append(ConsentUpdate(channel, purpose, ConsentChange.WITHDRAWN, at, source, evidence))
-    written = history.record(session, profile_id, updates, now=now, dedupe_key=dedupe_key)
+    return history.record(session, profile_id, updates, now=now, dedupe_key=dedupe_key, records=records,
+                          taken_keys=taken_keys)
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """An advertising refusal that names only a phone number or email address (normalised)."""
+
+    address: str
+    at: datetime
+    evidence: str | None
+    dedupe_key: str | None = None
+
+
+def withdraw_addresses(session: Session, refusals: list[Refusal], channels: tuple[Channel, ...], *,
+                       source: ConsentSource, now: datetime) -> Withdrawal:
+    """Refusals naming only an address: each kept against the address, and recorded for every profile that
+    has it — read and written in a few statements per batch, not per refusal."""
+    if not refusals:
+        return Withdrawal((), (), channels)
+    rows = [{"channel": c.value, "address": r.address, "at": r.at, "source": source.value, "recorded_at": now,
+             "evidence": r.evidence, "dedupe_key": f"{r.dedupe_key}:{c.value}" if r.dedupe_key else None}
+            for r in refusals for c in channels]
+    insert_missing(session, AddressOptout, rows=rows)
+    phones = sorted({r.address for r in refusals if "@" not in r.address})
+    emails = sorted({r.address for r in refusals if "@" in r.address})
+    owners: dict[str, list[str]] = {}
+    for column, addresses in ((Profile.phone, phones), (Profile.email, emails)):
+        for chunk in in_batches(addresses):
+            for profile_id, address in session.execute(
+                    select(Profile.profile_id, column).where(column.in_(chunk)).order_by(Profile.profile_id)):
+                owners.setdefault(address, []).append(profile_id)
+    people = sorted({p for ps in owners.values() for p in ps})
+    held = history.for_profiles(session, people)
+    keys = [f"{r.dedupe_key}:{c.value}:{p.value}" for r in refusals if r.dedupe_key and r.address in owners
+            for c in channels for p in (Purpose.ADVERTISING, Purpose.NIGHT)]
+    taken = history.used_keys(session, keys)
+    written: list[Any] = []
+    for refusal in refusals:
+        for profile_id in owners.get(refusal.address, []):
+            written += withdraw(session, profile_id, channels, at=refusal.at, source=source,
+                                evidence=refusal.evidence, now=now, dedupe_key=refusal.dedupe_key,
+                                records=held[profile_id], taken_keys=taken)
     session.flush()
-    return [r.id for r in written]
-
-
-def withdraw_address(session: Session, address: str, channels: tuple[Channel, ...], *, at: datetime,
-                     source: ConsentSource, evidence: str | None, now: datetime,
-                     dedupe_key: str | None = None) -> Withdrawal:
-    """A refusal naming only a phone number or email address (normalised): kept against the address, and
-    recorded for every profile that has it."""
-    for channel in channels:
-        insert_missing(session, AddressOptout, channel=channel.value, address=address, at=at,
-                       source=source.value, recorded_at=now, evidence=evidence,
-                       dedupe_key=f"{dedupe_key}:{channel.value}" if dedupe_key else None)
-    column = Profile.email if "@" in address else Profile.phone
-    people = list(session.scalars(select(Profile.profile_id).where(column == address).order_by(Profile.profile_id)))
-    records: list[int] = []
-    for profile_id in people:
-        records += withdraw(session, profile_id, channels, at=at, source=source, evidence=evidence, now=now,
-                            dedupe_key=dedupe_key)
-    return Withdrawal(tuple(people), tuple(records), channels)
+    return Withdrawal(tuple(people), tuple(r.id for r in written), channels)
 
 
 def address_refusals(session: Session, phone: str | None, email: str | None

@@ -333,12 +333,14 @@ class DirectSend(Base):
     receipt_checked_at: Mapped[datetime | None]
 
 
-def insert_missing(session: Session, model: type[Base], **values: Any) -> None:
-    """INSERT the row unless its key is already there (ON CONFLICT DO NOTHING, on PostgreSQL and SQLite)."""
+def insert_missing(session: Session, model: type[Base], rows: list[dict[str, Any]] | None = None,
+                   **values: Any) -> None:
+    """INSERT the row (or `rows`, in one statement) unless its key is already there (ON CONFLICT DO NOTHING,
+    on PostgreSQL and SQLite)."""
     from sqlalchemy.dialects import postgresql, sqlite
 
     dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
-    session.execute(dialect.insert(model).values(**values).on_conflict_do_nothing())
+    session.execute(dialect.insert(model).values(rows if rows is not None else values).on_conflict_do_nothing())
 
 
 def in_batches(values: list[str], size: int = 5000) -> list[list[str]]:

@@ -67,8 +67,11 @@ async def unsubscribe_page(request: Request, link: str) -> HTMLResponse:
 @router.post("/u/{link}", summary="Unsubscribe: the page's button, or RFC 8058 one-click (List-Unsubscribe=One-Click)")
 async def unsubscribe(request: Request, link: str) -> Any:
     ws: Workspace = request.app.state.ws
-    form = parse_qs((await request.body())[:4096].decode("utf-8", "replace"))
-    one_click = form.get("List-Unsubscribe") == ["One-Click"]
+    raw = (await request.body())[:4096]
+    form = parse_qs(raw.decode("utf-8", "replace"))
+    # RFC 8058 allows the one-click body as application/x-www-form-urlencoded or multipart/form-data
+    one_click = form.get("List-Unsubscribe") == ["One-Click"] or (
+        b'name="List-Unsubscribe"' in raw and b"One-Click" in raw)
     every = form.get("every") == ["yes"]
     try:
         done = await run_in_threadpool(lambda: ws.unsubscribe(link, every_channel=every, one_click=one_click,

@@ -265,6 +265,10 @@ class Workspace:
         """Where `lifecycle run` leaves what it stored, for fast reads (see lifecycle/stored.py)."""
         return self.settings.home / "lifecycle"
 
+    def _local(self, moment: datetime) -> datetime:
+        """A time as given, or, without an offset, read in the workspace time zone."""
+        return moment if moment.tzinfo else moment.replace(tzinfo=self.settings.zone)
+
     def today(self) -> date:
         return self.clock().astimezone(self.settings.zone).date()
 
@@ -403,12 +407,13 @@ class Workspace:
         return State(session, self.settings, stage, lambda kind, message: check_parsed(kind, message, context),
                      purchases=self._purchases, charges=self._charges, unsubscribe_link=self._own_link)
 
-    def _own_link(self, profile_id: str) -> str | None:
+    def _own_link(self, profile_id: str, channel: Channel = Channel.EMAIL) -> str | None:
+        """The person's signed unsubscribe link for the channel; None without a public_url."""
         from nudgekit.consent import optout
 
         if not self.settings.public_url:
             return None
-        return optout.link(self.settings.public_url, self._link_key(), profile_id)
+        return optout.link(self.settings.public_url, self._link_key(), profile_id, channel)
 
     def _charges(self, channel: MessageChannel) -> bool:
         from nudgekit.channels import providers
@@ -482,10 +487,7 @@ class Workspace:
         Besides the message's fields it takes the options of a campaign's message (policy.decision.OPTIONS):
         campaign, priority, night ("defer" | "drop"), window ("HH:MM-HH:MM"), once_per_hours, budget_krw,
         goods (kinds of goods, for the purchase exception)."""
-        moment = at or self.clock()
-        if moment.tzinfo is None:
-            moment = moment.replace(tzinfo=self.settings.zone)
-        return self._pass(channel, user, PolicyStage.CHECK, moment, options_and_fields)[0]
+        return self._pass(channel, user, PolicyStage.CHECK, self._local(at or self.clock()), options_and_fields)[0]
 
     def gate(self, channel: Any, user: str, *, stage: PolicyStage | str = PolicyStage.QUEUE,
              **options_and_fields: Any) -> Any:
@@ -1020,9 +1022,7 @@ class Workspace:
         """Record one consent change for a known user (or an anonymous id)."""
         now = self.clock()
         check_user_id(user_id)
-        moment = at or now
-        if moment.tzinfo is None:
-            moment = moment.replace(tzinfo=self.settings.zone)
+        moment = self._local(at or now)
         check_consent_time(moment, now, "at")
         update = ConsentUpdate(
             _enum(Channel, channel, "channel"),
@@ -1056,22 +1056,23 @@ class Workspace:
     def unsubscribe_link(self, user: str, channel: Channel | str = Channel.EMAIL) -> str:
         """The person's own signed unsubscribe link (public_url + /u/...): opening it shows a page that
         withdraws their advertising consent on the channel; a one-click POST (RFC 8058) withdraws at once."""
-        from nudgekit.consent import optout
-
-        if not self.settings.public_url:
+        link = self._own_link(self.resolve(user) or user, _enum(Channel, channel, "channel"))
+        if link is None:
             raise FieldError("public_url", "set public_url (where `nudge serve` is reachable, e.g. "
                              "https://nudge.example.com) so unsubscribe links have somewhere to point")
-        profile_id = self.resolve(user) or user
-        return optout.link(self.settings.public_url, self._link_key(), profile_id, _enum(Channel, channel, "channel"))
+        return link
 
-    def unsubscribe_channel(self, token: str) -> Channel:
-        """The channel an unsubscribe link is for; FieldError when it is not one this workspace made."""
+    def _read_link(self, token: str) -> tuple[str, Channel]:
         from nudgekit.consent import optout
 
         try:
-            return optout.read_token(self._link_key(), token)[1]
+            return optout.read_token(self._link_key(), token)
         except ValueError as exc:
             raise FieldError("link", str(exc)) from None
+
+    def unsubscribe_channel(self, token: str) -> Channel:
+        """The channel an unsubscribe link is for; FieldError when it is not one this workspace made."""
+        return self._read_link(token)[1]
 
     def unsubscribe(self, token: str, *, every_channel: bool = False, one_click: bool = False,
                     shown: bool = False) -> dict[str, Any]:
@@ -1079,10 +1080,7 @@ class Workspace:
         `shown`: the page shows the person the result, which is their result notice (CHANNEL_RULES A9)."""
         from nudgekit.consent import notices, optout
 
-        try:
-            profile_id, channel = optout.read_token(self._link_key(), token)
-        except ValueError as exc:
-            raise FieldError("link", str(exc)) from None
+        profile_id, channel = self._read_link(token)
         now = self.clock()
         channels = tuple(Channel) if every_channel else (channel,)
         how = "one-click List-Unsubscribe POST" if one_click else "unsubscribe page"
@@ -1092,11 +1090,11 @@ class Workspace:
             written = optout.withdraw(session, profile_id, channels, at=now, source=ConsentSource.UNSUBSCRIBE_LINK,
                                       evidence=how, now=now)
             session.flush()
-            records = [r.id for r in written]
             answer = {"profile_id": profile_id, "channels": [c.value for c in channels], "at": now.isoformat(),
-                      "recorded": len(records), "sender": self.settings.sender.name or self.settings.brand}
+                      "day": now.astimezone(self.settings.zone).date().isoformat(), "recorded": len(written),
+                      "sender": self.settings.sender.name or self.settings.brand}
             if shown:
-                notices.shown_on_page(session, profile_id, records, now, _unsubscribed_text(answer, self))
+                notices.shown_on_page(session, profile_id, written, now, _unsubscribed_text(answer))
         return answer
 
     def sms_reply(self, phone: str, text: str, *, at: datetime | None = None, reply_id: str | None = None,
@@ -1107,9 +1105,7 @@ class Workspace:
 
         number = normalize_phone(phone, self.settings.phone_region, "from")
         now = self.clock()
-        moment = at or now
-        if moment.tzinfo is None:
-            moment = moment.replace(tzinfo=self.settings.zone)
+        moment = self._local(at or now)
         check_consent_time(moment, now, "at")
         if not optout.is_optout_reply(text):
             return {"from": number, "optout": False, "profiles": [], "recorded": 0}
@@ -1170,12 +1166,11 @@ class Workspace:
                             progress=progress).as_dict()
 
 
-def _unsubscribed_text(answer: dict[str, Any], ws: Workspace) -> str:
+def _unsubscribed_text(answer: dict[str, Any]) -> str:
     from nudgekit.consent.optout import CHANNEL_NAMES
 
-    day = datetime.fromisoformat(answer["at"]).astimezone(ws.settings.zone).date().isoformat()
     what = ", ".join(CHANNEL_NAMES[Channel(c)][1] for c in answer["channels"])
-    return f"[{answer['sender']}] {day} {what} 광고성 정보 수신거부: {day} 처리 완료"
+    return f"[{answer['sender']}] {answer['day']} {what} 광고성 정보 수신거부: {answer['day']} 처리 완료"
 
 
 def _kinds_of_goods(properties: Any) -> frozenset[str]:

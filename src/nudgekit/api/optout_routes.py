@@ -82,7 +82,7 @@ async def unsubscribe(request: Request, link: str) -> Any:
         return _broken(exc.reason)
     if one_click:
         return PlainTextResponse("unsubscribed")
-    day = datetime.fromisoformat(done["at"]).astimezone(ws.settings.zone).date().isoformat()
+    day = done["day"]
     sender = html.escape(done["sender"])
     ko = ", ".join(CHANNEL_NAMES[Channel(c)][1] for c in done["channels"])
     en = ", ".join(CHANNEL_NAMES[Channel(c)][0] for c in done["channels"])

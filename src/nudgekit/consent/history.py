@@ -71,14 +71,14 @@ def history(session: Session, profile_id: str) -> list[ConsentRecord]:
     return _ordered(session, profile_id)
 
 
+def latest(records: list[Any]) -> dict[tuple[Channel, Purpose], Any]:
+    """The last record per (channel, purpose) of records in time order: what the person chose last."""
+    return {(Channel(rec.channel), Purpose(rec.purpose)): rec for rec in records}
+
+
 def current(session: Session, profile_id: str) -> dict[tuple[Channel, Purpose], ConsentState]:
-    states: dict[tuple[Channel, Purpose], ConsentState] = {}
-    for rec in _ordered(session, profile_id):
-        key = (Channel(rec.channel), Purpose(rec.purpose))
-        states[key] = ConsentState(
-            key[0], key[1], rec.change == ConsentChange.GRANTED, rec.at, ConsentSource(rec.source)
-        )
-    return states
+    return {key: ConsentState(key[0], key[1], rec.change == ConsentChange.GRANTED, rec.at, ConsentSource(rec.source))
+            for key, rec in latest(_ordered(session, profile_id)).items()}
 
 
 def _latest(records: list[Any], update: ConsentUpdate) -> ConsentRecord | None:

@@ -9,9 +9,9 @@
 Both are informational messages with no advertising in them; they go by the channel the change was about
 when it can reach the person, else email, SMS, then push. Changes imported in bulk (source `import`),
 copied when profiles merged, or learned of long after they happened are not the person's new choice and get
-no result notice; an unsubscribe page
-that showed the result counts as the notice. Each notice is claimed in the state DB before it is sent, so
-two runs never send the same one; a claim whose send never finished is retried after an hour.
+no result notice; an unsubscribe page that showed the result counts as the notice. Each notice is claimed in
+the state DB before it is sent, so two runs never send the same one; a claim whose send never finished is
+retried after an hour.
 """
 
 from __future__ import annotations
@@ -151,11 +151,7 @@ def reconfirm_notices(session: Session, now: datetime, lead_days: int) -> list[D
     users = _user_ids(session, list(due))
     out = []
     for profile_id, basis in due.items():
-        current: dict[tuple[str, str], Any] = {}
-        for rec in held[profile_id]:
-            current[(rec.channel, rec.purpose)] = rec
-        consents = tuple(_change(r) for r in current.values()
-                         if r.change == "granted" and r.purpose in (Purpose.ADVERTISING, Purpose.NIGHT))
+        consents = tuple(_change(r) for r in history.latest(held[profile_id]).values() if r.change == "granted")
         due_by = _years_later(basis, RECONFIRM_YEARS)
         out.append(DueNotice(profile_id, users.get(profile_id), "reconfirm", due_by, consents,
                              f"reconfirm:{profile_id}:{due_by.date().isoformat()}", due_by < now))
@@ -328,9 +324,11 @@ def drop(session: Session, notice_ids: list[int]) -> None:
         session.execute(delete(ConsentNotice).where(ConsentNotice.id.in_(notice_ids)))
 
 
-def shown_on_page(session: Session, profile_id: str, records: list[int], now: datetime, text: str) -> None:
-    """The unsubscribe page showed the person the result of their withdrawal: that was the result notice."""
-    rows = [_change(r) for r in session.scalars(select(ConsentRecord).where(ConsentRecord.id.in_(records)))]
+def shown_on_page(session: Session, profile_id: str, records: list[ConsentRecord], now: datetime,
+                  text: str) -> None:
+    """The unsubscribe page showed the person the result of their withdrawal (`records`, flushed): that was
+    the result notice."""
+    rows = [_change(r) for r in records]
     if rows:
         notice = DueNotice(profile_id, None, "result", now, tuple(rows), f"result:{profile_id}:{rows[0].record_id}")
         claim(session, notice, now, text, channel="page", state="sent")

@@ -106,13 +106,12 @@ def is_optout_reply(text: str) -> bool:
 
 @dataclass(frozen=True)
 class Withdrawal:
-    """What one refusal changed."""
+    """What a batch of refusals changed."""
 
     profiles: tuple[str, ...]
     """The profiles whose consent history now says withdrawn."""
     records: tuple[int, ...]
     """The consent records written (ids; empty when every profile had already refused)."""
-    channels: tuple[Channel, ...]
 
 
 def withdraw(session: Session, profile_id: str, channels: tuple[Channel, ...], *, at: datetime,
@@ -123,11 +122,11 @@ def withdraw(session: Session, profile_id: str, channels: tuple[Channel, ...], *
     `records` (in time order) and the dedupe keys already used, as `history.record` takes them."""
     if records is None:
         records = history.history(session, profile_id)
-    held = {(r.channel, r.purpose): r for r in records}
+    held = history.latest(records)
     updates = []
     for channel in channels:
         for purpose in (Purpose.ADVERTISING, Purpose.NIGHT):
-            state = held.get((channel.value, purpose.value))
+            state = held.get((channel, purpose))
             granted = state is not None and state.change == ConsentChange.GRANTED
             if (state is not None and not granted and state.at <= at) or (purpose == Purpose.NIGHT and not granted):
                 continue
@@ -151,7 +150,7 @@ def withdraw_addresses(session: Session, refusals: list[Refusal], channels: tupl
     """Refusals naming only an address: each kept against the address, and recorded for every profile that
     has it — read and written in a few statements per batch, not per refusal."""
     if not refusals:
-        return Withdrawal((), (), channels)
+        return Withdrawal((), ())
     rows = [{"channel": c.value, "address": r.address, "at": r.at, "source": source.value, "recorded_at": now,
              "evidence": r.evidence, "dedupe_key": f"{r.dedupe_key}:{c.value}" if r.dedupe_key else None}
             for r in refusals for c in channels]
@@ -176,7 +175,7 @@ def withdraw_addresses(session: Session, refusals: list[Refusal], channels: tupl
                                 evidence=refusal.evidence, now=now, dedupe_key=refusal.dedupe_key,
                                 records=held[profile_id], taken_keys=taken)
     session.flush()
-    return Withdrawal(tuple(people), tuple(r.id for r in written), channels)
+    return Withdrawal(tuple(people), tuple(r.id for r in written))
 
 
 def address_refusals(session: Session, phone: str | None, email: str | None
@@ -230,7 +229,7 @@ def _text(data: bytes) -> str:
         return data.decode("cp949")
 
 
-def _column(header: list[str], wanted: str | None, known: tuple[str, ...], what: str) -> int:
+def _column(header: list[str], wanted: str | None, known: tuple[str, ...], what: str, option: str) -> int:
     names = [h.strip().lower().replace(" ", "") for h in header]
     if wanted is not None:
         key = wanted.strip().lower().replace(" ", "")
@@ -241,7 +240,7 @@ def _column(header: list[str], wanted: str | None, known: tuple[str, ...], what:
         if name in names:
             return names.index(name)
     raise ValueError(f"cannot tell which column holds the {what}; the columns are {', '.join(header)} — name it "
-                     f"with --{'phone' if what == 'phone number' else 'at'}-column")
+                     f"with {option}")
 
 
 def _moment(value: str, zone: Any) -> datetime:
@@ -275,8 +274,8 @@ def read_calls(data: bytes, *, region: str, zone: Any, now: datetime, phone_colu
     if not rows:
         raise ValueError("the file is empty")
     header = rows[0]
-    phone_at = _column(header, phone_column, PHONE_COLUMNS, "phone number")
-    time_at = _column(header, at_column, TIME_COLUMNS, "time of the call")
+    phone_at = _column(header, phone_column, PHONE_COLUMNS, "phone number", "--phone-column")
+    time_at = _column(header, at_column, TIME_COLUMNS, "time of the call", "--at-column")
     calls, rejects = [], []
     for line, row in enumerate(rows[1:], start=2):
         if not any(cell.strip() for cell in row):

@@ -46,12 +46,17 @@ class Candidate:
 
     @property
     def purpose(self) -> MessagePurpose:
-        ad = self.channel == MessageChannel.BRAND_MESSAGE or getattr(self.message, "ad", False)
-        return MessagePurpose.ADVERTISING if ad else MessagePurpose.INFORMATIONAL
+        return purpose_of(self.channel, self.message)
 
     @property
     def advertising(self) -> bool:
         return self.purpose == MessagePurpose.ADVERTISING
+
+
+def purpose_of(channel: MessageChannel, message: BaseModel) -> MessagePurpose:
+    """A Brand Message is advertising by nature; any other message is what its `ad` flag says."""
+    ad = channel == MessageChannel.BRAND_MESSAGE or getattr(message, "ad", False)
+    return MessagePurpose.ADVERTISING if ad else MessagePurpose.INFORMATIONAL
 
 
 OPTIONS = ("message_id", "campaign", "priority", "night", "window", "once_per_hours", "budget_krw", "goods")

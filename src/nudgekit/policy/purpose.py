@@ -11,8 +11,8 @@ from pydantic import BaseModel
 
 from nudgekit.channels.check import Checked
 from nudgekit.policy.copy import shown
-from nudgekit.policy.decision import Candidate, Decision, Person, State, send, skip
-from nudgekit.vocabulary import MessageChannel
+from nudgekit.policy.decision import Candidate, Decision, Person, State, purpose_of, send, skip
+from nudgekit.vocabulary import MessageChannel, MessagePurpose
 
 RULE = "purpose"
 
@@ -54,7 +54,7 @@ def _reads_as_advertising(words: list[str]) -> tuple[str, str]:
 def preflight(channel: MessageChannel, message: BaseModel, checked: Checked) -> Checked:
     """The check of a message before anyone is chosen (`nudge message check`, a campaign's preflight): copy
     marked informational that reads like a promotion gets the `reads_as_advertising` warning."""
-    advertising = channel == MessageChannel.BRAND_MESSAGE or getattr(message, "ad", False)
+    advertising = purpose_of(channel, message) == MessagePurpose.ADVERTISING
     words = [] if advertising else promotional_words(message, checked)
     if words:
         en, ko = _reads_as_advertising(words)

@@ -377,6 +377,45 @@ class WebhookSettings(BaseModel):
     otherwise only https:// to public hosts is accepted, so a campaign cannot reach your internal network."""
 
 
+class DeliverySettings(BaseModel):
+    """How workers send the outbox (docs/delivery.md)."""
+
+    batch_size: int = Field(500, ge=1, le=10_000)
+    """Messages a worker claims at once."""
+    lease_seconds: float = Field(300.0, ge=10)
+    """How long a claimed message stays a worker's: a worker that died is noticed after this."""
+    max_attempts: int = Field(10, ge=1, le=100)
+    """Passing faults (5xx, timeout, connection refused) a message may meet before it fails; a 429 asking
+    to slow down does not count."""
+    give_up_hours: float = Field(24.0, gt=0, le=24 * 30)
+    """A message still not sent this long after it was first due fails as `expired`."""
+    retry_base_seconds: float = Field(2.0, gt=0)
+    """The first retry waits about this long; each next one twice as long (with jitter)."""
+    retry_max_seconds: float = Field(600.0, gt=0)
+    rate_per_second: dict[str, float] = Field(default_factory=dict)
+    """Messages per second allowed per provider, shared by all workers (e.g. {fcm = 5000}); a provider not
+    named uses its documented ceiling, if it has one."""
+    circuit_failures: int = Field(5, ge=1)
+    """Failed calls in a row that pause a provider."""
+    circuit_seconds: float = Field(30.0, gt=0)
+    """The first pause; each further one in a row doubles, up to circuit_max_seconds."""
+    circuit_max_seconds: float = Field(600.0, gt=0)
+    poll_seconds: float = Field(1.0, gt=0, le=60)
+    """How often an idle worker looks for due messages."""
+    receipts_seconds: float = Field(60.0, gt=0)
+    """How often a worker asks the vendors that report later for delivery receipts."""
+
+    @field_validator("rate_per_second")
+    @classmethod
+    def _rates(cls, value: dict[str, float]) -> dict[str, float]:
+        for name, rate in value.items():
+            if name not in PROVIDER_NAMES:
+                raise ValueError(f"unknown provider {name!r} (known: {', '.join(PROVIDER_NAMES)})")
+            if not rate > 0:
+                raise ValueError(f"{name}: a rate is a number of calls per second above 0")
+        return value
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="NUDGE_", env_nested_delimiter="__", extra="ignore")
 
@@ -419,6 +458,7 @@ class Settings(BaseSettings):
     solapi: SolapiSettings = Field(default_factory=SolapiSettings)
     nhncloud: NhnCloudSettings = Field(default_factory=NhnCloudSettings)
     policy: PolicySettings = Field(default_factory=PolicySettings)
+    delivery: DeliverySettings = Field(default_factory=DeliverySettings)
 
     @field_validator("timezone")
     @classmethod

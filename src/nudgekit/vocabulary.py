@@ -280,3 +280,36 @@ class PolicyStage(StrEnum):
     HANDOVER = "handover"
     """The moment it is handed to a provider: consent and suppression are read again (a withdrawal since
     queueing wins), held slots are spent."""
+
+
+class OutboxState(StrEnum):
+    """Where one message in the outbox stands (delivery/outbox.py)."""
+
+    QUEUED = "queued"
+    """Waiting for a worker (from `due_at`: a retry waits out its backoff here)."""
+    DEFERRED = "deferred"
+    """The policy chain said not before `due_at` (night, quiet hours, the campaign's window)."""
+    CLAIMED = "claimed"
+    """A worker holds it (until `lease_until`) and has not called the provider yet."""
+    HANDING = "handing"
+    """Being handed to the provider: if its worker dies now, nobody knows whether it went out."""
+    SENT = "sent"
+    """The provider accepted it (delivery receipts come later)."""
+    SKIPPED = "skipped"
+    """The policy chain said it must not go; `reason` says why."""
+    FAILED = "failed"
+    """It cannot go: a permanent error, an invalid recipient, or retries used up; `reason` says which."""
+    IN_DOUBT = "in_doubt"
+    """It may or may not have gone out (a crash or timeout mid-send) and was not sent again."""
+    CANCELLED = "cancelled"
+    """Its campaign was cancelled before it went."""
+
+
+class CampaignSendState(StrEnum):
+    """Whether a campaign's messages are going out."""
+
+    RUNNING = "running"
+    PAUSED = "paused"
+    """Workers leave its messages in the outbox until it is resumed."""
+    CANCELLED = "cancelled"
+    """Its messages still waiting were cancelled; nothing more of it goes."""

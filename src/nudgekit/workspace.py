@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import itertools
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -527,6 +528,147 @@ class Workspace:
                 chain.release(session, final.message_id)
         return PersonSend(ruling, results)
 
+    # -- delivery ----------------------------------------------------------------------------------
+
+    def queue(self, campaign: str, channel: Any, users: Iterable[str], *, occurrence: str = "1",
+              step: str | None = None, per_minute: float | None = None, in_doubt: str | None = None,
+              at: datetime | None = None, progress: Callable[[int], None] | None = None,
+              **options_and_fields: Any) -> Any:
+        """Put one message per user in the outbox for a campaign, each through the policy chain's QUEUE gate;
+        workers send them (`work`, `nudge worker`). Keyed by (campaign, step, user, occurrence): queueing
+        the same again adds nothing. Takes the message's fields and check_for's options, plus the campaign's
+        delivery speed (`per_minute`), what a crash mid-send does (`in_doubt`: hold | resend; by default
+        hold for advertising, resend for informational) and when to start (`at`)."""
+        from nudgekit.channels.registry import parse_message
+        from nudgekit.delivery import outbox, plan
+
+        kind = _enum(MessageChannel, channel, "channel")
+        if not 0 < len(campaign or "") <= 200:
+            raise FieldError("campaign", "a campaign name is 1 to 200 characters")
+        if per_minute is not None and not per_minute > 0:
+            raise FieldError("per_minute", "a delivery speed is a number of messages a minute above 0")
+        plan.check_in_doubt(in_doubt)
+        fields, options = plan.split(options_and_fields)
+        parse_message(kind, fields)  # a wrong field fails before any row is written
+        with self.sessions.begin() as session:
+            try:
+                outbox.open_campaign(session, campaign, per_minute, self.clock())
+            except ValueError as exc:
+                raise FieldError("campaign", str(exc)) from None
+
+        def requests() -> Iterator[tuple[Any, str | None]]:
+            chunk: list[str] = []
+            for user in itertools.chain(users, [None]):
+                if user is not None:
+                    chunk.append(str(user))
+                if chunk and (user is None or len(chunk) >= plan.BATCH):
+                    resolved = self.resolve_many(chunk)
+                    for name in chunk:
+                        person = resolved.get(name)
+                        key = "/".join((campaign, step or "-", person or name, occurrence))
+                        yield plan.Request(key, kind, fields, options, campaign, None, in_doubt, at), person
+                    chunk = []
+
+        return plan.plan(self, requests(), campaign=campaign, progress=progress)
+
+    def send_message(self, channel: Any, user: str, *, idempotency_key: str | None = None, to: str | None = None,
+                     in_doubt: str | None = None, **options_and_fields: Any) -> dict[str, Any]:
+        """Send one message now through the outbox and the policy chain (the transactional API): an order
+        notice, a password reset. The same `idempotency_key` again returns the first message's record and
+        sends nothing; used for a different message it is refused."""
+        from nudgekit.channels.registry import parse_message, recipient
+        from nudgekit.delivery import outbox, plan
+        from nudgekit.delivery.worker import Worker
+        from nudgekit.store.state import OutboxMessage
+
+        kind = _enum(MessageChannel, channel, "channel")
+        plan.check_in_doubt(in_doubt)
+        if idempotency_key is not None and not 0 < len(idempotency_key) <= 255:
+            raise FieldError("Idempotency-Key", "an idempotency key is 1 to 255 characters")
+        fields, options = plan.split(options_and_fields)
+        parse_message(kind, fields)
+        address = recipient(kind, to, self.settings) if to else None
+        profile_id = self.resolve(user)
+        if profile_id is None:
+            raise FieldError("user", f"no user or anonymous id {user!r} in this workspace")
+        key = f"api/{idempotency_key or uuid.uuid4().hex}"
+        message_id = outbox.message_id_for(key)
+        wanted = {"channel": kind.value, "fields": fields, "options": options, "to": address, "user": profile_id}
+        with self.sessions() as session:
+            row = session.get(OutboxMessage, message_id)
+            if row is not None:
+                return self._replayed(row, wanted)
+        request = plan.Request(key, kind, fields, options, None, address, in_doubt)
+        plan.plan(self, [(request, profile_id)])
+        asyncio.run(Worker(self).step(ids=[message_id]))
+        with self.sessions() as session:
+            row = session.get(OutboxMessage, message_id)
+            assert row is not None
+            return {**outbox.row_dict(row), "replayed": False}
+
+    def _replayed(self, row: Any, wanted: dict[str, Any]) -> dict[str, Any]:
+        from nudgekit.delivery import outbox
+
+        first = {"channel": row.channel, "fields": row.fields, "options": row.options, "to": row.to,
+                 "user": row.profile_id}
+        if orjson.dumps(first, option=orjson.OPT_SORT_KEYS) != orjson.dumps(wanted, option=orjson.OPT_SORT_KEYS):
+            raise FieldError("Idempotency-Key", "this key was used for a different message: use a new key for a "
+                             "new message")
+        return {**outbox.row_dict(row), "replayed": True}
+
+    def work(self, *, until_idle: bool = True, receipts: bool = True) -> dict[str, int]:
+        """Run a delivery worker in this process: until nothing is due now (until_idle), or for good."""
+        from nudgekit.delivery.worker import Worker
+
+        return asyncio.run(Worker(self).run(until_idle=until_idle, receipts=receipts)).as_dict()
+
+    def send_status(self, campaign: str) -> dict[str, Any]:
+        """Where a campaign's messages stand: queued, sent, deferred, skipped by reason, failed, in doubt,
+        cost, and what receipts said."""
+        from nudgekit.delivery import outbox
+
+        with self.sessions() as session:
+            found = outbox.status(session, campaign)
+        if found is None:
+            raise FieldError("campaign", f"no campaign {campaign!r} has queued messages")
+        return found
+
+    def control_send(self, campaign: str, action: str) -> dict[str, Any]:
+        """pause | resume | cancel a campaign's sending: workers stop taking its messages within a step;
+        cancelling gives back the frequency-cap slots and budget its waiting messages held."""
+        from nudgekit.delivery import outbox
+        from nudgekit.vocabulary import CampaignSendState
+
+        states = {"pause": CampaignSendState.PAUSED, "resume": CampaignSendState.RUNNING,
+                  "cancel": CampaignSendState.CANCELLED}
+        if action not in states:
+            raise FieldError("action", "say pause, resume or cancel")
+        self.send_status(campaign)
+        with self.sessions.begin() as session:
+            try:
+                cancelled = outbox.control(session, campaign, states[action], self.clock())
+            except ValueError as exc:
+                raise FieldError("campaign", str(exc)) from None
+        return {**self.send_status(campaign), "cancelled_now": len(cancelled)}
+
+    def outbox_messages(self, *, campaign: str | None = None, state: str | None = None, user: str | None = None,
+                        limit: int = 20) -> list[dict[str, Any]]:
+        """Outbox rows, newest first, with their state and reason."""
+        from nudgekit.delivery import outbox
+        from nudgekit.store.state import OutboxMessage
+        from nudgekit.vocabulary import OutboxState
+
+        query = select(OutboxMessage)
+        if campaign is not None:
+            query = query.where(OutboxMessage.campaign == campaign)
+        if state is not None:
+            query = query.where(OutboxMessage.state == _enum(OutboxState, state, "state").value)
+        if user is not None:
+            query = query.where(OutboxMessage.profile_id == (self.resolve(user) or user))
+        with self.sessions() as session:
+            rows = session.scalars(query.order_by(OutboxMessage.updated_at.desc()).limit(limit))
+            return [outbox.row_dict(r) for r in rows]
+
     def explain(self, *, user: str | None = None, campaign: str | None = None, message_id: str | None = None,
                 limit: int = 20) -> list[dict[str, Any]]:
         """The recorded policy passes (newest first) for a user, a campaign's messages to them, or a message:
@@ -549,44 +691,23 @@ class Workspace:
                    message_id: str) -> SendResult:
         """One checked message to its provider, unless the address is known dead; what the answer says about
         the recipient is remembered."""
-        from nudgekit.channels import balance, direct, feedback, providers
-        from nudgekit.channels.provider import Envelope, Outcome, Verdict
+        from nudgekit.channels import feedback, providers
+        from nudgekit.delivery import handover
 
         with self.sessions() as session:
             dead = feedback.known_dead(session, kind, to)
         if dead is not None:
             return SendResult(checked, None, dead)
-        meta: dict[str, Any] = dict(checked.rendered)
-        if checked.fallback is not None:
-            meta["fallback"] = {"type": checked.fallback.checked.type,
-                                **checked.fallback.message.model_dump(mode="json", exclude_none=True)}
-        envelope = Envelope(message_id, kind, to, message, checked.type, profile_id, meta)
+        envelope = handover.envelope(message_id, kind, to, message, checked, profile_id)
         provider = providers.open_for(kind, providers.Context(self.settings, self.sessions, self.clock), to)
-        paid = provider.capabilities.charges
-        now = self.clock()
         with self.sessions.begin() as session:
-            refused = None
-            if not provider.capabilities.idempotency:
-                refused = direct.start(session, message_id, kind.value, to, provider.name, now, type=checked.type,
-                                       profile_id=profile_id, fallback_requested=bool(
-                                           "fallback" in meta and getattr(message, "fallback", False)))
-            if refused is None and paid:
-                refused = balance.reserve(session, message_id, kind.value, checked.cost_krw, now)
-                if refused is not None and not provider.capabilities.idempotency:
-                    direct.finish(session, message_id, Outcome(Verdict.RETRYABLE, "balance", refused), now)
-        if refused is not None:
+            refused = handover.begin(session, [handover.Handed(envelope, checked.cost_krw)], provider, self.clock())
+        if refused:
             asyncio.run(provider.aclose())
-            return SendResult(checked, None, refused, provider.name)
-        try:
-            outcome = providers.run_once(provider, lambda p: p.send([envelope]))[0]
-        except Exception as exc:  # a fault in our own code after the request may have left: never twice
-            outcome = Outcome(Verdict.UNCERTAIN, "error", f"{type(exc).__name__}: {exc}")
+            return SendResult(checked, None, refused[message_id].detail, provider.name)
+        outcome = providers.run_once(provider, lambda p: handover.call(p, [envelope]))[0]
         with self.sessions.begin() as session:
-            learned = feedback.remember(session, kind, to, profile_id, outcome, self.clock())
-            if not provider.capabilities.idempotency:
-                direct.finish(session, message_id, outcome, self.clock())
-            if paid and outcome.verdict not in (Verdict.ACCEPTED, Verdict.UNCERTAIN):
-                balance.refund(session, message_id, self.clock())
+            learned = handover.end(session, [envelope], [outcome], provider, self.clock())[0]
         return SendResult(checked, outcome, learned, provider.name)
 
     def kakao_templates(self, status: Any = None) -> list[Any]:

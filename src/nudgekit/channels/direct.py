@@ -23,8 +23,10 @@ AGAIN = frozenset({Verdict.RETRYABLE.value, Verdict.RATE_LIMITED.value, Verdict.
 
 def start(session: Session, message_id: str, channel: str, recipient: str, provider: str,
           now: datetime, *, type: str | None = None, profile_id: str | None = None,
-          fallback_requested: bool = False) -> str | None:
-    """Take the message id for one attempt; None when taken, else why it must not go out again."""
+          fallback_requested: bool = False, again: bool = False) -> str | None:
+    """Take the message id for one attempt; None when taken, else why it must not go out again. `again`:
+    the outbox, which decides for campaign messages, chose to send it again (an informational message in
+    doubt, a retry after a timeout)."""
     row = session.get(DirectSend, message_id)
     if row is None:
         try:
@@ -36,7 +38,7 @@ def start(session: Session, message_id: str, channel: str, recipient: str, provi
         except IntegrityError:
             row = session.get(DirectSend, message_id)
             return _sent(row) if row is not None else "a concurrent send took this message id"
-    if row.verdict in AGAIN:
+    if row.verdict in AGAIN or again:
         taken = session.execute(update(DirectSend).where(DirectSend.message_id == message_id,
                                                          DirectSend.verdict == row.verdict).values(
             verdict="pending", attempts=DirectSend.attempts + 1, provider=provider, updated_at=now, type=type,

@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 
 from nudgekit.channels import balance, feedback
 from nudgekit.channels.provider import Delivery, Outcome, Receipt, Sent, Verdict
-from nudgekit.store.state import DirectSend
+from nudgekit.store.state import DirectSend, OutboxMessage
 from nudgekit.vocabulary import EventName, MessageChannel
 
 REPORTING = ("solapi", "nhncloud")
@@ -139,7 +139,7 @@ def _event(row: DirectSend, receipt: Receipt) -> dict[str, Any] | None:
     return person_event(row, name, f"receipt:{row.attempts}", receipt.at or row.receipt_checked_at, properties)
 
 
-def person_event(row: DirectSend, name: EventName, key: str, when: datetime | None,
+def person_event(row: DirectSend | OutboxMessage, name: EventName, key: str, when: datetime | None,
                  properties: dict[str, Any]) -> dict[str, Any] | None:
     """A track event about a message for the person it went to (None when the send named no person),
     stored once: its messageId is the message id and `key`."""

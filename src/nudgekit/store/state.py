@@ -549,3 +549,109 @@ class ConsentNoticeRecord(Base):
     __tablename__ = "consent_notice_records"
     record_id: Mapped[int] = mapped_column(Integer, primary_key=True)
     notice_id: Mapped[int] = mapped_column(Integer, ForeignKey("consent_notices.id", ondelete="CASCADE"))
+
+
+class OutboxMessage(Base):
+    """One message to one person (or address) that a campaign, a journey step or the API wants sent, keyed
+    by a deterministic message id made from its idempotency key: planning the same send twice adds nothing.
+
+    Written before any I/O; workers claim it (`lease_until`), mark it `handing` just before the provider
+    call, and write the outcome after (delivery/outbox.py)."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (Index("ix_outbox_due", "state", "due_at"), Index("ix_outbox_campaign", "campaign", "state"))
+    message_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    key: Mapped[str] = mapped_column(Text)
+    """The idempotency key as the caller gave it (campaign or journey step, user, occurrence)."""
+    campaign: Mapped[str | None] = mapped_column(String(255))
+    profile_id: Mapped[str | None] = mapped_column(String(255))
+    channel: Mapped[str] = mapped_column(String(16))
+    purpose: Mapped[str] = mapped_column(String(16))
+    fields: Mapped[dict[str, Any]] = mapped_column(JSON)
+    """The message's fields as the channel's model takes them."""
+    options: Mapped[dict[str, Any]] = mapped_column(JSON)
+    """The policy options (priority, night, window, once_per_hours, budget_krw, goods)."""
+    to: Mapped[str | None] = mapped_column(String(4096))
+    """A fixed address (the API's `to`); None: the person's own at send time."""
+    state: Mapped[str] = mapped_column(String(16))
+    due_at: Mapped[datetime]
+    lease_until: Mapped[datetime | None]
+    worker: Mapped[str | None] = mapped_column(String(128))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    """Provider calls made for it."""
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    """Passing faults met (5xx, timeouts, refused connections): `[delivery] max_attempts` bounds them; a 429
+    does not count."""
+    reason: Mapped[str | None] = mapped_column(String(64))
+    """Why it was skipped, deferred, failed or is in doubt (a reason code)."""
+    detail: Mapped[str | None] = mapped_column(Text)
+    provider: Mapped[str | None] = mapped_column(String(32))
+    provider_message_id: Mapped[str | None] = mapped_column(String(255))
+    cost_krw: Mapped[float | None]
+    in_doubt: Mapped[str] = mapped_column(String(8))
+    """What a crash mid-send does to it on a provider that cannot drop repeats: `hold` (never resend, the
+    advertising default) or `resend` (the informational default)."""
+    fallback_of: Mapped[str | None] = mapped_column(String(64))
+    """For a fallback text message: the Kakao message it replaces."""
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    finished_at: Mapped[datetime | None]
+
+
+class OutboxAttempt(Base):
+    """Every provider call made for an outbox message, one row per address it went to."""
+
+    __tablename__ = "outbox_attempts"
+    __table_args__ = (Index("ix_outbox_attempts_message", "message_id"),)
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
+                                    autoincrement=True)
+    message_id: Mapped[str] = mapped_column(String(64))
+    attempt: Mapped[int] = mapped_column(Integer)
+    at: Mapped[datetime]
+    worker: Mapped[str | None] = mapped_column(String(128))
+    provider: Mapped[str] = mapped_column(String(32))
+    address: Mapped[str | None] = mapped_column(String(4096))
+    verdict: Mapped[str] = mapped_column(String(20))
+    code: Mapped[str | None] = mapped_column(String(64))
+    detail: Mapped[str | None] = mapped_column(Text)
+    retry_after: Mapped[float | None]
+
+
+class CampaignSend(Base):
+    """How a campaign's messages go out: running, paused or cancelled, and at what speed."""
+
+    __tablename__ = "campaign_sends"
+    campaign: Mapped[str] = mapped_column(String(255), primary_key=True)
+    state: Mapped[str] = mapped_column(String(16))
+    per_minute: Mapped[float | None]
+    """Delivery speed: at most this many of its messages a minute (None: as fast as providers allow)."""
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class RateBucket(Base):
+    """A token bucket shared by every worker (a provider's rate, a campaign's speed), and a provider's
+    Retry-After: nobody calls it before `blocked_until`."""
+
+    __tablename__ = "rate_buckets"
+    name: Mapped[str] = mapped_column(String(300), primary_key=True)
+    tokens: Mapped[float]
+    at: Mapped[datetime]
+    blocked_until: Mapped[datetime | None]
+
+
+class ProviderCircuit(Base):
+    """A provider's circuit breaker, shared by every worker: open (paused) after repeated failed calls, and
+    tried again by one probe once `open_until` has passed."""
+
+    __tablename__ = "provider_circuits"
+    provider: Mapped[str] = mapped_column(String(32), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer)
+    """Failed calls in a row."""
+    trips: Mapped[int] = mapped_column(Integer)
+    """Times it opened in a row without a success between (each pause is longer)."""
+    open_until: Mapped[datetime | None]
+    probe_until: Mapped[datetime | None]
+    """While set and in the future, one worker is probing it; others wait."""
+    detail: Mapped[str | None] = mapped_column(Text)
+    updated_at: Mapped[datetime]

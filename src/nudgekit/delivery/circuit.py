@@ -17,6 +17,8 @@ from nudgekit.channels.provider import Outcome, Verdict
 from nudgekit.config import DeliverySettings
 from nudgekit.store.state import ProviderCircuit, insert_missing
 
+__all__ = ["ProviderCircuit", "Gate", "enter", "judge", "paused", "record", "states"]
+
 PROBE_SECONDS = 60.0
 """How long a probing worker has before another may probe instead."""
 

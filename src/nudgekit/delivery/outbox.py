@@ -74,8 +74,9 @@ def add(session: Session, planned: Planned, now: datetime) -> bool:
     from sqlalchemy.dialects import postgresql, sqlite
 
     dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
-    done = session.execute(dialect.insert(OutboxMessage).values(planned.values(now)).on_conflict_do_nothing())
-    return done.rowcount == 1  # type: ignore[attr-defined]
+    added = session.execute(dialect.insert(OutboxMessage).values(planned.values(now)).on_conflict_do_nothing()
+                            .returning(OutboxMessage.message_id))
+    return added.scalar() is not None
 
 
 def existing(session: Session, message_ids: list[str]) -> set[str]:
@@ -215,8 +216,8 @@ def status(session: Session, campaign: str) -> dict[str, Any] | None:
     """Where a campaign's messages stand: counts by state, skips and failures by reason, cost, and what
     receipts said of those sent."""
     send = session.get(CampaignSend, campaign)
-    by_state = dict(session.execute(select(OutboxMessage.state, func.count()).where(
-        OutboxMessage.campaign == campaign).group_by(OutboxMessage.state)).tuples().all())
+    by_state = {state: count for state, count in session.execute(select(OutboxMessage.state, func.count()).where(
+        OutboxMessage.campaign == campaign).group_by(OutboxMessage.state))}
     if send is None and not by_state:
         return None
     reasons: dict[str, dict[str, int]] = {}
@@ -228,10 +229,9 @@ def status(session: Session, campaign: str) -> dict[str, Any] | None:
             reasons.setdefault(state, {})[reason] = count
     cost = session.scalar(select(func.coalesce(func.sum(OutboxMessage.cost_krw), 0)).where(
         OutboxMessage.campaign == campaign, OutboxMessage.state == OutboxState.SENT.value))
-    delivery = dict(session.execute(select(DirectSend.delivery, func.count()).join(
+    delivery = {word: count for word, count in session.execute(select(DirectSend.delivery, func.count()).join(
         OutboxMessage, OutboxMessage.message_id == DirectSend.message_id).where(
-        OutboxMessage.campaign == campaign, DirectSend.delivery.isnot(None)).group_by(DirectSend.delivery))
-        .tuples().all())
+        OutboxMessage.campaign == campaign, DirectSend.delivery.isnot(None)).group_by(DirectSend.delivery))}
     counts = {s.value: int(by_state.get(s.value, 0)) for s in OutboxState}
     total = sum(counts.values())
     return {"campaign": campaign, "state": send.state if send else CampaignSendState.RUNNING.value,

@@ -125,9 +125,10 @@ class Worker:
         with self.ws.sessions() as session:
             due = session.scalar(select(OutboxMessage.due_at).where(OutboxMessage.state.in_(outbox.WAITING))
                                  .order_by(OutboxMessage.due_at).limit(1))
-        if due is None:
+        left = (due - self.clock()).total_seconds() if due is not None else 0.0
+        if left <= 0:  # nothing, or only what waits for a paused campaign or provider
             return self.settings.poll_seconds
-        return min(self.settings.poll_seconds, max(0.01, (due - self.clock()).total_seconds()))
+        return min(self.settings.poll_seconds, left)
 
     async def step(self, ids: list[str] | None = None) -> int:
         """One round: recover, claim, gate, hand over. Returns the rows claimed."""
@@ -158,7 +159,7 @@ class Worker:
         with self.ws.sessions.begin() as session:
             paused = circuit.paused(session, now)
             speeds = outbox.speeds(session) if ids is None else {}
-        stopped = [c.value for c in MessageChannel if self._route_paused(c, paused)]
+        stopped = [c.value for c in MessageChannel if any(self._routes_to(c, name) for name in paused)]
         room, rows = self.settings.batch_size, []
         for campaign, per_minute in speeds.items():
             rate = per_minute / 60
@@ -172,12 +173,6 @@ class Worker:
             rows += outbox.claim(session, token, now, room, lease, not_campaigns=speeds, not_channels=stopped,
                                  ids=ids)
         return rows
-
-    def _route_paused(self, channel: MessageChannel, paused: dict[str, datetime]) -> bool:
-        try:
-            return providers.route(self.ws.settings, channel) in paused
-        except ValueError:
-            return False
 
     def _gate(self, token: str, row: OutboxMessage) -> Ready | None:
         """The HANDOVER gate for one row, its skip or deferral written in the same transaction."""
@@ -337,10 +332,28 @@ class Worker:
             if outcomes:
                 worked = circuit.judge(outcomes)
                 detail = next((f"{o.code}: {o.detail}" for o in outcomes if o.verdict != Verdict.ACCEPTED), "")
-                circuit.record(session, name, worked, detail, now, self.settings)
+                if circuit.record(session, name, worked, detail, now, self.settings):
+                    self._wait_for_circuit(session, name, now)
             waits = [o.retry_after for o in outcomes if o.verdict == Verdict.RATE_LIMITED and o.retry_after]
             if waits:
                 pacing.block(session, f"provider:{name}", max(waits), now)
+
+    def _wait_for_circuit(self, session: Any, name: str, now: datetime) -> None:
+        """A provider just paused: what waits for it is due when the pause ends (status shows it; idle
+        workers sleep until then)."""
+        row = session.get(circuit.ProviderCircuit, name)
+        channels = [c.value for c in MessageChannel if self._routes_to(c, name)]
+        if row is None or row.open_until is None or not channels:
+            return
+        session.execute(update(OutboxMessage).where(
+            OutboxMessage.state.in_(outbox.WAITING), OutboxMessage.channel.in_(channels),
+            OutboxMessage.due_at < row.open_until).values(due_at=row.open_until, updated_at=now))
+
+    def _routes_to(self, channel: MessageChannel, name: str) -> bool:
+        try:
+            return providers.route(self.ws.settings, channel) == name
+        except ValueError:
+            return False
 
     # -- outcomes ---------------------------------------------------------------------------------
 

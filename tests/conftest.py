@@ -84,7 +84,7 @@ def free_port() -> int:
 class LiveServer:
     """The real app under uvicorn on a free port, in a thread."""
 
-    def __init__(self, ws: Workspace) -> None:
+    def __init__(self, ws: Workspace, *, worker: bool = False) -> None:
         import uvicorn
 
         from nudgekit.api.app import create_app
@@ -92,7 +92,7 @@ class LiveServer:
         self.ws = ws
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        config = uvicorn.Config(create_app(ws), host="127.0.0.1", port=self.port, log_level="warning")
+        config = uvicorn.Config(create_app(ws, worker=worker), host="127.0.0.1", port=self.port, log_level="warning")
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 

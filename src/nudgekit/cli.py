@@ -282,8 +282,11 @@ def serve(
     home: HomeOpt = None,
     host: Annotated[str | None, typer.Option(help="Address to listen on (default 127.0.0.1).")] = None,
     port: Annotated[int | None, typer.Option(help="Port (default 8000).")] = None,
+    worker: Annotated[bool, typer.Option(help="Also send the outbox from this process (one delivery worker); "
+                                              "--no-worker when `nudge worker` processes do it.")] = True,
 ) -> None:
-    """Run the HTTP API: Segment-compatible /v1, admin /api/v1, docs at /docs."""
+    """Run the HTTP API (Segment-compatible /v1, admin /api/v1, docs at /docs) and, by default, one delivery
+    worker sending the outbox."""
     import uvicorn
 
     from nudgekit.api.app import create_app
@@ -292,7 +295,7 @@ def serve(
     bind_host, bind_port = host or ws.settings.host, port or ws.settings.port
     err.print(f"nudgekit serving {ws.settings.home.resolve()} on http://{bind_host}:{bind_port} (docs at /docs)")
     try:
-        uvicorn.run(create_app(ws), host=bind_host, port=bind_port, log_level="warning", access_log=False)
+        uvicorn.run(create_app(ws, worker=worker), host=bind_host, port=bind_port, log_level="warning", access_log=False)
     finally:
         ws.close()
 
@@ -1739,6 +1742,225 @@ def balance_add(
         emit_json(found)
     else:
         console.print(f"[bold]{found['balance_krw']:,.2f} KRW[/] left")
+
+
+# -- delivery ------------------------------------------------------------------------------------
+
+send_app = typer.Typer(help="Campaign sending through the outbox: queue, status, pause, resume, cancel.",
+                       no_args_is_help=True)
+app.add_typer(send_app, name="send")
+
+
+def _message_file(path: Path) -> dict[str, Any]:
+    """A message as a YAML or JSON mapping: channel, the channel's fields, and campaign options."""
+    import yaml
+
+    try:
+        text = path.read_text(encoding="utf-8")
+        data = orjson.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
+    except FileNotFoundError:
+        fail(f"{path}: no such file", 2)
+    except (UnicodeDecodeError, orjson.JSONDecodeError, yaml.YAMLError) as exc:
+        fail(f"{path}: cannot be read: {exc}", 2)
+    if not isinstance(data, dict) or "channel" not in data:
+        fail(f"{path}: a message is a mapping with a channel and the channel's fields (text, ad, ...)", 2)
+    return data
+
+
+def _user_ids(path: Path) -> Iterator[str]:
+    """User ids from a file: one per line, or a CSV whose header has user_id (or userId)."""
+    import csv
+
+    with path.open(encoding="utf-8-sig", newline="") as handle:
+        first = handle.readline()
+        header = [h.strip() for h in next(csv.reader([first]))] if first.strip() else []
+        column = next((header.index(n) for n in ("user_id", "userId", "userid") if n in header), None)
+        if column is None and first.strip():
+            yield first.strip()
+        for row in csv.reader(handle) if column is not None else ([line] for line in handle):
+            value = row[column if column is not None else 0].strip() if row else ""
+            if value:
+                yield value
+
+
+@send_app.command("queue")
+def send_queue(
+    campaign: Annotated[str, typer.Argument(help="The campaign's name (its messages are keyed by it).")],
+    message: Annotated[Path, typer.Option(help="The message: YAML or JSON with channel, fields and options.")],
+    users: Annotated[Path | None, typer.Option(help="User ids: one per line, or a CSV with user_id.")] = None,
+    segment: Annotated[Path | None, typer.Option(help="Everyone in this segment (YAML or JSON) instead.")] = None,
+    per_minute: Annotated[float | None, typer.Option(help="Delivery speed: at most this many a minute.")] = None,
+    occurrence: Annotated[str, typer.Option(help="Queue the campaign again for the same people under a new "
+                                                 "occurrence (e.g. a date); the same one adds nothing.")] = "1",
+    home: HomeOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Put one message per person in the outbox, each through the policy chain (skips and deferrals are
+    recorded with their reason); `nudge worker` or `nudge serve` sends them. Queueing again adds nothing."""
+    json_errors(as_json)
+    if (users is None) == (segment is None):
+        fail("name the audience with --users FILE or --segment FILE", 2)
+    fields = _message_file(message)
+    channel = fields.pop("channel")
+    chosen = _segment(segment) if segment is not None else None
+    with workspace(home) as ws:
+        if chosen is not None:
+            with progress_steps(as_json) as step:
+                step(f"evaluating {chosen.name}")
+                people = [str(p) for p in ws.segment_members(chosen).column("person_id").to_pylist()]
+        else:
+            assert users is not None
+            if not users.exists():
+                fail(f"{users}: no such file", 2)
+            people = list(_user_ids(users))
+        with progress_bar(f"queueing {campaign}", len(people), as_json) as advance:
+            try:
+                queued = ws.queue(campaign, channel, people, occurrence=occurrence, per_minute=per_minute,
+                                  progress=advance, **fields)
+            except FieldError as exc:
+                fail(f"{exc.field}: {exc.reason}", 2)
+    result = queued.as_dict()
+    if as_json:
+        emit_json(result)
+        return
+    console.print(f"[bold]{campaign}[/]: {result['queued']} queued, {result['deferred']} deferred, "
+                  f"{sum(result['skipped'].values())} skipped, {result['existing']} already in the outbox")
+    for reason, count in sorted(result["skipped"].items(), key=lambda kv: -kv[1]):
+        console.print(f"  skipped {count} — {reason}")
+
+
+def _print_status(found: dict[str, Any]) -> None:
+    counts = found["counts"]
+    console.print(f"[bold]{escape(found['campaign'])}[/] — {found['state']}"
+                  + (f", {found['per_minute']:g} a minute" if found["per_minute"] else "")
+                  + f": {found['total']} messages, {found['remaining']} still to go, {found['cost_krw']:,.0f} KRW")
+    table = Table("state", "messages", "why")
+    for state in ("queued", "deferred", "claimed", "handing", "sent", "skipped", "failed", "in_doubt", "cancelled"):
+        if counts.get(state):
+            why = ", ".join(f"{r} {n}" for r, n in sorted(found.get(state, {}).items(), key=lambda kv: -kv[1])) \
+                if isinstance(found.get(state), dict) else ""
+            table.add_row(state, str(counts[state]), escape(why))
+    console.print(table)
+    if found["receipts"]:
+        console.print("receipts: " + ", ".join(f"{k} {v}" for k, v in sorted(found["receipts"].items())))
+
+
+@send_app.command("status")
+def send_status(
+    campaign: str,
+    watch: Annotated[bool, typer.Option(help="Follow it live until nothing is left to send (Ctrl-C stops).")] = False,
+    home: HomeOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Where a campaign's messages stand: queued, sent, deferred, skipped by reason, failed, in doubt, cost."""
+    import time
+
+    json_errors(as_json)
+    with workspace(home) as ws:
+        found = ws.send_status(campaign)
+        if watch and not as_json:
+            with _bar() as bar:
+                task = bar.add_task(f"sending {campaign}", total=found["total"])
+                while True:
+                    done = found["total"] - found["remaining"]
+                    bar.update(task, completed=done, total=found["total"])
+                    if found["remaining"] == 0 or found["state"] != "running":
+                        break
+                    time.sleep(1)
+                    found = ws.send_status(campaign)
+    if as_json:
+        emit_json(found)
+    else:
+        _print_status(found)
+
+
+def _control(campaign: str, action: str, home: Path | None, as_json: bool) -> None:
+    json_errors(as_json)
+    with workspace(home) as ws:
+        found = ws.control_send(campaign, action)
+    if as_json:
+        emit_json(found)
+        return
+    if action == "cancel":
+        console.print(f"cancelled {found['cancelled_now']} messages still waiting")
+    _print_status(found)
+
+
+@send_app.command("pause")
+def send_pause(campaign: str, home: HomeOpt = None, as_json: JsonOpt = False) -> None:
+    """Stop handing a campaign's messages to providers (those mid-call finish) until `nudge send resume`."""
+    _control(campaign, "pause", home, as_json)
+
+
+@send_app.command("resume")
+def send_resume(campaign: str, home: HomeOpt = None, as_json: JsonOpt = False) -> None:
+    """Let workers take a paused campaign's messages again."""
+    _control(campaign, "resume", home, as_json)
+
+
+@send_app.command("cancel")
+def send_cancel(campaign: str, home: HomeOpt = None, as_json: JsonOpt = False) -> None:
+    """Cancel what is left of a campaign: waiting messages are cancelled and give back their cap slots."""
+    _control(campaign, "cancel", home, as_json)
+
+
+@send_app.command("list")
+def send_list(
+    campaign: Annotated[str | None, typer.Option(help="Only this campaign's messages.")] = None,
+    state: Annotated[str | None, typer.Option(help="Only messages in this state (sent, failed, in_doubt ...).")] = None,
+    user: Annotated[str | None, typer.Option(help="Only this user's messages.")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=10_000)] = 20,
+    home: HomeOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Outbox messages, most recently changed first, with their state and reason."""
+    json_errors(as_json)
+    with workspace(home) as ws:
+        rows = ws.outbox_messages(campaign=campaign, state=state, user=user, limit=limit)
+    if as_json:
+        emit_json(rows)
+        return
+    table = Table("message", "campaign", "user", "channel", "state", "reason", "attempts", "provider")
+    for r in rows:
+        table.add_row(r["message_id"], escape(r["campaign"] or ""), escape(r["user"] or ""), r["channel"], r["state"],
+                      escape(r["reason"] or ""), str(r["attempts"]), r["provider"] or "")
+    console.print(table)
+
+
+@app.command()
+def worker(
+    until_idle: Annotated[bool, typer.Option(help="Stop once nothing is due (for cron or scripts).")] = False,
+    home: HomeOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Send the outbox: claim due messages in batches, run the policy chain at hand-over, call providers at
+    the pace settings allow, retry, fall back, and poll delivery receipts. Run as many as you like against
+    PostgreSQL; on SQLite one is enough. Ctrl-C stops after the current batch."""
+    import asyncio
+    import signal
+    import threading
+
+    from nudgekit.delivery.worker import Worker
+
+    json_errors(as_json)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    with workspace(home) as ws:
+        runner = Worker(ws)
+        if not as_json:
+            err.print(f"worker {runner.name} sending from {ws.settings.home.resolve()} (Ctrl-C stops)")
+        try:
+            asyncio.run(runner.run(until_idle=until_idle, stop=stop.is_set, report=None if as_json else _report))
+        except KeyboardInterrupt:
+            pass
+    if as_json:
+        emit_json({"worker": runner.name, **runner.stats.as_dict()})
+
+
+def _report(stats: Any) -> None:
+    s = stats.as_dict()
+    err.print(f"sent {s['sent']} · retried {s['retried']} · deferred {s['deferred']} · skipped {s['skipped']} · "
+              f"failed {s['failed']} · in doubt {s['in_doubt']} · fell back {s['fell_back']}")
 
 
 def main() -> None:  # pragma: no cover

@@ -599,12 +599,13 @@ class Workspace:
             if row is not None:
                 return self._replayed(row, wanted)
         request = plan.Request(key, kind, fields, options, None, address, in_doubt)
-        plan.plan(self, [(request, profile_id)])
-        asyncio.run(Worker(self).step(ids=[message_id]))
+        planned = plan.plan(self, [(request, profile_id)])
+        if not planned.existing:  # a concurrent request with the same key planned it first: it sends it
+            asyncio.run(Worker(self).once([message_id]))
         with self.sessions() as session:
             row = session.get(OutboxMessage, message_id)
             assert row is not None
-            return {**outbox.row_dict(row), "replayed": False}
+            return self._replayed(row, wanted) if planned.existing else {**outbox.row_dict(row), "replayed": False}
 
     def _replayed(self, row: Any, wanted: dict[str, Any]) -> dict[str, Any]:
         from nudgekit.delivery import outbox

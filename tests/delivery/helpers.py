@@ -9,6 +9,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from policy.helpers import SENDER
 from sqlalchemy import func, select
 
 from nudgekit.delivery.worker import Stats, Worker
@@ -16,7 +17,6 @@ from nudgekit.store.state import OutboxMessage
 from nudgekit.testing.solapi import FakeSolapi
 from nudgekit.vocabulary import OutboxState
 from nudgekit.workspace import Workspace
-from policy.helpers import SENDER
 
 WAITING = (OutboxState.QUEUED.value, OutboxState.DEFERRED.value)
 

@@ -10,16 +10,16 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from conftest import FakeClock
+from policy.helpers import NOON_KST
 from sqlalchemy import func, select, update
 
-from conftest import FakeClock
 from nudgekit.delivery import outbox
 from nudgekit.store.state import CapClaim, OutboxAttempt, OutboxMessage, Profile, ProviderCircuit, RateBucket
 from nudgekit.testing.http import Answer
 from nudgekit.testing.solapi import FakeSolapi, error
 from nudgekit.vocabulary import OutboxState
 from nudgekit.workspace import Workspace
-from policy.helpers import NOON_KST
 
 from .helpers import drain, open_shop, people, received_by, states, worker
 

@@ -19,7 +19,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from nudgekit.api import admin, inbox_routes, optout_routes, segment_routes
+from nudgekit.api import admin, inbox_routes, message_routes, optout_routes, segment_routes
 from nudgekit.api.batcher import IngestBatcher
 from nudgekit.api.errors import ApiError, refusal
 from nudgekit.workspace import Workspace
@@ -49,7 +49,10 @@ class Drainer(threading.Thread):
             log.exception("moving spooled events into the event store failed; will retry")
 
 
-def create_app(ws: Workspace, *, drain: bool = True) -> FastAPI:
+def create_app(ws: Workspace, *, drain: bool = True, worker: bool = False) -> FastAPI:
+    """The app; `worker` also runs a delivery worker in a thread of this process (`nudge serve`'s default)."""
+    from nudgekit.delivery.worker import BackgroundWorker
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         drainer = Drainer(ws, ws.settings.ingest.flush_interval_seconds) if drain else None
@@ -58,9 +61,14 @@ def create_app(ws: Workspace, *, drain: bool = True) -> FastAPI:
         batcher = IngestBatcher(ws)
         batcher.start()
         app.state.batcher = batcher
+        sender = BackgroundWorker(ws.settings, ws.clock) if worker else None
+        if sender:
+            sender.start()
         try:
             yield
         finally:
+            if sender:
+                sender.stop()
             batcher.stop()
             if drainer:
                 drainer.stopping.set()
@@ -81,6 +89,7 @@ def create_app(ws: Workspace, *, drain: bool = True) -> FastAPI:
     app.include_router(inbox_routes.router)
     app.include_router(admin.router)
     app.include_router(optout_routes.router)
+    app.include_router(message_routes.router)
 
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:

@@ -98,7 +98,8 @@ def parse_message(channel: MessageChannel, fields: dict[str, Any]) -> BaseModel:
     try:
         return spec.model.model_validate({k: v for k, v in fields.items() if v is not None})
     except ValidationError as exc:
-        first = exc.errors()[0]
+        errors = exc.errors()  # a field the channel does not have first: most often a typo of one it needs
+        first = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
         if first["type"] == "extra_forbidden":
             raise FieldError(str(first["loc"][0]), f"{channel.value} messages have no such field") from None
         if first["type"] == "missing" and len(first["loc"]) == 1:

@@ -16,9 +16,12 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 import os
 import random
 import socket
+import threading
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -31,6 +34,7 @@ from nudgekit.channels import feedback, providers
 from nudgekit.channels.check import Checked
 from nudgekit.channels.provider import Envelope, Outcome, Provider, Verdict
 from nudgekit.channels.receipts import person_event
+from nudgekit.config import Settings
 from nudgekit.delivery import circuit, handover, outbox, pacing
 from nudgekit.policy import chain, people, suppression
 from nudgekit.policy.decision import Candidate, purpose_of
@@ -41,6 +45,8 @@ from nudgekit.vocabulary import Action, EventName, MessageChannel, OutboxState, 
 if TYPE_CHECKING:
     from nudgekit.workspace import Workspace
 
+log = logging.getLogger("nudgekit.delivery")
+REPORT_SECONDS = 10.0
 LONG_WAIT = 5.0
 """A provider wait longer than this (seconds) gives the rows back instead of holding them."""
 
@@ -100,18 +106,43 @@ class Worker:
     # -- the loop ---------------------------------------------------------------------------------
 
     async def run(self, *, until_idle: bool = False, stop: Callable[[], bool] = lambda: False,
-                  receipts: bool = True) -> Stats:
-        """Work until `stop()` says so, or (until_idle) until nothing is due now."""
+                  receipts: bool = True, report: Callable[[Stats], None] | None = None) -> Stats:
+        """Work until `stop()` says so, or (until_idle) until nothing is due now. A fault in one round (the
+        database away for a moment) is logged and the round tried again after a pause: a long-running
+        worker does not die of it; its claimed rows come back to it or another worker when their lease ends.
+        `report` hears the stats every REPORT_SECONDS while they change."""
+        reported, last = time.monotonic(), self.stats.as_dict()
         try:
             while not stop():
-                done = await self.step()
-                if receipts:
-                    await self._receipts()
+                try:
+                    done = await self.step()
+                    if receipts:
+                        await self._receipts()
+                except Exception:  # noqa: BLE001 — see the docstring
+                    if until_idle:
+                        raise
+                    log.exception("delivery worker %s: a round failed; trying again", self.name)
+                    await self.sleep(self.settings.poll_seconds)
+                    continue
+                if report is not None and time.monotonic() - reported >= REPORT_SECONDS \
+                        and self.stats.as_dict() != last:
+                    report(self.stats)
+                    reported, last = time.monotonic(), self.stats.as_dict()
                 if done:
                     continue
                 if until_idle:
                     break
                 await self.sleep(self._idle_wait())
+        finally:
+            await self.aclose()
+            if report is not None and self.stats.as_dict() != last:
+                report(self.stats)
+        return self.stats
+
+    async def once(self, ids: list[str]) -> Stats:
+        """Send these rows now if they are due (the transactional send), then close."""
+        try:
+            await self.step(ids)
         finally:
             await self.aclose()
         return self.stats
@@ -473,3 +504,34 @@ class Worker:
             return
         self._receipts_at = now
         await asyncio.to_thread(self.ws.check_receipts)
+
+
+class BackgroundWorker:
+    """A worker in a thread of its own, with a workspace of its own (as if it were another process): the
+    embedded worker of `nudge serve`."""
+
+    def __init__(self, settings: Settings, clock: Callable[[], datetime]) -> None:
+        self.settings, self.clock = settings, clock
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="nudge-worker", daemon=True)
+
+    def _run(self) -> None:
+        from nudgekit.workspace import Workspace
+
+        async def sleep(seconds: float) -> None:  # wakes within a fifth of a second of stop()
+            end = time.monotonic() + seconds
+            while not self._stop.is_set() and time.monotonic() < end:
+                await asyncio.sleep(min(0.2, max(0.0, end - time.monotonic())))
+
+        ws = Workspace(self.settings, clock=self.clock)
+        try:
+            asyncio.run(Worker(ws, sleep=sleep).run(stop=self._stop.is_set))
+        finally:
+            ws.close()
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        self._stop.set()
+        self._thread.join(timeout)

@@ -1,0 +1,74 @@
+"""The transactional send (/api/v1/messages): one message now, through the outbox and the policy chain, made
+safe to retry with an `Idempotency-Key` header (IETF draft-ietf-httpapi-idempotency-key-header): a repeat
+returns the first result and sends nothing; the key reused for another message is refused (422); a repeat
+while the first is still being handed over is asked to wait (409). Also each campaign's sending state."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from fastapi import APIRouter, Header, Response
+from fastapi.concurrency import run_in_threadpool
+from pydantic import BaseModel, ConfigDict, Field
+
+from nudgekit.api.admin import AdminWorkspace
+from nudgekit.api.errors import ApiError
+from nudgekit.profiles.contacts import FieldError
+from nudgekit.vocabulary import MessageChannel
+
+router = APIRouter(prefix="/api/v1", tags=["messages"])
+IN_PROGRESS = ("claimed", "handing")
+
+
+class MessageBody(BaseModel):
+    """One message to one user. `message` holds the channel's fields (as `nudge message check` takes them);
+    `to` sends to that address instead of the user's own."""
+
+    model_config = ConfigDict(populate_by_name=True, extra="forbid")
+
+    channel: MessageChannel
+    user_id: str = Field(alias="userId", min_length=1, max_length=255)
+    to: str | None = Field(None, max_length=4096)
+    message: dict[str, Any]
+    priority: int | None = None
+    in_doubt: Literal["hold", "resend"] | None = Field(
+        None, alias="inDoubt", description="What a crash mid-send does: hold (never resend) or resend.")
+
+
+@router.post("/messages", summary="Send one message now (transactional), with an Idempotency-Key")
+async def send_message(body: MessageBody, ws: AdminWorkspace, response: Response,
+                       idempotency_key: str | None = Header(None, alias="Idempotency-Key")) -> dict[str, Any]:
+    fields = dict(body.message)
+    if body.priority is not None:
+        fields["priority"] = body.priority
+    try:
+        result = await run_in_threadpool(lambda: ws.send_message(
+            body.channel, body.user_id, idempotency_key=idempotency_key, to=body.to, in_doubt=body.in_doubt,
+            **fields))
+    except FieldError as exc:
+        if exc.field == "Idempotency-Key" and "different message" in exc.reason:
+            raise ApiError(422, exc.field, exc.reason) from None
+        raise ApiError(400, exc.field if exc.field in ("user", "to", "Idempotency-Key") else f"message.{exc.field}",
+                       exc.reason) from None
+    if result["replayed"]:
+        response.headers["Idempotent-Replayed"] = "true"
+        if result["state"] in IN_PROGRESS:
+            raise ApiError(409, "Idempotency-Key", "the first request with this key is still being sent: ask "
+                           "again in a moment", {"Retry-After": "1"})
+    return result
+
+
+@router.get("/campaigns/{campaign}/sending", summary="Where a campaign's messages stand")
+async def sending(campaign: str, ws: AdminWorkspace) -> dict[str, Any]:
+    try:
+        return await run_in_threadpool(ws.send_status, campaign)
+    except FieldError as exc:
+        raise ApiError(404, exc.field, exc.reason) from None
+
+
+@router.post("/campaigns/{campaign}/{action}", summary="Pause, resume or cancel a campaign's sending")
+async def control(campaign: str, action: Literal["pause", "resume", "cancel"], ws: AdminWorkspace) -> dict[str, Any]:
+    try:
+        return await run_in_threadpool(ws.control_send, campaign, action)
+    except FieldError as exc:
+        raise ApiError(404 if "no campaign" in exc.reason else 409, exc.field, exc.reason) from None

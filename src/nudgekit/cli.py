@@ -1287,7 +1287,8 @@ def _show_person_send(done: Any, as_json: bool, zone: tzinfo) -> None:
         if not ruling.sends:
             _print_decisions([d.as_dict() for d in ruling.decisions])
             if ruling.until:
-                console.print("[yellow]![/] not queued: the outbox that would hold it until then is not built yet")
+                console.print("[yellow]![/] not held: `nudge message send` sends now or not at all; `nudge send queue` "
+                              "and POST /api/v1/messages keep a deferred message in the outbox until then")
         for result in done.results:
             _print_send(result)
     if not done.sent:

@@ -152,6 +152,7 @@ class Workspace:
         self._buffer: list[pa.Table] = []
         self._buffered = 0
         self._unsubscribe_key: bytes | None = None
+        self._charging: dict[str, bool] = {}
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -238,6 +239,19 @@ class Workspace:
         self._buffered += result.accepted
         if self._buffered >= PYTHON_BUFFER_ROWS:
             self.flush()
+
+    def spool_events(self, messages: list[dict[str, Any]]) -> int:
+        """Events nudgekit writes itself (message sent, failed ...): validated in one go and parked durably in
+        the spool, so a long-running worker never waits for another process's hold on the event store; the
+        server's drainer or the next flush moves them in. Returns how many were spooled."""
+        if not messages:
+            return 0
+        result = self.ingest(messages)
+        if result.rejects:
+            reject = result.rejects[0]
+            raise FieldError(reject.field, reject.reason)
+        self.events.spool(result.rows)
+        return result.accepted
 
     def flush(self) -> AppendResult:
         """Store what identify()/track() buffered, and drain the spool the HTTP server left behind."""
@@ -417,11 +431,16 @@ class Workspace:
         return optout.link(self.settings.public_url, self._link_key(), profile_id, channel)
 
     def _charges(self, channel: MessageChannel) -> bool:
+        """Whether the channel's provider costs money; asked once per provider (opening one makes an HTTP
+        client, too slow to do per message)."""
         from nudgekit.channels import providers
 
-        provider = providers.open_for(channel, providers.Context(self.settings, self.sessions, self.clock))
-        asyncio.run(provider.aclose())
-        return provider.capabilities.charges
+        name = providers.route(self.settings, channel)
+        if name not in self._charging:
+            provider = providers.open_for(channel, providers.Context(self.settings, self.sessions, self.clock))
+            asyncio.run(provider.aclose())
+            self._charging[name] = provider.capabilities.charges
+        return self._charging[name]
 
     def _purchases(self, profile_id: str, since: datetime) -> list[Any]:
         """The person's orders since `since`, with the kinds of goods in each (for the purchase exception)."""
@@ -505,8 +524,8 @@ class Workspace:
         """Send one message to one user through the policy chain (`gate` at HANDOVER): consent, suppression,
         the control group, the (광고) label and opt-out line (added when missing), the night rule and quiet
         hours, frequency caps and budget — recorded (`nudge explain`), then handed to the provider at the
-        user's own address (every live push token). A message the chain defers is not sent: the outbox that
-        holds it until then is issue #6."""
+        user's own address (every live push token), without the outbox: a message the chain defers is not
+        sent (`queue` and `send_message` hold it)."""
         from nudgekit.channels import feedback
         from nudgekit.channels.provider import Verdict
         from nudgekit.policy import chain, suppression

@@ -73,6 +73,7 @@ def drain(ws: Workspace, clock: Any, *, rounds: int = 500, worker_: Worker | Non
         await w.aclose()
 
     asyncio.run(go())
+    ws.flush()  # the message events the worker spooled
     return w.stats
 
 

@@ -3,7 +3,8 @@ message id is written, pending, before the provider is called, and its answer af
 
 A message id that is pending (a crash mid-send), accepted or uncertain is not sent again through a provider
 that cannot drop repeats itself; one that certainly did not go out (retryable, rate limited, permanent,
-invalid recipient) may be tried again. Campaigns will send through delivery's outbox (issue #6) instead.
+invalid recipient) may be tried again. Campaigns send through delivery's outbox instead, which decides
+itself whether to send again (`start(..., again=True)`).
 """
 
 from __future__ import annotations

@@ -38,7 +38,6 @@ class Queued:
     deferred: int = 0
     skipped: Counter[str] = field(default_factory=Counter)
     existing: int = 0
-    message_ids: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return {"campaign": self.campaign, "queued": self.queued, "deferred": self.deferred,
@@ -97,7 +96,6 @@ def _plan_batch(ws: Workspace, batch: list[tuple[Request, str | None]], result: 
         have = outbox.existing(session, [outbox.message_id_for(r.key) for r, _ in batch])
     for request, profile_id in batch:
         message_id = outbox.message_id_for(request.key)
-        result.message_ids.append(message_id)
         if message_id in have:
             result.existing += 1
             continue

@@ -47,6 +47,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("nudgekit.delivery")
 REPORT_SECONDS = 10.0
+DRAIN_SECONDS = 5.0
 LONG_WAIT = 5.0
 """A provider wait longer than this (seconds) gives the rows back instead of holding them."""
 
@@ -98,6 +99,7 @@ class Worker:
         self._idempotent: dict[str, bool] = {}
         self._receipts_at: datetime | None = None
         self._events: list[dict[str, Any]] = []
+        self._drained_at: float | None = None
 
     @property
     def clock(self) -> Callable[[], datetime]:
@@ -135,6 +137,7 @@ class Worker:
                 await self.sleep(self._idle_wait())
         finally:
             await self.aclose()
+            self._drain()
             if report is not None and self.stats.as_dict() != last:
                 report(self.stats)
         return self.stats
@@ -490,12 +493,26 @@ class Worker:
 
     def _flush_events(self) -> None:
         """The step's message events, after their rows are committed (an event never tells of a send that
-        was rolled back)."""
+        was rolled back): spooled at once, moved into the event store now and then (see `_drain`)."""
         events, self._events = self._events, []
-        for event in events:
-            self.ws._send(event)
-        if events:
-            self.ws.flush()
+        self.ws.spool_events(events)
+        now = time.monotonic()
+        if events and (self._drained_at is None or now - self._drained_at >= DRAIN_SECONDS):
+            self._drained_at = now
+            self._drain()
+
+    def _drain(self) -> None:
+        """Move spooled events into the event store unless another process holds it: they wait in the spool
+        (durable) for the next try, the server's drainer or any flush."""
+        from nudgekit.store.events import EventStoreBusy
+
+        lock_timeout, self.ws.events.lock_timeout = self.ws.events.lock_timeout, 1.0
+        try:
+            self.ws.events.drain()
+        except EventStoreBusy:
+            log.info("delivery worker %s: the event store is busy; its events wait in the spool", self.name)
+        finally:
+            self.ws.events.lock_timeout = lock_timeout
 
     async def _receipts(self) -> None:
         """Now and then, ask the vendors that report later what became of what they accepted."""

@@ -378,11 +378,9 @@ class Workspace:
     def _deliver(self, kind: MessageChannel, to: str, message: Any, checked: Any, profile_id: str | None,
                  message_id: str) -> SendResult:
         """A checked message to one address: straight to the fallback text message when the recipient is
-        known to be unreachable on Kakao, after claiming a Brand Message's one a day, then the fallback when
-        the provider says so now."""
+        known to be unreachable on Kakao, else to its provider (a Brand Message claiming the recipient's one
+        a day: delivery.handover.begin), then the fallback when the provider says so now."""
         from nudgekit.channels import feedback
-        from nudgekit.channels.kakao import brand
-        from nudgekit.channels.provider import Verdict
 
         with self.sessions() as session:
             unreachable = kind in feedback.KAKAO and feedback.unreachable_on_kakao(session, to, profile_id)
@@ -392,20 +390,7 @@ class Workspace:
             return SendResult(checked, None, "unreachable on Kakao: sent the fallback text message instead",
                               fallback=self._hand_over(MessageChannel.SMS, to, checked.fallback.message,
                                                        checked.fallback.checked, profile_id, f"{message_id}:sms"))
-        claimed = False
-        if kind == MessageChannel.BRAND_MESSAGE:
-            with self.sessions.begin() as session:
-                taken, claimed = brand.claim_day(session, to, message_id, self.clock())
-            if taken is not None:
-                return SendResult(checked, None, taken)
-        went = False
-        try:
-            result = self._hand_over(kind, to, message, checked, profile_id, message_id)
-            went = result.outcome is not None and result.outcome.verdict in (Verdict.ACCEPTED, Verdict.UNCERTAIN)
-        finally:
-            if claimed and not went:
-                with self.sessions.begin() as session:
-                    brand.release_day(session, to, message_id, self.clock())
+        result = self._hand_over(kind, to, message, checked, profile_id, message_id)
         if result.outcome is not None and result.outcome.fallback and checked.fallback is not None:
             fallback = self._hand_over(MessageChannel.SMS, to, checked.fallback.message, checked.fallback.checked,
                                        profile_id, f"{message_id}:sms")
@@ -576,17 +561,13 @@ class Workspace:
                 raise FieldError("campaign", str(exc)) from None
 
         def requests() -> Iterator[tuple[Any, str | None]]:
-            chunk: list[str] = []
-            for user in itertools.chain(users, [None]):
-                if user is not None:
-                    chunk.append(str(user))
-                if chunk and (user is None or len(chunk) >= plan.BATCH):
-                    resolved = self.resolve_many(chunk)
-                    for name in chunk:
-                        person = resolved.get(name)
-                        key = "/".join((campaign, step or "-", person or name, occurrence))
-                        yield plan.Request(key, kind, fields, options, campaign, None, in_doubt, at), person
-                    chunk = []
+            remaining = iter(users)
+            while chunk := [str(u) for u in itertools.islice(remaining, plan.BATCH)]:
+                resolved = self.resolve_many(chunk)
+                for name in chunk:
+                    person = resolved.get(name)
+                    key = "/".join((campaign, step or "-", person or name, occurrence))
+                    yield plan.Request(key, kind, fields, options, campaign, None, in_doubt, at), person
 
         return plan.plan(self, requests(), campaign=campaign, progress=progress)
 

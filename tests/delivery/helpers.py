@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections import Counter
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -34,11 +35,9 @@ def open_shop(path: Path, state_url: str, clock: Any, solapi: FakeSolapi, **deli
 
 
 def people(ws: Workspace, count: int, *, consent: tuple[str, ...] = ("sms",)) -> list[str]:
-    from datetime import UTC, datetime
-
     users = [f"u{i:05d}" for i in range(count)]
     for i, user in enumerate(users):
-        ws.identify(user, {"phone": f"010-2{i:03d}-{i:04d}"[:13]})
+        ws.identify(user, {"phone": f"010-2{i:03d}-{i:04d}"})
     ws.flush()
     for user in users:
         for channel in consent:

@@ -17,8 +17,6 @@ from nudgekit.channels.provider import Outcome, Verdict
 from nudgekit.config import DeliverySettings
 from nudgekit.store.state import ProviderCircuit, insert_missing
 
-__all__ = ["ProviderCircuit", "Gate", "enter", "judge", "paused", "record", "states"]
-
 PROBE_SECONDS = 60.0
 """How long a probing worker has before another may probe instead."""
 
@@ -69,23 +67,23 @@ def enter(session: Session, provider: str, now: datetime) -> Gate:
 
 
 def record(session: Session, provider: str, worked: bool | None, detail: str, now: datetime,
-           settings: DeliverySettings) -> bool:
-    """Count one call's result; returns True when this call paused the provider."""
+           settings: DeliverySettings) -> datetime | None:
+    """Count one call's result; returns when the pause ends, when this call paused the provider."""
     if worked is None:
-        return False
+        return None
     row = _row(session, provider, now)
     row.updated_at = now
     if worked:
         row.failures, row.trips, row.open_until, row.probe_until, row.detail = 0, 0, None, None, None
-        return False
+        return None
     row.failures += 1
     probing = row.open_until is not None
     if not probing and row.failures < settings.circuit_failures:
-        return False
+        return None
     row.trips += 1
     pause = min(settings.circuit_max_seconds, settings.circuit_seconds * 2 ** (row.trips - 1))
     row.open_until, row.probe_until, row.detail = now + timedelta(seconds=pause), None, detail[:500]
-    return True
+    return row.open_until
 
 
 def paused(session: Session, now: datetime) -> dict[str, datetime]:

@@ -46,8 +46,9 @@ def begin(session: Session, handed: list[Handed], provider: Provider, now: datet
     idempotent, paid = provider.capabilities.idempotency, provider.capabilities.charges
     for item in handed:
         e = item.envelope
+        took_day = False
         if e.channel == MessageChannel.BRAND_MESSAGE:
-            taken, _claimed = brand.claim_day(session, e.to, e.message_id, now)
+            taken, took_day = brand.claim_day(session, e.to, e.message_id, now)
             if taken is not None:
                 refused[e.message_id] = Outcome(Verdict.PERMANENT, "brand_day_taken", taken)
                 continue
@@ -64,7 +65,7 @@ def begin(session: Session, handed: list[Handed], provider: Provider, now: datet
                 refused[e.message_id] = Outcome(Verdict.PERMANENT, "no_balance", why)
                 if not idempotent:
                     direct.finish(session, e.message_id, Outcome(Verdict.RETRYABLE, "balance", why), now)
-        if e.message_id in refused and e.channel == MessageChannel.BRAND_MESSAGE:
+        if e.message_id in refused and took_day:  # a day an earlier, sent attempt took stays taken
             brand.release_day(session, e.to, e.message_id, now)
     return refused
 

@@ -21,7 +21,7 @@ from sqlalchemy import ColumnElement, and_, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from nudgekit.policy import chain
-from nudgekit.store.state import CampaignSend, DirectSend, OutboxMessage, insert_missing
+from nudgekit.store.state import CampaignSend, DirectSend, OutboxAttempt, OutboxMessage, insert_missing, unless_there
 from nudgekit.vocabulary import CampaignSendState, OutboxState
 
 WAITING = (OutboxState.QUEUED.value, OutboxState.DEFERRED.value)
@@ -71,10 +71,7 @@ class Planned:
 
 def add(session: Session, planned: Planned, now: datetime) -> bool:
     """Insert the row unless its key is already there; True when this call added it."""
-    from sqlalchemy.dialects import postgresql, sqlite
-
-    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
-    added = session.execute(dialect.insert(OutboxMessage).values(planned.values(now)).on_conflict_do_nothing()
+    added = session.execute(unless_there(session, OutboxMessage, planned.values(now))
                             .returning(OutboxMessage.message_id))
     return added.scalar() is not None
 
@@ -253,7 +250,5 @@ def row_dict(row: OutboxMessage) -> dict[str, Any]:
 
 
 def insert_attempts(session: Session, rows: list[dict[str, Any]]) -> None:
-    from nudgekit.store.state import OutboxAttempt
-
     if rows:
         session.execute(insert(OutboxAttempt), rows)

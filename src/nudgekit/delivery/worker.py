@@ -287,13 +287,13 @@ class Worker:
             with self.ws.sessions.begin() as session:
                 gate = circuit.enter(session, name, self.clock())
             if not gate.open:
-                self._give_back(token, rest, gate.until or self.clock(), "provider_paused")
+                self._give_back(token, rest, gate.until or self.clock())
                 return
             if gate.probe:
                 chunk = chunk[:1]
             wait = await self._pace(name, provider, len(chunk))
             if wait is not None:
-                self._give_back(token, rest, self.clock() + timedelta(seconds=wait), "rate_limited")
+                self._give_back(token, rest, self.clock() + timedelta(seconds=wait))
                 return
             await self._hand(token, name, provider, chunk)
             if gate.probe and len(items) > start + 1:
@@ -324,7 +324,7 @@ class Worker:
                 return wait
             await self.sleep(max(wait, 0.001))
 
-    def _give_back(self, token: str, items: list[tuple[Ready, Envelope]], due: datetime, why: str) -> None:
+    def _give_back(self, token: str, items: list[tuple[Ready, Envelope]], due: datetime) -> None:
         ids = sorted({item.row.message_id for item, _ in items})
         with self.ws.sessions.begin() as session:
             outbox.release(session, token, ids, due, self.clock())
@@ -366,22 +366,21 @@ class Worker:
             if outcomes:
                 worked = circuit.judge(outcomes)
                 detail = next((f"{o.code}: {o.detail}" for o in outcomes if o.verdict != Verdict.ACCEPTED), "")
-                if circuit.record(session, name, worked, detail, now, self.settings):
-                    self._wait_for_circuit(session, name, now)
+                until = circuit.record(session, name, worked, detail, now, self.settings)
+                if until is not None:
+                    self._wait_for_circuit(session, name, until, now)
             waits = [o.retry_after for o in outcomes if o.verdict == Verdict.RATE_LIMITED and o.retry_after]
             if waits:
                 pacing.block(session, f"provider:{name}", max(waits), now)
 
-    def _wait_for_circuit(self, session: Any, name: str, now: datetime) -> None:
+    def _wait_for_circuit(self, session: Any, name: str, until: datetime, now: datetime) -> None:
         """A provider just paused: what waits for it is due when the pause ends (status shows it; idle
         workers sleep until then)."""
-        row = session.get(circuit.ProviderCircuit, name)
         channels = [c.value for c in MessageChannel if self._routes_to(c, name)]
-        if row is None or row.open_until is None or not channels:
-            return
-        session.execute(update(OutboxMessage).where(
-            OutboxMessage.state.in_(outbox.WAITING), OutboxMessage.channel.in_(channels),
-            OutboxMessage.due_at < row.open_until).values(due_at=row.open_until, updated_at=now))
+        if channels:
+            session.execute(update(OutboxMessage).where(
+                OutboxMessage.state.in_(outbox.WAITING), OutboxMessage.channel.in_(channels),
+                OutboxMessage.due_at < until).values(due_at=until, updated_at=now))
 
     def _routes_to(self, channel: MessageChannel, name: str) -> bool:
         try:

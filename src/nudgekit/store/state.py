@@ -337,10 +337,16 @@ def insert_missing(session: Session, model: type[Base], rows: list[dict[str, Any
                    **values: Any) -> None:
     """INSERT the row (or `rows`, in one statement) unless its key is already there (ON CONFLICT DO NOTHING,
     on PostgreSQL and SQLite)."""
+    session.execute(unless_there(session, model, rows if rows is not None else values))
+
+
+def unless_there(session: Session, model: type[Base], values: dict[str, Any] | list[dict[str, Any]]) -> Any:
+    """The INSERT … ON CONFLICT DO NOTHING statement of the session's database (add `.returning(...)` to
+    learn which rows it added: rowcount is -1 on PostgreSQL)."""
     from sqlalchemy.dialects import postgresql, sqlite
 
     dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
-    session.execute(dialect.insert(model).values(rows if rows is not None else values).on_conflict_do_nothing())
+    return dialect.insert(model).values(values).on_conflict_do_nothing()
 
 
 def in_batches(values: list[str], size: int = 5000) -> list[list[str]]:

@@ -152,7 +152,8 @@ class Workspace:
         self._buffer: list[pa.Table] = []
         self._buffered = 0
         self._unsubscribe_key: bytes | None = None
-        self._charging: dict[str, bool] = {}
+        self._charging: dict[Any, bool] = {}
+        """Whether a provider (by name) and the provider of a channel ((channel, "")) cost money."""
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -404,8 +405,17 @@ class Workspace:
         from nudgekit.policy.decision import State
 
         context = dataclasses.replace(self._check_context(session), now=None)  # Kakao's hours: the night rule's
-        return State(session, self.settings, stage, lambda kind, message: check_parsed(kind, message, context),
-                     purchases=self._purchases, charges=self._charges, unsubscribe_link=self._own_link)
+        memo: dict[Any, Any] = {}
+
+        def check(kind: MessageChannel, message: Any) -> Any:
+            """The channel's check, once per message object (a batch shares its messages)."""
+            kept = memo.get(("check", kind, id(message)))
+            if kept is None or kept[0] is not message:
+                kept = memo[("check", kind, id(message))] = (message, check_parsed(kind, message, context))
+            return kept[1]
+
+        return State(session, self.settings, stage, check, purchases=self._purchases, charges=self._charges,
+                     unsubscribe_link=self._own_link, memo=memo)
 
     def _own_link(self, profile_id: str, channel: Channel = Channel.EMAIL) -> str | None:
         """The person's signed unsubscribe link for the channel; None without a public_url."""
@@ -420,11 +430,14 @@ class Workspace:
         client, too slow to do per message)."""
         from nudgekit.channels import providers
 
+        if (channel, "") in self._charging:
+            return self._charging[(channel, "")]
         name = providers.route(self.settings, channel)
         if name not in self._charging:
             provider = providers.open_for(channel, providers.Context(self.settings, self.sessions, self.clock))
             asyncio.run(provider.aclose())
             self._charging[name] = provider.capabilities.charges
+        self._charging[(channel, "")] = self._charging[name]
         return self._charging[name]
 
     def _purchases(self, profile_id: str, since: datetime) -> list[Any]:
@@ -437,15 +450,26 @@ class Workspace:
         return [Purchase(row["timestamp"], _kinds_of_goods(row["properties"])) for row in rows]
 
     def _candidate(self, state: Any, kind: MessageChannel, fields: dict[str, Any], options: dict[str, Any]) -> Any:
+        """The message as the chain judges it; made once per distinct message and options in a batch (the
+        state's memo), then given this message's id, campaign and address."""
+        options = {k: v for k, v in options.items() if v is not None}
+        message_id = options.pop("message_id", None) or f"msg-{uuid.uuid4().hex}"
+        if not 0 < len(message_id) <= 200:
+            raise FieldError("message_id", "a message id is 1 to 200 characters")
+        own = {k: options.pop(k) for k in ("campaign", "to") if k in options}
+        key = ("candidate", kind, orjson.dumps([fields, options], option=orjson.OPT_SORT_KEYS, default=str))
+        base = state.memo.get(key)
+        if base is None:
+            base = state.memo[key] = self._new_candidate(state, kind, fields, options)
+        return dataclasses.replace(base, message_id=message_id, **own)
+
+    def _new_candidate(self, state: Any, kind: MessageChannel, fields: dict[str, Any], options: dict[str, Any]) -> Any:
         from nudgekit.channels.registry import parse_message
         from nudgekit.policy.decision import Candidate
         from nudgekit.policy.hours import parse_window
 
         message = parse_message(kind, fields)
-        options = {k: v for k, v in options.items() if v is not None}
-        message_id = options.pop("message_id", None) or f"msg-{uuid.uuid4().hex}"
-        if not 0 < len(message_id) <= 200:
-            raise FieldError("message_id", "a message id is 1 to 200 characters")
+        options = dict(options)
         if "window" in options:
             try:
                 options["window"] = parse_window(options["window"])
@@ -454,7 +478,7 @@ class Workspace:
         if options.get("night") not in (None, "defer", "drop"):
             raise FieldError("night", "say defer (wait until 08:00) or drop")
         options["goods"] = tuple(g for g in options.get("goods", ()) if g.strip())
-        return Candidate(message_id, kind, message, state.check(kind, message), **options)
+        return Candidate("", kind, message, state.check(kind, message), **options)
 
     def _person(self, session: Any, user: str) -> Any:
         from nudgekit.policy import people

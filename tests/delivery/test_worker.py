@@ -212,9 +212,9 @@ def test_a_claimed_row_cancelled_before_hand_over_is_not_sent(shop: Workspace, c
     token = "test#1"
     with shop.sessions.begin() as session:
         rows = outbox.claim(session, token, clock.now, 10, timedelta(minutes=5))
-    ready = [w._gate(token, row) for row in rows]
+    ready = w._gate(token, rows)
     shop.control_send("flash", "cancel")
-    items = [(r, e) for r in ready if r is not None for e in r.envelopes]
+    items = [(r, e) for r in ready for e in r.envelopes]
     asyncio.run(w._send_group(token, "solapi", items))
     assert solapi.received == [] and states(shop) == {"cancelled": 2}
 

@@ -80,6 +80,11 @@ def _attempts(session: Session, message_id: str) -> tuple[int, int]:
     return int(rows.get("reserve", 0)), int(rows.get("refund", 0))
 
 
+def opened(session: Session) -> bool:
+    """Whether the workspace keeps a prepaid balance (a first top-up opens it)."""
+    return session.get(BalanceAccount, ACCOUNT) is not None
+
+
 def reserve(session: Session, message_id: str, channel: str, price: float, now: datetime) -> str | None:
     """Take the message's price from the balance; None when taken (or nothing to take, or already paid and
     not refunded), else why not."""

@@ -9,14 +9,15 @@ itself whether to send again (`start(..., again=True)`).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from nudgekit.channels.provider import Outcome, Verdict
-from nudgekit.store.state import DirectSend
+from nudgekit.store.state import DirectSend, unless_there
 
 AGAIN = frozenset({Verdict.RETRYABLE.value, Verdict.RATE_LIMITED.value, Verdict.PERMANENT.value,
                    Verdict.INVALID_RECIPIENT.value})
@@ -52,11 +53,54 @@ def start(session: Session, message_id: str, channel: str, recipient: str, provi
     return _sent(row)
 
 
+@dataclass(frozen=True)
+class Start:
+    """One message about to be handed over (`start`'s arguments)."""
+
+    message_id: str
+    channel: str
+    recipient: str
+    type: str | None = None
+    profile_id: str | None = None
+    fallback_requested: bool = False
+
+
+def start_many(session: Session, starts: list[Start], provider: str, now: datetime, *,
+               again: bool = False) -> dict[str, str]:
+    """`start` for many messages: ids never seen are taken in one statement, the others one by one.
+    Returns why, for each message that must not go out."""
+    ids = [s.message_id for s in starts]
+    seen = set(session.scalars(select(DirectSend.message_id).where(DirectSend.message_id.in_(ids))))
+    fresh = [s for s in starts if s.message_id not in seen]
+    taken: set[str] = set()
+    if fresh:
+        taken = set(session.connection().execute(unless_there(session, DirectSend, None).returning(
+            DirectSend.message_id), [{**s.__dict__, "provider": provider, "verdict": "pending", "attempts": 1,
+                                      "updated_at": now} for s in fresh]).scalars())
+    refused = {}
+    for s in starts:
+        if s.message_id in taken:
+            continue
+        why = start(session, s.message_id, s.channel, s.recipient, provider, now, type=s.type,
+                    profile_id=s.profile_id, fallback_requested=s.fallback_requested, again=again)
+        if why is not None:
+            refused[s.message_id] = why
+    return refused
+
+
 def finish(session: Session, message_id: str, outcome: Outcome, now: datetime) -> None:
-    went = outcome.verdict in (Verdict.ACCEPTED, Verdict.UNCERTAIN)
-    session.execute(update(DirectSend).where(DirectSend.message_id == message_id).values(
-        verdict=outcome.verdict.value, code=(outcome.code or "")[:64] or None,
-        provider_message_id=outcome.provider_message_id, updated_at=now, sent_at=now if went else None))
+    finish_many(session, [(message_id, outcome)], now)
+
+
+def finish_many(session: Session, answers: list[tuple[str, Outcome]], now: datetime) -> None:
+    """Write the providers' answers (one statement for all)."""
+    if not answers:
+        return
+    session.connection().execute(update(DirectSend).where(DirectSend.message_id == bindparam("m")).values(
+        verdict=bindparam("v"), code=bindparam("c"), provider_message_id=bindparam("p"), updated_at=now,
+        sent_at=bindparam("s")), [
+        {"m": message_id, "v": o.verdict.value, "c": (o.code or "")[:64] or None, "p": o.provider_message_id,
+         "s": now if o.verdict in (Verdict.ACCEPTED, Verdict.UNCERTAIN) else None} for message_id, o in answers])
 
 
 def _sent(row: DirectSend) -> str:

@@ -46,7 +46,7 @@ def remember(session: Session, channel: MessageChannel, to: str, profile_id: str
         return "unreachable on Kakao"
     if channel in (MessageChannel.EMAIL, MessageChannel.SMS):
         reason = reason or ("hard_bounce" if channel == MessageChannel.EMAIL else "invalid_number")
-        address = _key(channel, to)
+        address = suppression_key(channel, to)
         if session.get(Suppression, (channel.value, address)) is not None:
             return None
         session.add(Suppression(channel=channel.value, address=address, reason=reason, detail=detail, at=now))
@@ -63,7 +63,7 @@ def unreachable_on_kakao(session: Session, phone: str, profile_id: str | None = 
 
 
 def suppressed(session: Session, channel: MessageChannel, address: str) -> Suppression | None:
-    return session.get(Suppression, (channel.value, _key(channel, address)))
+    return session.get(Suppression, (channel.value, suppression_key(channel, address)))
 
 
 def known_dead(session: Session, channel: MessageChannel, address: str) -> str | None:
@@ -71,12 +71,20 @@ def known_dead(session: Session, channel: MessageChannel, address: str) -> str |
     if channel == MessageChannel.PUSH:
         token = session.get(PushToken, address)
         if token is not None and token.status == TokenStatus.INVALID.value:
-            return f"the push token is invalid ({token.status_reason})"
+            return dead_token(token.status_reason)
         return None
     row = suppressed(session, channel, address)
-    return f"{address} is suppressed on {channel.value} ({row.reason}: {row.detail})" if row else None
+    return dead_address(channel, address, row) if row else None
 
 
-def _key(channel: MessageChannel, address: str) -> str:
+def dead_token(reason: str | None) -> str:
+    return f"the push token is invalid ({reason})"
+
+
+def dead_address(channel: MessageChannel, address: str, row: Suppression) -> str:
+    return f"{address} is suppressed on {channel.value} ({row.reason}: {row.detail})"
+
+
+def suppression_key(channel: MessageChannel, address: str) -> str:
     """Email addresses are suppressed whatever their case (every mailbox provider ignores it)."""
     return address.lower() if channel == MessageChannel.EMAIL else address

@@ -6,6 +6,7 @@ representative numbers have exactly 8 digits, and forwarding numbers (050X) are 
 
 from __future__ import annotations
 
+import functools
 import re
 
 import phonenumbers
@@ -48,6 +49,7 @@ def optout_number(number: str) -> str:
     return plain
 
 
+@functools.lru_cache(maxsize=256)
 def spelled(number: str) -> str:
     """Digits with the usual hyphens, as they are written in a message: 080-123-4567, 02-1234-5678."""
     if REPRESENTATIVE.match(number):

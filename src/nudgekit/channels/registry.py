@@ -19,7 +19,7 @@ from nudgekit.channels.push import message as push
 from nudgekit.channels.sms import message as sms
 from nudgekit.channels.webhook import message as webhook
 from nudgekit.config import Settings
-from nudgekit.profiles.contacts import FieldError, check_user_id, normalize_email, normalize_phone
+from nudgekit.profiles.contacts import FieldError, check_user_id, normalize_email, parse_phone
 from nudgekit.vocabulary import MessageChannel
 
 
@@ -44,8 +44,8 @@ class ChannelSpec:
 def _phone(value: str, settings: Settings) -> str:
     """Text messages and Kakao messages go to Korean mobile numbers: the providers' domestic APIs, the
     carriers' SMS / LMS / MMS and the price table are Korean (a landline cannot take an LMS or an AlimTalk)."""
-    number = normalize_phone(value, settings.phone_region, "to")
-    parsed = phonenumbers.parse(number)
+    parsed = parse_phone(value, settings.phone_region, "to")
+    number = phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
     if phonenumbers.region_code_for_number(parsed) != "KR" or phonenumbers.number_type(parsed) not in (
             phonenumbers.PhoneNumberType.MOBILE, phonenumbers.PhoneNumberType.FIXED_LINE_OR_MOBILE):
         raise FieldError("to", f"{number} is not a Korean mobile number (010-…): text messages and Kakao messages "

@@ -104,8 +104,14 @@ def classify(code: str, detail: str, channel: MessageChannel) -> Outcome:
     return Outcome(Verdict.PERMANENT, code, detail)
 
 
+KOREAN_E164 = re.compile(r"\+82[1-9]\d{6,10}")
+"""A Korean number as stored (E.164): read without parsing it again."""
+
+
 def recipient(number: str) -> tuple[str, str]:
     """Solapi's `to` and `country`: Korean numbers as dialled at home (010...), others without their prefix."""
+    if KOREAN_E164.fullmatch(number):
+        return f"0{number[3:]}", "82"
     parsed = phonenumbers.parse(number)
     national = str(parsed.national_number)
     return (f"0{national}" if parsed.country_code == 82 else national), str(parsed.country_code)

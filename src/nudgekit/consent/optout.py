@@ -178,20 +178,24 @@ def withdraw_addresses(session: Session, refusals: list[Refusal], channels: tupl
     return Withdrawal(tuple(people), tuple(r.id for r in written))
 
 
-def address_refusals(session: Session, phone: str | None, email: str | None
-                     ) -> dict[Channel, ConsentState]:
-    """The latest refusal kept against the person's phone number (per channel) and email address."""
-    wanted = [(a, c) for a, cs in ((phone, PHONE_CHANNELS), (email, (Channel.EMAIL,))) if a for c in cs]
-    if not wanted:
-        return {}
-    rows = session.scalars(select(AddressOptout).where(
-        AddressOptout.address.in_([a for a, _ in wanted])).order_by(AddressOptout.at))
-    latest: dict[Channel, ConsentState] = {}
-    for row in rows:
-        channel = Channel(row.channel)
-        if (row.address, channel) in wanted:
-            latest[channel] = ConsentState(channel, Purpose.ADVERTISING, False, row.at, ConsentSource(row.source))
+def refusals_of(session: Session, addresses: list[str]) -> dict[tuple[str, Channel], ConsentState]:
+    """The latest refusal kept against each of these phone numbers and email addresses, per channel."""
+    latest: dict[tuple[str, Channel], ConsentState] = {}
+    for chunk in in_batches(sorted(set(addresses))):
+        for address, channel, at, source in session.execute(select(
+                AddressOptout.address, AddressOptout.channel, AddressOptout.at, AddressOptout.source).where(
+                AddressOptout.address.in_(chunk)).order_by(AddressOptout.at)):
+            key = (address, Channel(channel))
+            if key not in latest or at >= latest[key].at:
+                latest[key] = ConsentState(key[1], Purpose.ADVERTISING, False, at, ConsentSource(source))
     return latest
+
+
+def refusals_for(refusals: dict[tuple[str, Channel], ConsentState], phone: str | None, email: str | None
+                 ) -> dict[Channel, ConsentState]:
+    """Of `refusals_of`'s answer, the ones against this person's phone number (per channel) and email."""
+    wanted = [(a, c) for a, cs in ((phone, PHONE_CHANNELS), (email, (Channel.EMAIL,))) if a for c in cs]
+    return {c: refusals[(a, c)] for a, c in wanted if (a, c) in refusals}
 
 
 # -- 080 call records -----------------------------------------------------------------------------------

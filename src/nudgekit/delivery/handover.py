@@ -44,29 +44,35 @@ def begin(session: Session, handed: list[Handed], provider: Provider, now: datet
     recipient's Brand Message of the day taken) — the others go."""
     refused: dict[str, Outcome] = {}
     idempotent, paid = provider.capabilities.idempotency, provider.capabilities.charges
+    took_day: dict[str, Envelope] = {}
     for item in handed:
         e = item.envelope
-        took_day = False
         if e.channel == MessageChannel.BRAND_MESSAGE:
-            taken, took_day = brand.claim_day(session, e.to, e.message_id, now)
+            taken, took = brand.claim_day(session, e.to, e.message_id, now)
             if taken is not None:
                 refused[e.message_id] = Outcome(Verdict.PERMANENT, "brand_day_taken", taken)
+            elif took:
+                took_day[e.message_id] = e
+    going = [item for item in handed if item.envelope.message_id not in refused]
+    if not idempotent:
+        starts = [direct.Start(e.message_id, e.channel.value, e.to, e.type, e.profile_id,
+                               "fallback" in e.meta and bool(getattr(e.message, "fallback", False)))
+                  for e in (item.envelope for item in going)]
+        for message_id, why in direct.start_many(session, starts, provider.name, now, again=again).items():
+            refused[message_id] = Outcome(Verdict.PERMANENT, "sent_before", why)
+    if paid and balance.opened(session):
+        for item in going:
+            e = item.envelope
+            if e.message_id in refused:
                 continue
-        if not idempotent:
-            why = direct.start(session, e.message_id, e.channel.value, e.to, provider.name, now, type=e.type,
-                               profile_id=e.profile_id, again=again,
-                               fallback_requested="fallback" in e.meta and bool(getattr(e.message, "fallback", False)))
-            if why is not None:
-                refused[e.message_id] = Outcome(Verdict.PERMANENT, "sent_before", why)
-                continue
-        if paid:
             why = balance.reserve(session, e.message_id, e.channel.value, item.price_krw, now)
             if why is not None:
                 refused[e.message_id] = Outcome(Verdict.PERMANENT, "no_balance", why)
                 if not idempotent:
                     direct.finish(session, e.message_id, Outcome(Verdict.RETRYABLE, "balance", why), now)
-        if e.message_id in refused and took_day:  # a day an earlier, sent attempt took stays taken
-            brand.release_day(session, e.to, e.message_id, now)
+    for message_id, e in took_day.items():  # a day an earlier, sent attempt took stays taken
+        if message_id in refused:
+            brand.release_day(session, e.to, message_id, now)
     return refused
 
 
@@ -78,13 +84,13 @@ def end(session: Session, envelopes: list[Envelope], outcomes: list[Outcome], pr
     learned = []
     for e, outcome in zip(envelopes, outcomes, strict=True):
         learned.append(feedback.remember(session, e.channel, e.to, e.profile_id, outcome, now))
-        if not provider.capabilities.idempotency:
-            direct.finish(session, e.message_id, outcome, now)
         if outcome.verdict not in WENT:
             if provider.capabilities.charges:
                 balance.refund(session, e.message_id, now)
             if e.channel == MessageChannel.BRAND_MESSAGE:
                 brand.release_day(session, e.to, e.message_id, now)
+    if not provider.capabilities.idempotency:
+        direct.finish_many(session, [(e.message_id, o) for e, o in zip(envelopes, outcomes, strict=True)], now)
     return learned
 
 

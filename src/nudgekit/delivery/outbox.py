@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, func, insert, or_, select, update
+from sqlalchemy import ColumnElement, and_, bindparam, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from nudgekit.policy import chain
@@ -74,6 +74,39 @@ def add(session: Session, planned: Planned, now: datetime) -> bool:
     added = session.execute(unless_there(session, OutboxMessage, planned.values(now))
                             .returning(OutboxMessage.message_id))
     return added.scalar() is not None
+
+
+def add_many(session: Session, planned: list[Planned], now: datetime) -> set[str]:
+    """Insert the rows whose keys are not there yet, in one statement; returns the message ids it added."""
+    if not planned:
+        return set()
+    added = session.connection().execute(unless_there(session, OutboxMessage, None).returning(
+        OutboxMessage.message_id), [p.values(now) for p in planned])
+    return set(added.scalars())
+
+
+def defer(session: Session, token: str, rows: list[dict[str, Any]], now: datetime) -> None:
+    """Give claimed rows back to wait ({message_id, due_at, reason} each): the chain deferred them."""
+    if rows:
+        session.connection().execute(update(OutboxMessage).where(
+            OutboxMessage.message_id == bindparam("m"), OutboxMessage.worker == token,
+            OutboxMessage.state == OutboxState.CLAIMED.value).values(
+            state=OutboxState.DEFERRED.value, due_at=bindparam("due"), reason=bindparam("why"), worker=None,
+            lease_until=None, updated_at=now),
+            [{"m": r["message_id"], "due": r["due_at"], "why": r["reason"]} for r in rows])
+
+
+def settle(session: Session, token: str, state: OutboxState, changes: list[tuple[str, dict[str, Any]]]) -> None:
+    """Write each row's new values ((message_id, values) pairs), if it still carries the claim in this
+    state: one statement per set of columns changed."""
+    groups: dict[tuple[str, ...], list[tuple[str, dict[str, Any]]]] = {}
+    for message_id, values in changes:
+        groups.setdefault(tuple(sorted(values)), []).append((message_id, values))
+    for columns, rows in groups.items():
+        session.connection().execute(update(OutboxMessage).where(
+            OutboxMessage.message_id == bindparam("v_message_id"), OutboxMessage.worker == token,
+            OutboxMessage.state == state.value).values({c: bindparam(f"v_{c}") for c in columns}),
+            [{"v_message_id": m, **{f"v_{c}": v[c] for c in columns}} for m, v in rows])
 
 
 def existing(session: Session, message_ids: list[str]) -> set[str]:

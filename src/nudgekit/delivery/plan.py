@@ -1,7 +1,7 @@
 """Putting messages in the outbox: each passes the policy chain's QUEUE gate (frequency-cap slots and budget
 held, skips and deferrals written as rows with their reason) and becomes one row under its idempotency key —
-in one transaction, so a row exists exactly when its claims do. A key already in the outbox adds nothing and
-claims nothing."""
+a batch at a time, in one transaction, so a row exists exactly when its claims do. A key already in the
+outbox adds nothing and claims nothing."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from nudgekit.delivery import outbox
 from nudgekit.delivery.outbox import Planned
-from nudgekit.policy import chain, people
+from nudgekit.policy import chain, ledger, people
 from nudgekit.policy.decision import OPTIONS
 from nudgekit.profiles.contacts import FieldError
 from nudgekit.vocabulary import Action, MessageChannel, MessagePurpose, OutboxState, PolicyStage
@@ -92,55 +92,72 @@ def plan(ws: Workspace, requests: Iterable[tuple[Request, str | None]], *, campa
 
 def _plan_batch(ws: Workspace, batch: list[tuple[Request, str | None]], result: Queued,
                 progress: Callable[[int], None] | None) -> None:
-    with ws.sessions() as session:
-        have = outbox.existing(session, [outbox.message_id_for(r.key) for r, _ in batch])
-    for request, profile_id in batch:
-        message_id = outbox.message_id_for(request.key)
-        if message_id in have:
-            result.existing += 1
-            continue
+    """One transaction for the batch: its people locked, keys already in the outbox left alone, the rest
+    through the QUEUE gate together and added in one statement. Another planner that added some of the same
+    keys meanwhile rolls the whole batch back; it is planned again and those keys count as existing."""
+    for _ in range(5):
         try:
-            state, reason = _plan_one(ws, request, profile_id)
+            with ws.sessions.begin() as session:
+                counted = _plan_in(ws, session, batch)
+            break
         except _Taken:
-            result.existing += 1
             continue
-        if state == OutboxState.QUEUED:
-            result.queued += 1
-        elif state == OutboxState.DEFERRED:
-            result.deferred += 1
-        else:
-            result.skipped[reason or "skipped"] += 1
+    else:
+        raise RuntimeError("other planners keep adding the same messages; try again")
+    result.existing += counted.existing
+    result.queued += counted.queued
+    result.deferred += counted.deferred
+    result.skipped.update(counted.skipped)
     if progress is not None:
         progress(len(batch))
 
 
-def _plan_one(ws: Workspace, request: Request, profile_id: str | None) -> tuple[OutboxState, str | None]:
+def _plan_in(ws: Workspace, session: Any, batch: list[tuple[Request, str | None]]) -> Queued:
     now = ws.clock()
-    message_id = outbox.message_id_for(request.key)
-    with ws.sessions.begin() as session:
-        state = ws._policy_state(session, PolicyStage.QUEUE)
-        candidate = ws._candidate(state, request.channel, dict(request.fields), {
+    counted = Queued(None)
+    ledger.lock(session, [p for _, p in batch if p])  # first: nothing is read before the people are locked
+    have = outbox.existing(session, [outbox.message_id_for(r.key) for r, _ in batch])
+    state = ws._policy_state(session, PolicyStage.QUEUE)
+    wanted: dict[str, tuple[Request, str | None, Any]] = {}
+    for request, profile_id in batch:
+        message_id = outbox.message_id_for(request.key)
+        if message_id in have or message_id in wanted:
+            counted.existing += 1
+            continue
+        candidate = ws._candidate(state, request.channel, request.fields, {
             **request.options, "message_id": message_id, "campaign": request.campaign, "to": request.to})
+        wanted[message_id] = (request, profile_id, candidate)
+    persons = people.load_many(session, ws.settings, [p for _, p, _ in wanted.values() if p])
+    judged = [(c, persons[p]) for _, p, c in wanted.values() if p in persons]
+    rulings = {r.candidate.message_id: r for r in chain.gate_many(judged, now, state, locked=True)}
+    planned = []
+    for message_id, (request, profile_id, candidate) in wanted.items():
         purpose = candidate.purpose
         in_doubt = request.in_doubt or ("hold" if purpose == MessagePurpose.ADVERTISING else "resend")
         base = {"key": request.key, "channel": request.channel.value, "purpose": purpose.value,
                 "fields": request.fields, "options": request.options, "profile_id": profile_id,
                 "campaign": request.campaign, "to": request.to, "in_doubt": in_doubt}
-        person = people.load(session, ws.settings, profile_id) if profile_id else None
-        if person is None:
-            planned = Planned(**base, state=OutboxState.SKIPPED, due_at=now, reason="no_person",
-                              detail="no such user or anonymous id in this workspace")
+        ruling = rulings.get(message_id)
+        if ruling is None:
+            planned.append(Planned(**base, state=OutboxState.SKIPPED, due_at=now, reason="no_person",
+                                   detail="no such user or anonymous id in this workspace"))
+            continue
+        words = next((d.en for d in ruling.decisions if d.reason == ruling.reason), None)
+        if ruling.action == Action.SEND:
+            planned.append(Planned(**base, state=OutboxState.QUEUED, due_at=request.due_at or now))
+        elif ruling.action == Action.DEFER:
+            assert ruling.until is not None
+            planned.append(Planned(**base, state=OutboxState.DEFERRED, due_at=max(ruling.until, request.due_at or now),
+                                   reason=ruling.reason, detail=words))
         else:
-            ruling = chain.gate(candidate, person, now, state)
-            words = next((d.en for d in ruling.decisions if d.reason == ruling.reason), None)
-            if ruling.action == Action.SEND:
-                planned = Planned(**base, state=OutboxState.QUEUED, due_at=request.due_at or now)
-            elif ruling.action == Action.DEFER:
-                assert ruling.until is not None
-                planned = Planned(**base, state=OutboxState.DEFERRED, due_at=max(ruling.until, request.due_at or now),
-                                  reason=ruling.reason, detail=words)
-            else:
-                planned = Planned(**base, state=OutboxState.SKIPPED, due_at=now, reason=ruling.reason, detail=words)
-        if not outbox.add(session, planned, now):
-            raise _Taken()
-    return planned.state, planned.reason
+            planned.append(Planned(**base, state=OutboxState.SKIPPED, due_at=now, reason=ruling.reason, detail=words))
+    if len(outbox.add_many(session, planned, now)) != len(planned):
+        raise _Taken()
+    for row in planned:
+        if row.state == OutboxState.QUEUED:
+            counted.queued += 1
+        elif row.state == OutboxState.DEFERRED:
+            counted.deferred += 1
+        else:
+            counted.skipped[row.reason or "skipped"] += 1
+    return counted

@@ -36,7 +36,7 @@ from nudgekit.channels.provider import Envelope, Outcome, Provider, Verdict
 from nudgekit.channels.receipts import person_event
 from nudgekit.config import Settings
 from nudgekit.delivery import circuit, handover, outbox, pacing
-from nudgekit.policy import chain, people, suppression
+from nudgekit.policy import chain, ledger, people, suppression
 from nudgekit.policy.decision import Candidate, purpose_of
 from nudgekit.profiles.contacts import FieldError
 from nudgekit.store.state import OutboxMessage
@@ -176,7 +176,7 @@ class Worker:
         if not rows:
             return 0
         self.stats.claimed += len(rows)
-        ready = [r for r in (self._gate(token, row) for row in rows) if r is not None]
+        ready = self._gate(token, rows)
         groups: dict[str, list[tuple[Ready, Envelope]]] = {}
         for item in ready:
             for e in item.envelopes:
@@ -208,48 +208,66 @@ class Worker:
                                  ids=ids)
         return rows
 
-    def _gate(self, token: str, row: OutboxMessage) -> Ready | None:
-        """The HANDOVER gate for one row, its skip or deferral written in the same transaction."""
+    def _gate(self, token: str, rows: list[OutboxMessage]) -> list[Ready]:
+        """The HANDOVER gate for the claimed rows, together, their skips and deferrals written in the same
+        transaction."""
         ws, now = self.ws, self.clock()
-        kind = MessageChannel(row.channel)
+        ready: list[Ready] = []
+        done: list[tuple[OutboxMessage, OutboxState, str, str]] = []
         with ws.sessions.begin() as session:
+            ledger.lock(session, [row.profile_id for row in rows if row.profile_id])
             state = ws._policy_state(session, PolicyStage.HANDOVER)
             state.charges = self._charges
-            try:
-                candidate = ws._candidate(state, kind, dict(row.fields), {
-                    **row.options, "message_id": row.message_id, "campaign": row.campaign, "to": row.to})
-            except FieldError as exc:
-                self._finish(session, token, row, OutboxState.FAILED, "invalid_message", str(exc), now)
-                return None
-            person = people.load(session, ws.settings, row.profile_id) if row.profile_id else None
-            if person is None:
-                self._finish(session, token, row, OutboxState.SKIPPED, "no_person",
-                             f"no person {row.profile_id!r} in this workspace", now)
-                return None
-            ruling = chain.gate(candidate, person, now, state)
-            if ruling.action == Action.SKIP:
-                words = next((d.en for d in ruling.decisions if d.reason == ruling.reason), ruling.reason)
-                self._finish(session, token, row, OutboxState.SKIPPED, ruling.reason, words, now)
-                return None
-            if ruling.action == Action.DEFER:
-                assert ruling.until is not None
-                session.execute(update(OutboxMessage).where(outbox.mine(token, OutboxState.CLAIMED, row.message_id))
-                                .values(state=OutboxState.DEFERRED.value, due_at=ruling.until, reason=ruling.reason,
-                                        worker=None, lease_until=None, updated_at=now))
-                self.stats.deferred += 1
-                return None
-            final = ruling.candidate
-            live = [a for a in suppression.addresses(final, person)
-                    if feedback.known_dead(session, kind, a) is None]
-            if not live:
-                chain.release(session, row.message_id)
-                self._finish(session, token, row, OutboxState.FAILED, "unreachable",
-                             "every address it could go to is known not to receive", now)
-                return None
-            if kind in feedback.KAKAO and feedback.unreachable_on_kakao(session, live[0], person.profile_id):
-                chain.release(session, row.message_id)
-                self._fall_back(session, token, row, final, live[0], "unreachable on Kakao (known before)", now)
-                return None
+            persons = people.load_many(session, ws.settings, [row.profile_id for row in rows if row.profile_id])
+            judged: list[tuple[OutboxMessage, Candidate]] = []
+            for row in rows:
+                try:
+                    candidate = ws._candidate(state, MessageChannel(row.channel), dict(row.fields), {
+                        **row.options, "message_id": row.message_id, "campaign": row.campaign, "to": row.to})
+                except FieldError as exc:
+                    done.append((row, OutboxState.FAILED, "invalid_message", str(exc)))
+                    continue
+                if row.profile_id not in persons:
+                    done.append((row, OutboxState.SKIPPED, "no_person",
+                                 f"no person {row.profile_id!r} in this workspace"))
+                    continue
+                judged.append((row, candidate))
+            rulings = chain.gate_many([(c, persons[row.profile_id]) for row, c in judged], now, state, locked=True)
+            deferred = []
+            for (row, _), ruling in zip(judged, rulings, strict=True):
+                if ruling.action == Action.SKIP:
+                    words = next((d.en for d in ruling.decisions if d.reason == ruling.reason), ruling.reason)
+                    done.append((row, OutboxState.SKIPPED, ruling.reason, words))
+                    continue
+                if ruling.action == Action.DEFER:
+                    assert ruling.until is not None
+                    deferred.append({"message_id": row.message_id, "due_at": ruling.until, "reason": ruling.reason})
+                    continue
+                item = self._reachable(session, token, row, ruling.candidate, persons[row.profile_id], state, now)
+                if item is not None:
+                    ready.append(item)
+            outbox.defer(session, token, deferred, now)
+            self.stats.deferred += len(deferred)
+            for row, end, reason, detail in done:
+                self._finish(session, token, row, end, reason, detail, now)
+        return ready
+
+    def _reachable(self, session: Any, token: str, row: OutboxMessage, final: Candidate, person: Any, state: Any,
+                   now: datetime) -> Ready | None:
+        """The envelopes of a row the chain let through, one per address that can still receive; a row with
+        none fails (or, on Kakao, falls back)."""
+        kind = final.channel
+        book = state.book()
+        live = [a for a in suppression.addresses(final, person) if book.dead(kind, a) is None]
+        if not live:
+            chain.release(session, row.message_id)
+            self._finish(session, token, row, OutboxState.FAILED, "unreachable",
+                         "every address it could go to is known not to receive", now)
+            return None
+        if kind in feedback.KAKAO and feedback.unreachable_on_kakao(session, live[0], person.profile_id):
+            chain.release(session, row.message_id)
+            self._fall_back(session, token, row, final, live[0], "unreachable on Kakao (known before)", now)
+            return None
         envelopes = [handover.envelope(row.message_id if i == 0 else f"{row.message_id}:{i}", kind, address,
                                        final.message, final.checked, person.profile_id)
                      for i, address in enumerate(live)]
@@ -360,9 +378,13 @@ class Worker:
                                  "verdict": outcome.verdict.value, "code": (outcome.code or "")[:64] or None,
                                  "detail": outcome.detail or None, "retry_after": outcome.retry_after})
             outbox.insert_attempts(session, attempts)
+            settled = []
             for item in {id(i): i for i, _ in chunk}.values():
                 if len(item.outcomes) == len(item.envelopes):
-                    self._settle(session, token, item, name, provider, now)
+                    values = self._settle(session, token, item, name, provider, now)
+                    if values:
+                        settled.append((item.row.message_id, values))
+            outbox.settle(session, token, OutboxState.HANDING, settled)
             if outcomes:
                 worked = circuit.judge(outcomes)
                 detail = next((f"{o.code}: {o.detail}" for o in outcomes if o.verdict != Verdict.ACCEPTED), "")
@@ -390,8 +412,10 @@ class Worker:
 
     # -- outcomes ---------------------------------------------------------------------------------
 
-    def _settle(self, session: Any, token: str, item: Ready, name: str, provider: Provider, now: datetime) -> None:
-        """Write a row's outcome once every address it went to has answered."""
+    def _settle(self, session: Any, token: str, item: Ready, name: str, provider: Provider,
+                now: datetime) -> dict[str, Any]:
+        """A row's outcome once every address it went to has answered: the values to write (none when it
+        was written here, as a fallback)."""
         row, outcomes = item.row, list(item.outcomes.values())
         verdicts = {o.verdict for o in outcomes}
         first = next((o for o in outcomes if o.verdict != Verdict.ACCEPTED), outcomes[0])
@@ -442,9 +466,7 @@ class Worker:
                 "no_balance", "brand_day_taken", "sent_before") else first.verdict.value, detail=words,
                 finished_at=now)
             self._fail(session, row, now)
-        if values:
-            session.execute(update(OutboxMessage).where(outbox.mine(token, OutboxState.HANDING, row.message_id))
-                            .values(**values))
+        return values
 
     def _fail(self, session: Any, row: OutboxMessage, now: datetime) -> None:
         chain.release(session, row.message_id)

@@ -2,9 +2,9 @@
 campaign past its budget, is skipped with the reason.
 
 The balance is only read here; the send reserves from it atomically when it is handed to a provider
-(channels.balance). A campaign's budget is claimed here, at the gate: one conditional UPDATE of its spend
-(`spent + price <= budget`), so two workers cannot both spend its last won; a message that did not go gives
-its share back.
+(channels.balance). A campaign's budget is claimed here, at the gate, in the gate's ledger (policy.ledger),
+which holds the campaign's spend locked until the gate's transaction ends, so two workers cannot both spend
+its last won; a message that did not go gives its share back.
 """
 
 from __future__ import annotations
@@ -16,63 +16,38 @@ from sqlalchemy.orm import Session
 
 from nudgekit.channels import balance
 from nudgekit.policy.decision import Candidate, Decision, Person, State, send, skip
-from nudgekit.store.state import BalanceAccount, BudgetClaim, CampaignSpend, insert_missing
+from nudgekit.store.state import BudgetClaim, CampaignSpend
 
 RULE = "budget"
 
 
 def decide(candidate: Candidate, person: Person, now: datetime, state: State) -> Decision:
     price = candidate.checked.cost_krw
-    session = state.session
+    ledger = state.book()
     if price > 0 and state.charges(candidate.channel):
-        account = session.get(BalanceAccount, balance.ACCOUNT)
-        if account is not None and account.balance_cents < balance.cents(price):
-            left = account.balance_cents / 100
+        left_cents = ledger.balance_cents()
+        if left_cents is not None and left_cents < balance.cents(price):
+            left = left_cents / 100
             return skip(RULE, "no_balance", f"Costs {price:g} KRW; the prepaid balance has {left:,g} KRW left "
                         "(`nudge balance add`).", f"{price:g}원이 드는데 충전 잔액이 {left:,g}원입니다.")
     if candidate.campaign is None or candidate.budget_krw is None:
         return send(RULE, "affordable", f"Costs {price:g} KRW.", f"{price:g}원.")
     cents, limit = balance.cents(price), balance.cents(candidate.budget_krw)
     if state.claims:
-        if claimed(session, candidate.message_id):
+        held = ledger.hold_of(candidate.message_id)
+        if held is not None and not held.released:
             return send(RULE, "budget_held", "Its share of the campaign budget is already held.",
                         "캠페인 예산에서 이미 몫을 받았습니다.")
-        if _claim(session, candidate.campaign, candidate.message_id, cents, limit, now):
+        if ledger.take_budget(candidate.campaign, candidate.message_id, cents, limit, now):
             return send(RULE, "within_budget", f"Costs {price:g} KRW, within the campaign budget "
                         f"({candidate.budget_krw:g} KRW).", f"{price:g}원, 캠페인 예산 이내입니다.")
-    elif spent(session, candidate.campaign) + cents <= limit:
+    elif ledger.spent(candidate.campaign) + cents <= limit:
         return send(RULE, "within_budget", f"Costs {price:g} KRW, within the campaign budget.",
                     f"{price:g}원, 캠페인 예산 이내입니다.")
-    used = spent(session, candidate.campaign) / 100
+    used = ledger.spent(candidate.campaign) / 100
     return skip(RULE, "over_budget", f"Costs {price:g} KRW; the campaign has spent {used:,g} of its "
                 f"{candidate.budget_krw:,g} KRW budget.",
                 f"{price:g}원이 드는데 캠페인 예산 {candidate.budget_krw:,g}원 중 {used:,g}원을 이미 썼습니다.")
-
-
-def spent(session: Session, campaign: str) -> int:
-    row = session.get(CampaignSpend, campaign)
-    return row.spent_cents if row is not None else 0
-
-
-def claimed(session: Session, message_id: str) -> bool:
-    row = session.get(BudgetClaim, message_id)
-    return row is not None and not row.released
-
-
-def _claim(session: Session, campaign: str, message_id: str, cents: int, limit: int, now: datetime) -> bool:
-    insert_missing(session, CampaignSpend, campaign=campaign, spent_cents=0)
-    taken = session.execute(update(CampaignSpend).where(
-        CampaignSpend.campaign == campaign, CampaignSpend.spent_cents + cents <= limit).values(
-        spent_cents=CampaignSpend.spent_cents + cents))
-    if taken.rowcount != 1:  # type: ignore[attr-defined]
-        return False
-    row = session.get(BudgetClaim, message_id)
-    if row is None:
-        session.add(BudgetClaim(message_id=message_id, campaign=campaign, cents=cents, at=now, released=False))
-    else:
-        row.campaign, row.cents, row.at, row.released = campaign, cents, now, False
-    session.flush()
-    return True
 
 
 def release(session: Session, message_id: str) -> None:

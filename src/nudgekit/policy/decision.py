@@ -4,9 +4,9 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel
@@ -17,6 +17,9 @@ from nudgekit.config import Settings
 from nudgekit.consent.history import ConsentState
 from nudgekit.policy.hours import Window
 from nudgekit.vocabulary import Action, Channel, MessageChannel, MessagePurpose, PolicyStage, Purpose
+
+if TYPE_CHECKING:
+    from nudgekit.policy.ledger import Ledger
 
 
 @dataclass(frozen=True)
@@ -104,6 +107,18 @@ class State:
     """Whether the provider of the channel costs money (the sandbox does not)."""
     unsubscribe_link: Callable[[str], str | None] = lambda profile_id: None
     """The person's own signed unsubscribe link for email, when the workspace has a public_url."""
+    ledger: Ledger | None = None
+    """What the rules read and claim besides the person (policy.ledger): set by the chain for a batch."""
+    memo: dict[Any, Any] = field(default_factory=dict)
+    """Answers worth keeping across the messages of a batch (a message's check, its labelled form)."""
+
+    def book(self) -> Ledger:
+        """The ledger the rules use: the batch's, else one that reads as it goes (a dry run)."""
+        if self.ledger is None:
+            from nudgekit.policy.ledger import Ledger
+
+            self.ledger = Ledger(self.session, claims=self.claims)
+        return self.ledger
 
     @property
     def claims(self) -> bool:

@@ -123,6 +123,19 @@ REWRITE = {MessageChannel.SMS: _sms, MessageChannel.EMAIL: _email, MessageChanne
 def decide(candidate: Candidate, person: Person, now: datetime, state: State) -> Decision:
     if not candidate.advertising:
         return send(RULE, "informational", "Informational: no advertising label.", "정보성: 광고 표기가 없습니다.")
+    own = None
+    if candidate.channel == MessageChannel.EMAIL and not getattr(candidate.message, "unsubscribe_url", None):
+        own = state.unsubscribe_link(person.profile_id)
+    key = (RULE, candidate.channel, id(candidate.message), own)
+    kept = state.memo.get(key)
+    if kept is not None and kept[0] is candidate.message:  # the same message for everyone in a batch
+        return kept[1]
+    decision = _decide(candidate, own, state)
+    state.memo[key] = (candidate.message, decision)
+    return decision
+
+
+def _decide(candidate: Candidate, own: str | None, state: State) -> Decision:
     found = look_alikes(candidate.message)
     if found:
         where, what = found[0]
@@ -136,9 +149,8 @@ def decide(candidate: Candidate, person: Person, now: datetime, state: State) ->
         return send(RULE, "channel_labels", "Kakao labels advertising itself; in-app messages are shown, not sent.",
                     "카카오는 광고 표기를 직접 붙이고, 인앱 메시지는 전송이 아닌 앱 안 표시입니다.")
     message = candidate.message
-    if candidate.channel == MessageChannel.EMAIL and not getattr(message, "unsubscribe_url", None):
-        own = state.unsubscribe_link(person.profile_id)
-        message = message.model_copy(update={"unsubscribe_url": own}) if own else message
+    if own:
+        message = message.model_copy(update={"unsubscribe_url": own})
     rewritten = rewrite(message, state.settings.sender)
     if isinstance(rewritten, Decision):
         return rewritten

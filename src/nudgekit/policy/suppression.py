@@ -6,8 +6,6 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from nudgekit.channels import feedback
-from nudgekit.channels.registry import recipient
 from nudgekit.policy.decision import Candidate, Decision, Person, State, send, skip
 from nudgekit.profiles.contacts import FieldError
 from nudgekit.vocabulary import MessageChannel
@@ -43,13 +41,14 @@ def decide(candidate: Candidate, person: Person, now: datetime, state: State) ->
     if not found:
         en, ko = WHAT.get(candidate.channel, ("mobile number", "휴대폰 번호"))
         return skip(RULE, "no_address", f"Has no {en}.", f"{ko}가 없습니다.")
+    ledger = state.book()
     if candidate.channel in PHONE:
         try:
-            found = [recipient(candidate.channel, found[0], state.settings)]
+            found = [ledger.recipient(candidate.channel, found[0], state.settings)]
         except FieldError as exc:
             return skip(RULE, "no_address", f"Cannot be reached on {candidate.channel.value}: {exc.reason}.",
                         f"{candidate.channel.value}(으)로 보낼 수 없는 번호입니다.")
-    dead = [why for address in found if (why := feedback.known_dead(state.session, candidate.channel, address))]
+    dead = [why for address in found if (why := ledger.dead(candidate.channel, address))]
     if len(dead) == len(found):
         return skip(RULE, "suppressed", f"Suppressed: {dead[0]}.", f"수신 제외: {dead[0]}.")
     return send(RULE, "reachable", f"Reachable on {candidate.channel.value}.",

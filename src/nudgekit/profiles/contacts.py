@@ -37,6 +37,11 @@ def check_user_id(value: str, field: str = "user_id") -> None:
 
 
 def normalize_phone(value: object, region: str, field: str = "phone") -> str:
+    return phonenumbers.format_number(parse_phone(value, region, field), phonenumbers.PhoneNumberFormat.E164)
+
+
+def parse_phone(value: object, region: str, field: str = "phone") -> phonenumbers.PhoneNumber:
+    """The number, if it is a valid phone number (FieldError naming the field if not)."""
     text = str(value).strip()
     try:
         number = phonenumbers.parse(text, region)
@@ -48,7 +53,7 @@ def normalize_phone(value: object, region: str, field: str = "phone") -> str:
             f'"{text}" is not a valid phone number for region {region}; '
             "write it like 010-1234-5678 or +82 10-1234-5678",
         )
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    return number
 
 
 def normalize_email(value: object, field: str = "email") -> str:

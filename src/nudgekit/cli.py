@@ -106,7 +106,7 @@ def open_workspace(home: Path | None) -> Workspace:
 
 
 @contextmanager
-def workspace(home: Path | None) -> Iterator[Workspace]:
+def workspace(home: Path | None, *, flush: bool = True) -> Iterator[Workspace]:
     ws = open_workspace(home)
     try:
         yield ws
@@ -115,7 +115,7 @@ def workspace(home: Path | None) -> Iterator[Workspace]:
     except EventStoreBusy as exc:
         fail(str(exc))
     finally:
-        ws.close()
+        ws.close(flush=flush)
 
 
 @contextmanager
@@ -1936,18 +1936,20 @@ def worker(
 ) -> None:
     """Send the outbox: claim due messages in batches, run the policy chain at hand-over, call providers at
     the pace settings allow, retry, fall back, and poll delivery receipts. Run as many as you like against
-    PostgreSQL; on SQLite one is enough. Ctrl-C stops after the current batch."""
+    PostgreSQL; on SQLite one is enough. Ctrl-C stops after the current batch. Its message events wait in
+    the spool until `nudge serve`'s drainer (or any command that reads events) moves them into the event
+    store: moving them here would cost every worker the event store's memory."""
     import asyncio
     import signal
     import threading
 
-    from nudgekit.delivery.worker import Worker
+    from nudgekit.delivery.worker import Worker, peak_memory_mb
 
     json_errors(as_json)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    with workspace(home) as ws:
-        runner = Worker(ws)
+    with workspace(home, flush=False) as ws:  # its events wait in the spool for serve's drainer or any reader
+        runner = Worker(ws, drain=False)
         if not as_json:
             err.print(f"worker {runner.name} sending from {ws.settings.home.resolve()} (Ctrl-C stops)")
         try:
@@ -1955,7 +1957,7 @@ def worker(
         except KeyboardInterrupt:
             pass
     if as_json:
-        emit_json({"worker": runner.name, **runner.stats.as_dict()})
+        emit_json({"worker": runner.name, **runner.stats.as_dict(), "peak_memory_mb": round(peak_memory_mb(), 1)})
 
 
 def _report(stats: Any) -> None:

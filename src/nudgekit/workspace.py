@@ -203,8 +203,14 @@ class Workspace:
             ws.events.create()
         return ws
 
-    def close(self) -> None:
-        self.flush()
+    def close(self, *, flush: bool = True) -> None:
+        """Let go of the databases, first storing what is buffered and spooled (`flush`) unless told not to:
+        spooled events wait for the next flush anywhere."""
+        if flush:
+            self.flush()
+        elif self._buffer:
+            self.events.spool(pa.concat_tables(self._buffer))
+            self._buffer, self._buffered = [], 0
         self.engine.dispose()
 
     def __enter__(self) -> Workspace:

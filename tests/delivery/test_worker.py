@@ -274,3 +274,38 @@ def test_the_transactional_send_returns_the_first_result_for_a_repeated_key(
     assert len(solapi.received) == 1
     with pytest.raises(Exception, match="different message"):
         shop.send_message("sms", users[0], idempotency_key="order-77/shipped", text="다른 내용")
+
+
+def test_messages_for_one_person_in_one_batch_count_against_each_other(shop: Workspace, clock: FakeClock,
+                                                                       solapi: FakeSolapi) -> None:
+    """The gate judges a batch at once: a message claimed earlier in the same batch fills the cap, and a
+    higher-priority one later in the batch takes its slot (it is then skipped as bumped at hand-over)."""
+    from nudgekit.config import CapSettings
+    from nudgekit.delivery import plan
+    from nudgekit.vocabulary import MessageChannel
+
+    shop.settings.policy.caps = [CapSettings(limit=1, hours=24, channel="sms", purpose="advertising")]
+    user = people(shop, 1)[0]
+    profile_id = shop.resolve(user)
+
+    def request(key: str, priority: int) -> tuple[plan.Request, str | None]:
+        return plan.Request(key, MessageChannel.SMS, dict(AD), {"priority": priority}, campaign=key), profile_id
+
+    first = plan.plan(shop, [request("low", 1), request("same", 1), request("high", 5)])
+    assert (first.queued, dict(first.skipped)) == (2, {"capped": 1})
+    drain(shop, clock)
+    assert states(shop) == {"sent": 1, "skipped": 2}
+    with shop.sessions() as session:
+        rows = {r.campaign: (r.state, r.reason) for r in session.scalars(select(OutboxMessage))}
+    assert rows == {"high": ("sent", None), "low": ("skipped", "bumped"), "same": ("skipped", "capped")}
+    assert len(solapi.received) == 1
+
+
+def test_a_worker_keeps_its_sqlite_page_cache_small(shop: Workspace, clock: FakeClock) -> None:
+    """Each pooled SQLite connection caches up to 64 MiB by default (for large imports): a worker's memory
+    would grow with the database. The worker caps it."""
+    worker(shop, clock)
+    if shop.engine.dialect.name != "sqlite":
+        pytest.skip("a SQLite setting")
+    with shop.engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA cache_size").scalar() == -8 * 1024

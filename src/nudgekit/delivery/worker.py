@@ -39,7 +39,7 @@ from nudgekit.delivery import circuit, handover, outbox, pacing
 from nudgekit.policy import chain, ledger, people, suppression
 from nudgekit.policy.decision import Candidate, purpose_of
 from nudgekit.profiles.contacts import FieldError
-from nudgekit.store.state import OutboxMessage
+from nudgekit.store.state import OutboxMessage, limit_page_cache
 from nudgekit.vocabulary import Action, EventName, MessageChannel, OutboxState, PolicyStage
 
 if TYPE_CHECKING:
@@ -48,6 +48,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("nudgekit.delivery")
 REPORT_SECONDS = 10.0
 DRAIN_SECONDS = 5.0
+PAGE_CACHE_MIB = 8
+"""A worker's SQLite page cache per connection: its memory stays flat however big the campaign."""
 LONG_WAIT = 5.0
 """A provider wait longer than this (seconds) gives the rows back instead of holding them."""
 
@@ -87,8 +89,12 @@ class Ready:
 
 class Worker:
     def __init__(self, ws: Workspace, *, name: str | None = None,
-                 sleep: Callable[[float], Awaitable[Any]] | None = None, rng: random.Random | None = None) -> None:
+                 sleep: Callable[[float], Awaitable[Any]] | None = None, rng: random.Random | None = None,
+                 drain: bool = True) -> None:
         self.ws = ws
+        self.drains = drain
+        """Whether it moves its spooled events into the event store now and then (`_drain`); a worker
+        process does not (`nudge worker`): the event store's memory would be most of its own."""
         self.settings = ws.settings.delivery
         self.name = name or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.sleep = sleep or asyncio.sleep
@@ -100,6 +106,7 @@ class Worker:
         self._receipts_at: datetime | None = None
         self._events: list[dict[str, Any]] = []
         self._drained_at: float | None = None
+        limit_page_cache(ws.engine, PAGE_CACHE_MIB)
 
     @property
     def clock(self) -> Callable[[], datetime]:
@@ -137,7 +144,8 @@ class Worker:
                 await self.sleep(self._idle_wait())
         finally:
             await self.aclose()
-            self._drain()
+            if self.drains:
+                self._drain()
             if report is not None and self.stats.as_dict() != last:
                 report(self.stats)
         return self.stats
@@ -518,7 +526,7 @@ class Worker:
         events, self._events = self._events, []
         self.ws.spool_events(events)
         now = time.monotonic()
-        if events and (self._drained_at is None or now - self._drained_at >= DRAIN_SECONDS):
+        if self.drains and events and (self._drained_at is None or now - self._drained_at >= DRAIN_SECONDS):
             self._drained_at = now
             self._drain()
 
@@ -542,6 +550,23 @@ class Worker:
             return
         self._receipts_at = now
         await asyncio.to_thread(self.ws.check_receipts)
+
+
+def peak_memory_mb() -> float:
+    """This process's peak resident memory since it started, in MiB (VmHWM: unlike getrusage's maximum, it
+    does not count the parent's memory copied before the program was started)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    import resource
+    import sys
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
 
 
 class BackgroundWorker:

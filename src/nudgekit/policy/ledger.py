@@ -8,8 +8,8 @@ change records how to take itself back.
 
 :TRICKY: caps must hold with many workers and campaigns at once, so nothing is read before the batch's
 people are locked (`lock`): on PostgreSQL a transaction-scoped advisory lock per person, taken in sorted
-order so two batches sharing people cannot deadlock; on SQLite a write to their `cap_locks` rows, which takes
-the database's write lock before anything is read, so a waiting gate never counts from a stale snapshot. A
+order so two batches sharing people cannot deadlock; on SQLite a write to one `cap_locks` row, which takes the
+database's write lock before anything is read, so a waiting gate never counts from a stale snapshot. A
 campaign's spend is read FOR UPDATE (sorted, after the people) and written back as a difference, so two
 workers cannot both spend its last won.
 """
@@ -42,6 +42,8 @@ from nudgekit.store.state import (
 from nudgekit.vocabulary import MessageChannel, TokenStatus
 
 LIVE = ("held", "spent")
+SQLITE_LOCK = "*"
+"""The `cap_locks` row every gate writes first on SQLite: one writer holds the whole database there."""
 CLAIM_COLUMNS = ("message_id", "profile_id", "channel", "purpose", "campaign", "priority", "at", "state", "by")
 
 
@@ -86,9 +88,8 @@ def lock(session: Session, profile_ids: Iterable[str]) -> None:
         session.execute(text("SELECT count(pg_advisory_xact_lock(k)) FROM "
                              "(SELECT unnest(CAST(:keys AS bigint[])) AS k ORDER BY 1) AS ordered"), {"keys": keys})
         return
-    insert_missing(session, CapLock, [{"profile_id": i, "claims": 0} for i in ids])
-    for chunk in in_batches(ids):
-        session.execute(update(CapLock).where(CapLock.profile_id.in_(chunk)).values(claims=CapLock.claims + 1))
+    insert_missing(session, CapLock, profile_id=SQLITE_LOCK, claims=0)
+    session.execute(update(CapLock).where(CapLock.profile_id == SQLITE_LOCK).values(claims=CapLock.claims + 1))
 
 
 class Ledger:

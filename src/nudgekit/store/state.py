@@ -429,6 +429,19 @@ def make_engine(url: str) -> Engine:
     return create_engine(url, pool_pre_ping=True, **JSON_CODEC)
 
 
+def limit_page_cache(engine: Engine, mib: int) -> None:
+    """Keep each of the engine's SQLite connections to a page cache of `mib` MiB (the default, 64 MiB, is
+    for large imports): a long-running process with a few pooled connections would otherwise grow by their
+    caches as the database grows."""
+    if engine.dialect.name != "sqlite":
+        return
+
+    def small(dbapi_conn: Any, _record: Any, _proxy: Any) -> None:
+        dbapi_conn.execute(f"PRAGMA cache_size=-{int(mib) * 1024}")
+
+    event.listen(engine, "checkout", small)
+
+
 def make_sessionmaker(engine: Engine) -> sessionmaker:
     return sessionmaker(engine, expire_on_commit=False)
 
@@ -492,8 +505,9 @@ class CapClaim(Base):
 
 
 class CapLock(Base):
-    """One row per person, updated first in every cap claim: claims for the same person queue behind it
-    (a row lock on PostgreSQL, the write lock on SQLite), so no two workers can both take the last slot."""
+    """On SQLite, the row (`*`) every gate writes first, taking the database's write lock before it reads
+    any claim (policy.ledger.lock; PostgreSQL uses advisory locks per person instead). Rows per person are
+    left from earlier versions and no longer used."""
 
     __tablename__ = "cap_locks"
     profile_id: Mapped[str] = mapped_column(String(255), primary_key=True)

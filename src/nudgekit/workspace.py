@@ -152,8 +152,9 @@ class Workspace:
         self._buffer: list[pa.Table] = []
         self._buffered = 0
         self._unsubscribe_key: bytes | None = None
-        self._charging: dict[Any, bool] = {}
-        """Whether a provider (by name) and the provider of a channel ((channel, "")) cost money."""
+        self._charging: dict[str, bool] = {}
+        """Whether a provider (by name) costs money."""
+        self._channel_charges: dict[MessageChannel, bool] = {}
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -436,15 +437,14 @@ class Workspace:
         client, too slow to do per message)."""
         from nudgekit.channels import providers
 
-        if (channel, "") in self._charging:
-            return self._charging[(channel, "")]
-        name = providers.route(self.settings, channel)
-        if name not in self._charging:
-            provider = providers.open_for(channel, providers.Context(self.settings, self.sessions, self.clock))
-            asyncio.run(provider.aclose())
-            self._charging[name] = provider.capabilities.charges
-        self._charging[(channel, "")] = self._charging[name]
-        return self._charging[name]
+        if channel not in self._channel_charges:
+            name = providers.route(self.settings, channel)
+            if name not in self._charging:
+                provider = providers.open_for(channel, providers.Context(self.settings, self.sessions, self.clock))
+                asyncio.run(provider.aclose())
+                self._charging[name] = provider.capabilities.charges
+            self._channel_charges[channel] = self._charging[name]
+        return self._channel_charges[channel]
 
     def _purchases(self, profile_id: str, since: datetime) -> list[Any]:
         """The person's orders since `since`, with the kinds of goods in each (for the purchase exception)."""

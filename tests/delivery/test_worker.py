@@ -301,11 +301,14 @@ def test_messages_for_one_person_in_one_batch_count_against_each_other(shop: Wor
     assert len(solapi.received) == 1
 
 
-def test_a_worker_keeps_its_sqlite_page_cache_small(shop: Workspace, clock: FakeClock) -> None:
+def test_a_worker_keeps_its_sqlite_page_cache_small(tmp_path: Path) -> None:
     """Each pooled SQLite connection caches up to 64 MiB by default (for large imports): a worker's memory
     would grow with the database. The worker caps it."""
-    worker(shop, clock)
-    if shop.engine.dialect.name != "sqlite":
-        pytest.skip("a SQLite setting")
-    with shop.engine.connect() as conn:
-        assert conn.exec_driver_sql("PRAGMA cache_size").scalar() == -8 * 1024
+    from nudgekit.delivery.worker import Worker
+
+    with Workspace.init(tmp_path / "ws")[0] as ws:
+        with ws.engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA cache_size").scalar() == -64 * 1024
+        Worker(ws)
+        with ws.engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA cache_size").scalar() == -8 * 1024

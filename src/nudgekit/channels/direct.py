@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -69,14 +69,11 @@ def start_many(session: Session, starts: list[Start], provider: str, now: dateti
                again: bool = False) -> dict[str, str]:
     """`start` for many messages: ids never seen are taken in one statement, the others one by one.
     Returns why, for each message that must not go out."""
-    ids = [s.message_id for s in starts]
-    seen = set(session.scalars(select(DirectSend.message_id).where(DirectSend.message_id.in_(ids))))
-    fresh = [s for s in starts if s.message_id not in seen]
-    taken: set[str] = set()
-    if fresh:
-        taken = set(session.connection().execute(unless_there(session, DirectSend, None).returning(
-            DirectSend.message_id), [{**s.__dict__, "provider": provider, "verdict": "pending", "attempts": 1,
-                                      "updated_at": now} for s in fresh]).scalars())
+    if not starts:
+        return {}
+    taken = set(session.connection().execute(unless_there(session, DirectSend, None).returning(
+        DirectSend.message_id), [{**s.__dict__, "provider": provider, "verdict": "pending", "attempts": 1,
+                                  "updated_at": now} for s in starts]).scalars())
     refused = {}
     for s in starts:
         if s.message_id in taken:

@@ -77,8 +77,13 @@ def latest(records: list[Any]) -> dict[tuple[Channel, Purpose], Any]:
 
 
 def current(session: Session, profile_id: str) -> dict[tuple[Channel, Purpose], ConsentState]:
+    return states(_ordered(session, profile_id))
+
+
+def states(records: list[Any]) -> dict[tuple[Channel, Purpose], ConsentState]:
+    """What a person's records in time order say now, per channel and purpose."""
     return {key: ConsentState(key[0], key[1], rec.change == ConsentChange.GRANTED, rec.at, ConsentSource(rec.source))
-            for key, rec in latest(_ordered(session, profile_id)).items()}
+            for key, rec in latest(records).items()}
 
 
 def _latest(records: list[Any], update: ConsentUpdate) -> ConsentRecord | None:

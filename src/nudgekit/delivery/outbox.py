@@ -85,17 +85,6 @@ def add_many(session: Session, planned: list[Planned], now: datetime) -> set[str
     return set(added.scalars())
 
 
-def defer(session: Session, token: str, rows: list[dict[str, Any]], now: datetime) -> None:
-    """Give claimed rows back to wait ({message_id, due_at, reason} each): the chain deferred them."""
-    if rows:
-        session.connection().execute(update(OutboxMessage).where(
-            OutboxMessage.message_id == bindparam("m"), OutboxMessage.worker == token,
-            OutboxMessage.state == OutboxState.CLAIMED.value).values(
-            state=OutboxState.DEFERRED.value, due_at=bindparam("due"), reason=bindparam("why"), worker=None,
-            lease_until=None, updated_at=now),
-            [{"m": r["message_id"], "due": r["due_at"], "why": r["reason"]} for r in rows])
-
-
 def settle(session: Session, token: str, state: OutboxState, changes: list[tuple[str, dict[str, Any]]]) -> None:
     """Write each row's new values ((message_id, values) pairs), if it still carries the claim in this
     state: one statement per set of columns changed."""

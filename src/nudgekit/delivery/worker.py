@@ -241,23 +241,23 @@ class Worker:
                     continue
                 judged.append((row, candidate))
             rulings = chain.gate_many([(c, persons[row.profile_id]) for row, c in judged], now, state, locked=True)
-            deferred = []
+            ended = [(row.message_id, self._ended(end, reason, detail, now)) for row, end, reason, detail in done]
             for (row, _), ruling in zip(judged, rulings, strict=True):
                 if ruling.action == Action.SKIP:
                     words = next((d.en for d in ruling.decisions if d.reason == ruling.reason), ruling.reason)
-                    done.append((row, OutboxState.SKIPPED, ruling.reason, words))
+                    ended.append((row.message_id, self._ended(OutboxState.SKIPPED, ruling.reason, words, now)))
                     continue
                 if ruling.action == Action.DEFER:
                     assert ruling.until is not None
-                    deferred.append({"message_id": row.message_id, "due_at": ruling.until, "reason": ruling.reason})
+                    ended.append((row.message_id, {
+                        "state": OutboxState.DEFERRED.value, "due_at": ruling.until, "reason": ruling.reason,
+                        "worker": None, "lease_until": None, "updated_at": now}))
+                    self.stats.deferred += 1
                     continue
                 item = self._reachable(session, token, row, ruling.candidate, persons[row.profile_id], state, now)
                 if item is not None:
                     ready.append(item)
-            outbox.defer(session, token, deferred, now)
-            self.stats.deferred += len(deferred)
-            for row, end, reason, detail in done:
-                self._finish(session, token, row, end, reason, detail, now)
+            outbox.settle(session, token, OutboxState.CLAIMED, ended)
         return ready
 
     def _reachable(self, session: Any, token: str, row: OutboxMessage, final: Candidate, person: Any, state: Any,
@@ -506,13 +506,16 @@ class Worker:
 
     def _finish(self, session: Any, token: str, row: OutboxMessage, state: OutboxState, reason: str, detail: str,
                 now: datetime) -> None:
-        session.execute(update(OutboxMessage).where(outbox.mine(token, OutboxState.CLAIMED, row.message_id)).values(
-            state=state.value, reason=reason[:64], detail=detail, worker=None, lease_until=None, updated_at=now,
-            finished_at=now))
+        outbox.settle(session, token, OutboxState.CLAIMED, [(row.message_id, self._ended(state, reason, detail, now))])
+
+    def _ended(self, state: OutboxState, reason: str, detail: str, now: datetime) -> dict[str, Any]:
+        """The values that end a claimed row unsent (skipped or failed), counted in the stats."""
         if state == OutboxState.SKIPPED:
             self.stats.skipped += 1
         else:
             self.stats.failed += 1
+        return {"state": state.value, "reason": reason[:64], "detail": detail, "worker": None, "lease_until": None,
+                "updated_at": now, "finished_at": now}
 
     def _event(self, row: OutboxMessage, name: EventName, key: str, when: datetime,
                properties: dict[str, Any]) -> None:

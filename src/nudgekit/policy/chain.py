@@ -99,13 +99,11 @@ def prepare(state: State, items: list[tuple[Candidate, Person]], now: datetime, 
                 {c.campaign for c, _ in items if c.campaign is not None and c.budget_krw is not None})
     addresses = []
     for candidate, person in items:
-        for address in suppression.addresses(candidate, person):
-            if candidate.channel in suppression.PHONE:
-                try:
-                    address = ledger.recipient(candidate.channel, address, state.settings)
-                except FieldError:
-                    continue
-            addresses.append((candidate.channel, address))
+        try:
+            found = suppression.as_sent(candidate, suppression.addresses(candidate, person), ledger, state.settings)
+        except FieldError:
+            continue  # the rule says why
+        addresses += [(candidate.channel, address) for address in found]
     ledger.prefetch_dead(addresses)
     state.ledger = ledger
     return ledger

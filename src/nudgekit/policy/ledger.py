@@ -45,6 +45,8 @@ LIVE = ("held", "spent")
 SQLITE_LOCK = "*"
 """The `cap_locks` row every gate writes first on SQLite: one writer holds the whole database there."""
 CLAIM_COLUMNS = ("message_id", "profile_id", "channel", "purpose", "campaign", "priority", "at", "state", "by")
+CLAIMS = select(*(getattr(CapClaim, c) for c in CLAIM_COLUMNS))
+HOLDS = select(BudgetClaim.message_id, BudgetClaim.campaign, BudgetClaim.cents, BudgetClaim.at, BudgetClaim.released)
 
 
 @dataclass
@@ -122,14 +124,11 @@ class Ledger:
         self._load_people(sorted(set(profile_ids) - self._since_for.keys()), since)
         mine = sorted(set(message_ids) - self._claims.keys())
         for chunk in in_batches(mine):
-            for row in self.session.execute(select(*(getattr(CapClaim, c) for c in CLAIM_COLUMNS)).where(
-                    CapClaim.message_id.in_(chunk))):
+            for row in self.session.execute(CLAIMS.where(CapClaim.message_id.in_(chunk))):
                 self._keep(Claim(*row))
         wanted = sorted(set(message_ids) - self._holds.keys())
         for chunk in in_batches(wanted):
-            for row in self.session.execute(select(BudgetClaim.message_id, BudgetClaim.campaign, BudgetClaim.cents,
-                                                   BudgetClaim.at, BudgetClaim.released).where(
-                    BudgetClaim.message_id.in_(chunk))):
+            for row in self.session.execute(HOLDS.where(BudgetClaim.message_id.in_(chunk))):
                 self._holds[row.message_id] = Hold(*row)
                 self._stored_holds.add(row.message_id)
         for message_id in wanted:
@@ -139,9 +138,7 @@ class Ledger:
 
     def _load_people(self, people: list[str], since: datetime) -> None:
         for chunk in in_batches(people):
-            rows = self.session.execute(select(*(getattr(CapClaim, c) for c in CLAIM_COLUMNS)).where(
-                CapClaim.profile_id.in_(chunk), CapClaim.at > since))
-            for row in rows:
+            for row in self.session.execute(CLAIMS.where(CapClaim.profile_id.in_(chunk), CapClaim.at > since)):
                 self._keep(Claim(*row))
         self._since_for.update(dict.fromkeys(people, since))
 
@@ -206,8 +203,7 @@ class Ledger:
 
     def claim_of(self, message_id: str) -> Claim | None:
         if message_id not in self._claims:
-            row = self.session.execute(select(*(getattr(CapClaim, c) for c in CLAIM_COLUMNS)).where(
-                CapClaim.message_id == message_id)).first()
+            row = self.session.execute(CLAIMS.where(CapClaim.message_id == message_id)).first()
             if row is None:
                 return None
             self._keep(Claim(*row))
@@ -231,9 +227,7 @@ class Ledger:
 
     def hold_of(self, message_id: str) -> Hold | None:
         if message_id not in self._holds:
-            row = self.session.execute(select(BudgetClaim.message_id, BudgetClaim.campaign, BudgetClaim.cents,
-                                              BudgetClaim.at, BudgetClaim.released).where(
-                BudgetClaim.message_id == message_id)).first()
+            row = self.session.execute(HOLDS.where(BudgetClaim.message_id == message_id)).first()
             self._holds[message_id] = Hold(*row) if row is not None else None
             if row is not None:
                 self._stored_holds.add(message_id)
@@ -262,10 +256,8 @@ class Ledger:
     def put(self, claim: Claim) -> None:
         """Claim a slot for a message (or move its old claim to the new values)."""
         current = self._claims.get(claim.message_id)
-        if current is not None:
+        if current is not None:  # the same message, so the same person
             self.change(current, **{c: getattr(claim, c) for c in CLAIM_COLUMNS[1:]})
-            if current not in self._people[current.profile_id]:
-                self._people[current.profile_id].append(current)
             return
         self._claims[claim.message_id] = claim
         self._people[claim.profile_id].append(claim)
@@ -298,14 +290,13 @@ class Ledger:
         held = self.hold_of(message_id)
         if held is None or held.released:
             return
-        self._spend.setdefault(held.campaign, self.spent(held.campaign))
         self._add_spend(held.campaign, -held.cents)
         self._holds[message_id] = Hold(held.message_id, held.campaign, held.cents, held.at, True)
         self._dirty_holds.add(message_id)
         self._undo.append(lambda: self._holds.__setitem__(message_id, held))
 
     def _add_spend(self, campaign: str, cents: int) -> None:
-        self._spend[campaign] += cents
+        self._spend[campaign] = self.spent(campaign) + cents
         self._spent_more[campaign] += cents
 
         def back() -> None:

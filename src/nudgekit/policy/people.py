@@ -20,7 +20,7 @@ from nudgekit.consent import history, optout
 from nudgekit.consent.history import ConsentState
 from nudgekit.policy.decision import Person
 from nudgekit.store.state import ConsentRecord, Profile, PushToken, SegmentListMember, in_batches
-from nudgekit.vocabulary import Channel, ConsentChange, ConsentSource, Purpose, TokenStatus
+from nudgekit.vocabulary import Channel, Purpose, TokenStatus
 
 
 def load(session: Session, settings: Settings, profile_id: str) -> Person | None:
@@ -49,8 +49,7 @@ def load_many(session: Session, settings: Settings, profile_ids: Iterable[str]) 
     people = {}
     for profile in profiles:
         country, zone = where(profile, settings)
-        held = {key: ConsentState(key[0], key[1], rec.change == ConsentChange.GRANTED, rec.at, ConsentSource(rec.source))
-                for key, rec in history.latest(records[profile.profile_id]).items()}
+        held = history.states(records[profile.profile_id])
         people[profile.profile_id] = Person(
             profile.profile_id, zone, country, _with_refusals(held, refusals, profile.phone, profile.email),
             profile.profile_id in tests, profile.phone, profile.email, tuple(tokens[profile.profile_id]))

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from nudgekit.config import Settings
 from nudgekit.policy.decision import Candidate, Decision, Person, State, send, skip
+from nudgekit.policy.ledger import Ledger
 from nudgekit.profiles.contacts import FieldError
 from nudgekit.vocabulary import MessageChannel
 
@@ -32,6 +34,14 @@ def addresses(candidate: Candidate, person: Person) -> list[str]:
     return [url] if candidate.channel == MessageChannel.WEBHOOK and url else []
 
 
+def as_sent(candidate: Candidate, found: list[str], ledger: Ledger, settings: Settings) -> list[str]:
+    """The addresses in the form suppressions are kept in: a phone channel's number as its provider takes it
+    (FieldError when it cannot take it)."""
+    if candidate.channel in PHONE and found:
+        return [ledger.recipient(candidate.channel, found[0], settings)]
+    return found
+
+
 WHAT = {MessageChannel.PUSH: ("push token that can receive", "수신 가능한 푸시 토큰"),
         MessageChannel.EMAIL: ("email address", "이메일 주소"), MessageChannel.WEBHOOK: ("URL", "URL")}
 
@@ -42,12 +52,11 @@ def decide(candidate: Candidate, person: Person, now: datetime, state: State) ->
         en, ko = WHAT.get(candidate.channel, ("mobile number", "휴대폰 번호"))
         return skip(RULE, "no_address", f"Has no {en}.", f"{ko}가 없습니다.")
     ledger = state.book()
-    if candidate.channel in PHONE:
-        try:
-            found = [ledger.recipient(candidate.channel, found[0], state.settings)]
-        except FieldError as exc:
-            return skip(RULE, "no_address", f"Cannot be reached on {candidate.channel.value}: {exc.reason}.",
-                        f"{candidate.channel.value}(으)로 보낼 수 없는 번호입니다.")
+    try:
+        found = as_sent(candidate, found, ledger, state.settings)
+    except FieldError as exc:
+        return skip(RULE, "no_address", f"Cannot be reached on {candidate.channel.value}: {exc.reason}.",
+                    f"{candidate.channel.value}(으)로 보낼 수 없는 번호입니다.")
     dead = [why for address in found if (why := ledger.dead(candidate.channel, address))]
     if len(dead) == len(found):
         return skip(RULE, "suppressed", f"Suppressed: {dead[0]}.", f"수신 제외: {dead[0]}.")

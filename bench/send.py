@@ -82,7 +82,8 @@ def baseline(solapi: FakeSolapi, messages: int) -> float:
     return asyncio.run(run())
 
 
-def nudgekit(solapi: FakeSolapi, messages: int, root: Path) -> dict[str, float]:
+def workspace(solapi: FakeSolapi, messages: int, root: Path) -> Workspace:
+    """A workspace sending SMS through the fake Solapi, with `messages` consenting users b0, b1, ..."""
     home = root / f"ws-{messages}"
     ws, _ = Workspace.init(home)
     ws.close()
@@ -97,6 +98,12 @@ def nudgekit(solapi: FakeSolapi, messages: int, root: Path) -> dict[str, float]:
         f"b{i},{phone(i)},true,2026-01-05T09:00:00+09:00\n" for i in range(messages)), encoding="utf-8")
     ws = Workspace.open(home)
     ws.import_users(users)
+    return ws
+
+
+def nudgekit(solapi: FakeSolapi, messages: int, root: Path) -> dict[str, float]:
+    ws = workspace(solapi, messages, root)
+    home = ws.settings.home
     started = time.perf_counter()
     queued = ws.queue("bench", "sms", (f"b{i}" for i in range(messages)), text="오늘만 30% 할인", ad=True)
     planned = time.perf_counter() - started

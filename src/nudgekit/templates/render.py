@@ -1,0 +1,341 @@
+"""Rendering a message's fields for one person: sandboxed Jinja compiled once per text, strict about missing
+data, with Korean-aware filters.
+
+What a template may read is what `Context` gives it — `user`, `event`, `computed`, `workspace` — as plain
+values: no Python object crosses into a template, and the sandbox refuses attributes such as `__class__`
+whatever a template tries. A value that is absent, None, blank or the text "null"/"undefined"/"None" that
+SDKs send for nothing counts as missing: using it ends the render with `missing_data` unless the template
+gives a default (`{{ user.name | default("고객") }}`). Rendering never raises: a person's message comes
+back `Rendered` or `Unrendered(reason, detail)`, the reason the send records when it skips them.
+
+:TRICKY: message editors turn quotes into curly ones (“고객”) and spaces into no-break spaces, which Jinja
+cannot parse; inside `{{ }}` and `{% %}` both are put back before compiling, the text outside is left as
+written.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any, Literal
+from zoneinfo import ZoneInfo
+
+from jinja2 import StrictUndefined, TemplateError, TemplateSyntaxError, pass_context
+from jinja2.exceptions import SecurityError, TemplateRuntimeError, UndefinedError
+from jinja2.runtime import Context as JinjaContext
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+from jinja2.utils import missing
+
+from nudgekit.templates import korean
+
+MAX_CHARS = 200_000
+"""A render longer than this is a template fault (a runaway loop), not a message."""
+NOTHING = {"", "none", "null", "undefined", "nan"}
+"""Values that mean "no value" however they arrived (case and surrounding spaces ignored)."""
+LEFTOVERS = ("{{", "}}", "{%", "%}")
+_TAG = re.compile(r"{{.*?}}|{%.*?%}", re.DOTALL)
+_QUOTES = str.maketrans({"“": '"', "”": '"', "„": '"', "‘": "'", "’": "'", "\u00a0": " ", "\u3000": " "})
+
+Reason = Literal["missing_data", "template_error"]
+
+
+class TemplateProblem(ValueError):
+    """A template that cannot be compiled, said with its line."""
+
+    def __init__(self, line: int | None, words: str) -> None:
+        super().__init__(f"line {line}: {words}" if line else words)
+        self.line = line
+        self.words = words
+
+
+class Missing(UndefinedError):
+    """A value the template uses is missing for this person ("user.name is missing")."""
+
+
+@dataclass(frozen=True)
+class Rendered:
+    fields: dict[str, Any]
+    locale: str
+
+
+@dataclass(frozen=True)
+class Unrendered:
+    reason: Reason
+    detail: str
+    locale: str
+
+
+@dataclass(frozen=True)
+class Context:
+    """Everything a template may read about one message to one person."""
+
+    user: Mapping[str, Any]
+    event: Mapping[str, Any] | None = None
+    computed: Mapping[str, Any] = field(default_factory=dict)
+    workspace: Mapping[str, Any] = field(default_factory=dict)
+    locale: str = "ko"
+    zone: ZoneInfo = ZoneInfo("Asia/Seoul")
+
+    def variables(self) -> dict[str, Any]:
+        found: dict[str, Any] = {"user": Fields("user", self.user), "computed": Fields("computed", self.computed),
+                                 "workspace": Fields("workspace", self.workspace),
+                                 "_locale": self.locale, "_zone": self.zone}
+        if self.event is not None:
+            found["event"] = Fields("event", self.event)
+        return found
+
+
+class Fields:
+    """A record a template reads (`user`, `event` ...): its values by name and nothing else (a dict's methods
+    would answer for a missing `items` or `keys`), a missing one left out, a nested record named so a missing
+    value can be named ("user.address.city is missing"). Values are looked at when a template reads them,
+    not before: a person with fifty traits costs what the template uses."""
+
+    __slots__ = ("_path", "_values")
+
+    def __init__(self, path: str, values: Mapping[str, Any]) -> None:
+        self._path = path
+        self._values = values
+
+    def lookup(self, name: object) -> Any:
+        """The value, made plain, or ABSENT."""
+        value = self._values.get(name, ABSENT) if isinstance(name, str) else ABSENT
+        if value is ABSENT or blank(value):
+            return ABSENT
+        return plain(f"{self._path}.{name}", value)
+
+    def __getitem__(self, name: str) -> Any:
+        value = self.lookup(name)
+        if value is ABSENT:
+            raise KeyError(name)
+        return value
+
+    def __contains__(self, name: object) -> bool:
+        return self.lookup(name) is not ABSENT
+
+    def __iter__(self) -> Iterator[str]:
+        return (key for key in self._values if key in self)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+    def __str__(self) -> str:
+        raise TypeError(f"{self._path} is a record, not a text: write one of its values, e.g. {self._path}.name")
+
+
+ABSENT = object()
+
+
+def plain(path: str, value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return Fields(path, value)
+    if isinstance(value, list | tuple):
+        return [plain(path, v) for v in value if not blank(v)]
+    return value
+
+
+def blank(value: Any) -> bool:
+    if value is None:
+        return True
+    if isinstance(value, str):
+        return value.strip().lower() in NOTHING
+    return isinstance(value, float) and math.isnan(value)
+
+
+class _Strict(StrictUndefined):
+    """Any use of a missing value fails as Missing, naming it; an unsafe attribute still fails as unsafe."""
+
+    __slots__ = ()
+
+    def __init__(self, hint: str | None = None, obj: Any = missing, name: str | None = None,
+                 exc: type[TemplateRuntimeError] = UndefinedError) -> None:
+        super().__init__(hint, obj, name, Missing if exc is UndefinedError else exc)
+
+    @property
+    def _undefined_message(self) -> str:
+        if self._undefined_exception is not Missing:
+            return super()._undefined_message
+        if self._undefined_hint is not None:
+            return self._undefined_hint
+        owner = self._undefined_obj
+        if isinstance(owner, Fields):
+            return f"{owner._path}.{self._undefined_name} is missing"
+        if owner is missing:
+            return f"{self._undefined_name} is missing"
+        return f"{self._undefined_name} is missing from {type(owner).__name__}"
+
+
+def _finalize(value: Any) -> Any:
+    if isinstance(value, StrictUndefined):
+        return value
+    if blank(value):
+        raise Missing("a value in the message is missing (empty)")
+    return value
+
+
+def _default(value: Any, default: Any = "", boolean: bool = False) -> Any:
+    """Jinja's `default`, also for None and blank text: what is missing for `Context` is missing here."""
+    if isinstance(value, StrictUndefined) or blank(value) or (boolean and not value):
+        return default
+    return value
+
+
+def _locale(context: JinjaContext) -> str:
+    return str(context.get("_locale", "ko"))
+
+
+def _zone(context: JinjaContext) -> ZoneInfo:
+    zone = context.get("_zone")
+    return zone if isinstance(zone, ZoneInfo) else ZoneInfo("Asia/Seoul")
+
+
+@pass_context
+def _won(context: JinjaContext, value: Any) -> str:
+    return korean.won(value, locale=_locale(context))
+
+
+def _number(value: Any, digits: int = 0) -> str:
+    return f"{korean.amount(value):,.{digits}f}"
+
+
+@pass_context
+def _date(context: JinjaContext, value: Any, year: bool = False, weekday: bool = True, time: bool = False) -> str:
+    shown = korean.korean_date if _locale(context) == "ko" else korean.english_date
+    return shown(value, _zone(context), year=year, weekday=weekday, time=time)
+
+
+def _particle(wanted: str) -> Any:
+    return lambda word: korean.josa(word, wanted)
+
+
+class _Sandbox(ImmutableSandboxedEnvironment):
+    """The sandbox, reading our records (plain data only) without its per-attribute safety checks."""
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        if type(obj) is Fields:
+            value = obj.lookup(attribute)
+            return self.undefined(obj=obj, name=attribute) if value is ABSENT else value
+        return super().getattr(obj, attribute)
+
+    def getitem(self, obj: Any, argument: Any) -> Any:
+        if type(obj) is Fields:
+            value = obj.lookup(argument)
+            return self.undefined(obj=obj, name=str(argument)) if value is ABSENT else value
+        return super().getitem(obj, argument)
+
+
+def _environment(html: bool) -> ImmutableSandboxedEnvironment:
+    env = _Sandbox(undefined=_Strict, autoescape=html, finalize=_finalize, keep_trailing_newline=True,
+                   auto_reload=False)
+    env.filters.update(default=_default, d=_default, josa=korean.josa, won=_won, number=_number, nim=korean.nim,
+                       date=_date)
+    for pair in korean.PAIRS:  # {{ product|을 }} and {{ product|를 }} both write the right one
+        for form in pair:
+            env.filters[form] = _particle(form)
+    return env
+
+
+ENVIRONMENTS = {False: _environment(False), True: _environment(True)}
+
+
+def normalise(source: str) -> str:
+    """Curly quotes and odd spaces inside template tags made plain (see the module's :TRICKY:)."""
+    return _TAG.sub(lambda tag: tag.group(0).translate(_QUOTES), source)
+
+
+@lru_cache(maxsize=4096)
+def compiled(source: str, html: bool = False) -> Any:
+    """The compiled template (kept: compiling costs a thousand renders), or TemplateProblem."""
+    try:
+        return ENVIRONMENTS[html].from_string(normalise(source))
+    except TemplateSyntaxError as exc:
+        raise TemplateProblem(exc.lineno, exc.message or "the template cannot be read") from None
+
+
+@lru_cache(maxsize=4096)
+def _dynamic(source: str) -> bool:
+    return bool(_TAG.search(source)) or "{#" in source
+
+
+def check(source: str, *, html: bool = False) -> None:
+    """TemplateProblem when the text cannot be compiled (the editor's check before saving)."""
+    compiled(source, html)
+
+
+def render_text(source: str, context: Context, *, html: bool = False) -> str:
+    """One text rendered; raises Missing, TemplateProblem or another fault (`render` turns them into reasons)."""
+    return _render_text(source, context.variables(), html)
+
+
+def _render_text(source: str, variables: dict[str, Any], html: bool) -> str:
+    template = compiled(source, html)
+    if _dynamic(source):
+        out, size = [], 0
+        for chunk in template.generate(variables):
+            size += len(chunk)
+            if size > MAX_CHARS:
+                raise TemplateError(f"the text grew past {MAX_CHARS:,} characters")
+            out.append(chunk)
+        text = "".join(out)
+    else:
+        text = source
+    left = next((mark for mark in LEFTOVERS if mark in text), None)
+    if left is not None:
+        raise TemplateError(f"the text would go out with {left!r} in it")
+    return text
+
+
+def render(message: Mapping[str, Any], context: Context, *, html: frozenset[str] = frozenset()) -> Rendered | Unrendered:
+    """Every text in the message's fields rendered for the person (`html`: the fields written as HTML, whose
+    values are escaped)."""
+    variables = context.variables()
+    try:
+        return Rendered({key: _walk(value, variables, key in html) for key, value in message.items()},
+                        context.locale)
+    except Missing as exc:
+        return Unrendered("missing_data", str(exc), context.locale)
+    except SecurityError as exc:
+        return Unrendered("template_error", f"the template tried something not allowed: {exc}", context.locale)
+    except TemplateProblem as exc:
+        return Unrendered("template_error", f"the template cannot be read: {exc}", context.locale)
+    except (TemplateError, ArithmeticError, ValueError, TypeError, LookupError) as exc:
+        return Unrendered("template_error", str(exc) or type(exc).__name__, context.locale)
+
+
+def _walk(value: Any, variables: dict[str, Any], html: bool) -> Any:
+    if isinstance(value, str):
+        return _render_text(value, variables, html)
+    if isinstance(value, Mapping):
+        return {k: _walk(v, variables, html) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_walk(v, variables, html) for v in value]
+    return value
+
+
+def choose(variants: Mapping[str, Any], language: str | None, fallback: str = "ko") -> tuple[str, Any]:
+    """The variant for the person's language ("en-US" takes "en-US", then "en"), else the workspace's
+    `fallback`, else Korean, else the first written."""
+    if not variants:
+        raise ValueError("a message needs at least one language")
+    wanted = []
+    if language:
+        tag = language.strip().replace("_", "-")
+        wanted += [tag, tag.split("-")[0]]
+    wanted += [fallback, "ko"]
+    lowered = {key.lower(): key for key in variants}
+    for tag in wanted:
+        if tag.lower() in lowered:
+            key = lowered[tag.lower()]
+            return key, variants[key]
+    key = next(iter(variants))
+    return key, variants[key]
+
+
+def used(source: str) -> Iterator[str]:
+    """The top-level names a template reads (user, event ...), for preflight."""
+    from jinja2 import meta
+
+    yield from sorted(meta.find_undeclared_variables(ENVIRONMENTS[False].parse(normalise(source))))

@@ -4,6 +4,8 @@ template, the person's language is chosen with a fallback."""
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from nudgekit.templates import Context, Rendered, TemplateProblem, Unrendered, check, choose, render
 from nudgekit.templates.render import compiled
@@ -152,3 +154,16 @@ def test_a_variant_set_without_korean_or_the_fallback_takes_the_first() -> None:
     assert choose({"en-US": 1}, "en", "ko") == ("en-US", 1)
     with pytest.raises(ValueError, match="at least one"):
         choose({}, "ko")
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(list("{}%#()|.'\"~ +-*/0123456789abc민수을") +
+                                ["{{", "}}", "{%", "%}", "user.name", "user.nope", "if ", "endif", "for x in ",
+                                 "endfor", "|won", "|을", "|nim", "|default('고객')", "range(", "__class__"]),
+                max_size=30).map("".join))
+def test_any_text_renders_or_says_why_never_raises(source: str) -> None:
+    out = render({"text": source}, CONTEXT)
+    if isinstance(out, Rendered):
+        assert not any(mark in out.fields["text"] for mark in ("{{", "{%", "}}", "%}"))
+    else:
+        assert out.reason in ("missing_data", "template_error") and out.detail

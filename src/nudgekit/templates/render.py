@@ -301,7 +301,7 @@ def render(message: Mapping[str, Any], context: Context, *, html: frozenset[str]
         return Unrendered("template_error", f"the template tried something not allowed: {exc}", context.locale)
     except TemplateProblem as exc:
         return Unrendered("template_error", f"the template cannot be read: {exc}", context.locale)
-    except (TemplateError, ArithmeticError, ValueError, TypeError, LookupError) as exc:
+    except Exception as exc:  # noqa: BLE001 — whatever a template written by a person raises is that template's fault
         return Unrendered("template_error", str(exc) or type(exc).__name__, context.locale)
 
 
@@ -332,10 +332,3 @@ def choose(variants: Mapping[str, Any], language: str | None, fallback: str = "k
             return key, variants[key]
     key = next(iter(variants))
     return key, variants[key]
-
-
-def used(source: str) -> Iterator[str]:
-    """The top-level names a template reads (user, event ...), for preflight."""
-    from jinja2 import meta
-
-    yield from sorted(meta.find_undeclared_variables(ENVIRONMENTS[False].parse(normalise(source))))

@@ -21,11 +21,13 @@ from jinja2.sandbox import SandboxedEnvironment
 from rich.console import Console
 from rich.table import Table
 
+from nudgekit.channels.push.message import PushMessage
 from nudgekit.channels.sms.message import carrier_bytes, choose_type
 from nudgekit.config import SenderSettings
-from nudgekit.policy.label import text_message
+from nudgekit.policy import label
 from nudgekit.templates import Context, Rendered, render
 from nudgekit.templates.korean import josa, nim, won
+from nudgekit.vocabulary import MessageChannel
 
 SENDER = SenderSettings(name="넛지샵", optout_080="0801234567", sms_numbers=["0212345678"],
                         push_optout="수신거부: 마이 > 설정 > 알림")
@@ -59,13 +61,14 @@ def people(count: int, rng: random.Random) -> list[Context]:
 
 
 def finish(title: str, push: str, lms: str) -> int:
-    """What a sender does to every message after the text: label, opt-out line, carrier bytes."""
-    title = f"(광고) {title}"
-    push = f"{push}\n{SENDER.push_optout}"
-    body, _ = text_message(lms, None, SENDER)
+    """What a sender does to every message after the text: the label rule's rewrite (label, opt-out line),
+    carrier bytes."""
+    labelled = label.REWRITE[MessageChannel.PUSH](PushMessage(title=title, text=push), SENDER)
+    assert isinstance(labelled, PushMessage), labelled
+    body, _ = label.text_message(lms, None, SENDER)
     size = carrier_bytes(body).bytes
     choose_type(size, None, [])
-    return size + len(title) + len(push)
+    return size + len(labelled.title or "") + len(labelled.text or "")
 
 
 def ours(contexts: list[Context]) -> int:

@@ -33,7 +33,9 @@ DIGITS = (IEUNG, RIEUL, NONE, MIEUM, NONE, NONE, GIYEOK, RIEUL, RIEUL, NONE)
 """영 일 이 삼 사 오 육 칠 팔 구."""
 PLACES = ((16, IEUNG), (12, NONE), (8, GIYEOK), (4, NIEUN), (3, NIEUN), (2, GIYEOK), (1, BIEUP))
 """Trailing zeros -> the unit read last: 경, 조, 억, 만, 천, 백, 십."""
-LETTERS = {"l": RIEUL, "m": MIEUM, "n": NIEUN, "r": RIEUL}
+SOUNDING = {"l": RIEUL, "m": MIEUM, "n": NIEUN}
+"""Latin letters that end a word in a final consonant (mall 몰, cream 크림, coupon 쿠폰; game 게임 too)."""
+LETTERS = {**SOUNDING, "r": RIEUL}
 """Latin letters read by name (엘, 엠, 엔, 알); every other letter's name ends in a vowel."""
 READINGS = {
     "check": NONE, "set": NONE, "kit": NONE, "hit": NONE, "bit": NONE, "seat": NONE, "boat": NONE,
@@ -53,6 +55,9 @@ _LATIN = re.compile(r"[A-Za-z]+$")
 _UNIT = re.compile(r"\d\s*([A-Za-z]{1,2})$")
 _PARTS = re.compile(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])")
 WEEKDAYS_KO = "월화수목금토일"
+WEEKDAYS_EN = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+MONTHS_EN = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+"""Written out, not strftime's %a/%b, which follow the process's locale (a server set to ko_KR)."""
 
 
 def final(word: object) -> int | None:
@@ -107,9 +112,9 @@ def _spelling_final(w: str) -> int:
     if w.endswith("ng"):
         return IEUNG
     if last == "e" and before and before not in VOWELS:
-        return {"m": MIEUM, "n": NIEUN, "l": RIEUL}.get(before, NONE)  # game 게임, phone 폰, apple 애플
-    if last in "mnl":
-        return {"m": MIEUM, "n": NIEUN, "l": RIEUL}[last]
+        return SOUNDING.get(before, NONE)  # game 게임, phone 폰, apple 애플
+    if last in SOUNDING:
+        return SOUNDING[last]
     if w.endswith("ck") or (last == "c" and before in VOWELS):
         return GIYEOK  # click 클릭, music 뮤직
     if before in VOWELS or (last == before and len(w) > 2 and w[-3] in VOWELS):  # a short vowel before it
@@ -214,8 +219,8 @@ def english_date(value: object, zone: ZoneInfo | None = None, *, year: bool = Fa
                  time: bool = False) -> str:
     """"Sun, Nov 22", with year "Sun, Nov 22, 2026", with time "... 3:30 PM"."""
     moment = when(value, zone)
-    text = f"{moment:%a}, " if weekday else ""
-    text += f"{moment:%b} {moment.day}"
+    text = f"{WEEKDAYS_EN[moment.weekday()]}, " if weekday else ""
+    text += f"{MONTHS_EN[moment.month - 1]} {moment.day}"
     if year:
         text += f", {moment.year}"
     if time and isinstance(moment, datetime):

@@ -58,14 +58,12 @@ class Missing(UndefinedError):
 @dataclass(frozen=True)
 class Rendered:
     fields: dict[str, Any]
-    locale: str
 
 
 @dataclass(frozen=True)
 class Unrendered:
     reason: Reason
     detail: str
-    locale: str
 
 
 @dataclass(frozen=True)
@@ -293,16 +291,15 @@ def render(message: Mapping[str, Any], context: Context, *, html: frozenset[str]
     values are escaped)."""
     variables = context.variables()
     try:
-        return Rendered({key: _walk(value, variables, key in html) for key, value in message.items()},
-                        context.locale)
+        return Rendered({key: _walk(value, variables, key in html) for key, value in message.items()})
     except Missing as exc:
-        return Unrendered("missing_data", str(exc), context.locale)
+        return Unrendered("missing_data", str(exc))
     except SecurityError as exc:
-        return Unrendered("template_error", f"the template tried something not allowed: {exc}", context.locale)
+        return Unrendered("template_error", f"the template tried something not allowed: {exc}")
     except TemplateProblem as exc:
-        return Unrendered("template_error", f"the template cannot be read: {exc}", context.locale)
+        return Unrendered("template_error", f"the template cannot be read: {exc}")
     except Exception as exc:  # noqa: BLE001 — whatever a template written by a person raises is that template's fault
-        return Unrendered("template_error", str(exc) or type(exc).__name__, context.locale)
+        return Unrendered("template_error", str(exc) or type(exc).__name__)
 
 
 def _walk(value: Any, variables: dict[str, Any], html: bool) -> Any:

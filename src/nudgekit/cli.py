@@ -1747,6 +1747,224 @@ def balance_add(
 
 # -- delivery ------------------------------------------------------------------------------------
 
+template_app = typer.Typer(help="Message templates and snippets (Jinja, rendered for each person), every version "
+                                  "kept.", no_args_is_help=True)
+app.add_typer(template_app, name="template")
+
+
+def _template_files(paths: list[Path]) -> list[Path]:
+    """The files named, a folder's .yaml/.yml/.json files (snippets first: templates include them)."""
+    found: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            found += sorted(p for p in path.rglob("*") if p.suffix.lower() in (".yaml", ".yml", ".json"))
+        elif path.exists():
+            found.append(path)
+        else:
+            fail(f"{path}: no such file or folder", 2)
+    return found
+
+
+@template_app.command("save")
+def template_save(
+    paths: Annotated[list[Path], typer.Argument(help="Template files (YAML or JSON) or folders of them.")],
+    home: HomeOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Save templates and snippets: each file whose content changed becomes a new version (the old ones are
+    kept). Every text must compile, name only saved snippets and fit its channel; a file that does not is
+    reported and the others are still saved (exit code 1)."""
+    from nudgekit.templates import store
+
+    json_errors(as_json)
+    files = _template_files(paths)
+    results: list[dict[str, Any]] = []
+    with workspace(home) as ws:
+        specs = []
+        for path in files:
+            try:
+                specs.append((path, store.read_file(path)))
+            except FieldError as exc:
+                results.append({"file": str(path), "error": exc.reason})
+        specs.sort(key=lambda item: item[1].kind != "snippet")
+        for path, spec in specs:
+            try:
+                results.append({"file": str(path), **ws.save_template(spec).as_dict()})
+            except FieldError as exc:
+                results.append({"file": str(path), "name": spec.name, "error": f"{exc.field}: {exc.reason}"})
+    if as_json:
+        emit_json(results)
+    else:
+        for r in results:
+            if "error" in r:
+                console.print(f"[red]✗[/] {escape(r['file'])}: {escape(r['error'])}")
+            else:
+                what = f"version {r['version']}" if r["changed"] else f"unchanged (version {r['version']})"
+                console.print(f"[green]✓[/] {escape(r['name'])} ({r['kind']}{', ' + r['channel'] if r['channel'] else ''}): "
+                              f"{what}")
+    if any("error" in r for r in results):
+        raise typer.Exit(1)
+
+
+@template_app.command("list")
+def template_list(home: HomeOpt = None, as_json: JsonOpt = False) -> None:
+    """Every saved template and snippet at its latest version."""
+    json_errors(as_json)
+    with workspace(home) as ws:
+        found = ws.templates()
+    if as_json:
+        emit_json(found)
+        return
+    table = Table("name", "kind", "channel", "version", "languages", "saved", "note")
+    for t in found:
+        table.add_row(escape(t["name"]), t["kind"], t["channel"] or "", str(t["version"]), ", ".join(t["languages"]),
+                      t["saved_at"][:16].replace("T", " "), escape(t["note"] or ""))
+    console.print(table if found else "no templates yet: write one (docs/templates.md) and `nudge template save`")
+
+
+@template_app.command("show")
+def template_show(
+    name: str,
+    version: Annotated[int | None, typer.Option(help="This version (default: the latest).")] = None,
+    home: HomeOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """A template's content as saved (its latest version, or --version), and its versions."""
+    json_errors(as_json)
+    with workspace(home) as ws:
+        versions = ws.template_history(name)
+    chosen = next((v for v in versions if v["version"] == version), None) if version else versions[-1]
+    if chosen is None:
+        fail(f"{name!r} has no version {version} (the latest is {versions[-1]['version']})", 2)
+    if as_json:
+        emit_json({"name": name, **chosen, "versions": [v["version"] for v in versions]})
+        return
+    note = f" — {escape(chosen['note'])}" if chosen["note"] else ""
+    console.print(f"[bold]{escape(name)}[/] version {chosen['version']} of {len(versions)}, saved "
+                  f"{chosen['saved_at'][:16].replace('T', ' ')}{note}")
+    console.print(escape(_yaml(chosen["body"])), end="", soft_wrap=True)
+
+
+def _yaml(data: Any) -> str:
+    """YAML as a person writes it: texts of several lines as blocks (`|`), long lines not folded."""
+    import yaml
+
+    class Dumper(yaml.SafeDumper):
+        pass
+
+    def text(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
+        return dumper.represent_scalar("tag:yaml.org,2002:str", value, style="|" if "\n" in value else None)
+
+    Dumper.add_representer(str, text)
+    return yaml.dump(data, Dumper=Dumper, allow_unicode=True, sort_keys=False, width=10_000)
+
+
+@app.command("preview")
+def preview(
+    template: Annotated[str | None, typer.Argument(
+        help="A saved template's name, or a template file (previewed before saving).")] = None,
+    user: Annotated[str | None, typer.Option(help="The user id (or anonymous id) to render it for.")] = None,
+    sample: Annotated[int | None, typer.Option(min=1, max=100, help="Render for this many people picked at "
+                                                                    "random instead.")] = None,
+    segment: Annotated[Path | None, typer.Option(help="With --sample: pick among this segment's members "
+                                                      "(YAML or JSON).")] = None,
+    seed: Annotated[int | None, typer.Option(help="With --sample: the same seed picks the same people.")] = None,
+    channel: Annotated[MessageChannel | None, typer.Option(help="The channel (checked against the template's).")] = None,
+    version: Annotated[int | None, typer.Option(help="A saved template's version (default: the latest).")] = None,
+    text: Annotated[str | None, typer.Option(help="Instead of a template: this text, on --channel.")] = None,
+    event: Annotated[str | None, typer.Option(help='The triggering event as JSON, e.g. \'{"event": "Product '
+                                                   'Viewed", "properties": {"name": "운동화"}}\'.')] = None,
+    at: AtOpt = None,
+    home: HomeOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Exactly what a user would receive: the template rendered for them, then the (광고) label and opt-out
+    line, the SMS/LMS choice, its size and cost, and what the policy chain would do now (or --at). Nothing
+    is claimed, recorded or sent. Exit code 1 when it cannot be rendered or would be refused."""
+    json_errors(as_json)
+    if (user is None) == (sample is None):
+        fail("name --user, or --sample N for random people", 2)
+    if (template is None) == (text is None):
+        fail("name a template (or a template file), or give --text with --channel", 2)
+    if segment is not None and sample is None:
+        fail("--segment goes with --sample", 2)
+    happened = None
+    if event is not None:
+        try:
+            happened = json.loads(event)
+        except json.JSONDecodeError as exc:
+            fail(f"--event: not JSON ({exc.msg} at character {exc.pos})", 2)
+    chosen = _segment(segment) if segment is not None else None
+    with workspace(home) as ws:
+        asked: dict[str, Any] = {"template": template, "template_version": version, "channel": channel,
+                                 "event": happened, "at": _moment(at, ws)}
+        if text is not None:
+            asked["text"] = text
+        try:
+            if sample is not None:
+                with progress_steps(as_json) as step:
+                    step("rendering a sample")
+                    found = ws.preview_sample(sample, segment=chosen, seed=seed, **asked)
+            else:
+                assert user is not None
+                found = ws.preview(user, **asked)
+        except FieldError as exc:
+            fail(f"{exc.field}: {exc.reason}", 2)
+        zone = ws.settings.zone
+    if as_json:
+        emit_json(found)
+    elif sample is not None:
+        _print_sample(found)
+    else:
+        _print_preview(found, zone)
+    previews = found["previews"] if sample is not None else [found]
+    if any(p["rendered"] is None or not p["check"]["ok"] for p in previews):
+        raise typer.Exit(1)
+
+
+def _print_preview(found: dict[str, Any], zone: tzinfo) -> None:
+    source = f" — {escape(found['template'])}" if found["template"] else ""
+    snippets = ", ".join(f"{n}@{v}" for n, v in sorted(found["snippets"].items()))
+    console.print(f"[bold]{escape(found['user'])}[/]{source} ({found['channel']}, {found['language']})"
+                  + (f" [dim]snippets: {escape(snippets)}[/]" if snippets else ""))
+    if found["rendered"] is None:
+        u = found["unrendered"]
+        console.print(f"[red]skipped ({u['reason']})[/]: {escape((u['field'] + ': ') if u['field'] else '')}"
+                      f"{escape(u['detail'])}")
+        return
+    check = found["check"]
+    console.print(f"{check['channel']}{' ' + check['type'] if check['type'] else ''}, {check['cost_krw']:g} KRW"
+                  + "".join(f", {k} {v['value']:,}/{v['limit']:,} {v['unit']}" for k, v in check["sizes"].items()))
+    table = Table("field", "goes out as", show_lines=True)
+    for name, value in found["goes_out"].items():
+        table.add_row(name, escape(value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)))
+    console.print(table)
+    for mark, items in (("[red]✗[/]", check["problems"]), ("[yellow]![/]", check["warnings"])):
+        for p in items:
+            console.print(f"{mark} {p['field']}: {escape(p['en'])}")
+    policy = found["policy"]
+    until = datetime.fromisoformat(policy["until"]) if policy["until"] else None
+    console.print(f"policy now: {_verdict(policy['action'], policy['reason'], until, zone)}")
+
+
+def _print_sample(found: dict[str, Any]) -> None:
+    outcomes = ", ".join(f"{n} {k}" for k, n in sorted(found["outcomes"].items()))
+    console.print(f"{found['sampled']} of {found['population']:,} people: {outcomes}")
+    table = Table("user", "lang", "type", "bytes", "KRW", "goes out as / why not", show_lines=True)
+    for p in found["previews"]:
+        if p["rendered"] is None:
+            u = p["unrendered"]
+            table.add_row(escape(p["user"]), p["language"], "", "", "",
+                          f"[red]{u['reason']}[/] {escape((u['field'] + ': ') if u['field'] else '')}{escape(u['detail'])}")
+            continue
+        check = p["check"]
+        size = next(iter(check["sizes"].values()), None)
+        body = p["goes_out"].get("text") or p["goes_out"].get("title") or ""
+        table.add_row(escape(p["user"]), p["language"], check["type"] or check["channel"],
+                      f"{size['value']:,}" if size else "", f"{check['cost_krw']:g}", escape(str(body)))
+    console.print(table)
+
+
 send_app = typer.Typer(help="Campaign sending through the outbox: queue, status, pause, resume, cancel.",
                        no_args_is_help=True)
 app.add_typer(send_app, name="send")
@@ -1787,7 +2005,11 @@ def _user_ids(path: Path) -> Iterator[str]:
 @send_app.command("queue")
 def send_queue(
     campaign: Annotated[str, typer.Argument(help="The campaign's name (its messages are keyed by it).")],
-    message: Annotated[Path, typer.Option(help="The message: YAML or JSON with channel, fields and options.")],
+    message: Annotated[Path | None, typer.Option(help="The message: YAML or JSON with channel, fields and "
+                                                      "options (the texts may be templates).")] = None,
+    template: Annotated[str | None, typer.Option(help="A saved template instead (nudge template list); its "
+                                                      "latest version unless --template-version.")] = None,
+    template_version: Annotated[int | None, typer.Option(help="The saved template's version.")] = None,
     users: Annotated[Path | None, typer.Option(help="User ids: one per line, or a CSV with user_id.")] = None,
     segment: Annotated[Path | None, typer.Option(help="Everyone in this segment (YAML or JSON) instead.")] = None,
     per_minute: Annotated[float | None, typer.Option(help="Delivery speed: at most this many a minute.")] = None,
@@ -1801,10 +2023,19 @@ def send_queue(
     json_errors(as_json)
     if (users is None) == (segment is None):
         fail("name the audience with --users FILE or --segment FILE", 2)
-    fields = _message_file(message)
-    channel = fields.pop("channel")
+    if (message is None) == (template is None):
+        fail("name the message with --message FILE or --template NAME", 2)
+    if message is not None:
+        fields = _message_file(message)
+        channel = fields.pop("channel")
+    else:
+        fields = {"from_template": template, "template_version": template_version}
     chosen = _segment(segment) if segment is not None else None
     with workspace(home) as ws:
+        if template is not None:
+            channel = next((t["channel"] for t in ws.templates() if t["name"] == template), None)
+            if channel is None:
+                fail(f"--template: no template called {template!r} (nudge template list)", 2)
         if chosen is not None:
             with progress_steps(as_json) as step:
                 step(f"evaluating {chosen.name}")

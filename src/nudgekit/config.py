@@ -429,6 +429,9 @@ class Settings(BaseSettings):
     phone_region: str = "KR"
     """Region assumed for phone numbers written without a country code."""
     brand: str = "nudgekit"
+    language: str = Field("ko", pattern=r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
+    """The language messages are written in when a template says none, and the one a person gets when their
+    own language has no variant."""
     host: str = "127.0.0.1"
     public_url: str | None = None
     """The address people's browsers and mail providers reach this server at, e.g. https://nudge.example.com:

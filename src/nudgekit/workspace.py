@@ -486,6 +486,39 @@ class Workspace:
         options["goods"] = tuple(g for g in options.get("goods", ()) if g.strip())
         return Candidate("", kind, message, state.check(kind, message), **options)
 
+    def _prepared(self, session: Any, kind: MessageChannel, fields: dict[str, Any], from_template: str | None,
+                  template_version: int | None) -> Any:
+        """The message to render for each person — a saved template, or fields written with tags — or None
+        when the fields are the same for everyone."""
+        from nudgekit.templates import store
+        from nudgekit.templates.render import dynamic
+
+        if from_template is None:
+            if template_version is not None:
+                raise FieldError("template_version", "a template version goes with a template name")
+            return store.inline(kind, fields, session, self.settings.language) if dynamic(fields) else None
+        if fields:
+            raise FieldError(next(iter(fields)), "the saved template holds the message's fields: give them there "
+                             "or here, not both")
+        prepared = store.prepare(session, from_template, template_version, self.settings.language)
+        if prepared.channel != kind:
+            raise FieldError("channel", f"{from_template!r} is a {prepared.channel.value} template, not "
+                             f"{kind.value}")
+        return prepared
+
+    def _personals(self, session: Any, wanted: dict[Any, tuple[Any, str, Any]]) -> dict[Any, Any]:
+        """Each wanted message (key -> (Prepared, profile id, event)) rendered for its person: a Personal,
+        absent for a person the workspace does not know."""
+        from nudgekit.templates import people as readers
+        from nudgekit.templates.personal import personalise
+
+        if not wanted:
+            return {}
+        found = readers.load_many(session, self.settings, {p for _, p, _ in wanted.values()})
+        values = readers.workspace_values(self.settings)
+        return {key: personalise(prepared, found[profile_id], workspace=values, event=event)
+                for key, (prepared, profile_id, event) in wanted.items() if profile_id in found}
+
     def _person(self, session: Any, user: str) -> Any:
         from nudgekit.policy import people
 
@@ -501,17 +534,27 @@ class Workspace:
         the Person it judged."""
         from nudgekit.policy import chain
         from nudgekit.policy.decision import OPTIONS
+        from nudgekit.templates.personal import NotRendered
+        from nudgekit.templates.render import Unrendered
 
         kind = _enum(MessageChannel, channel, "channel")
         fields = dict(options_and_fields)
         options = {k: fields.pop(k) for k in OPTIONS if k in fields}
+        from_template, version = fields.pop("from_template", None), fields.pop("template_version", None)
+        event = _event(fields.pop("event", None))
         dry = stage == PolicyStage.CHECK
         if self.settings.public_url:
             self._link_key()  # made now: the label rule signs links inside the gate's transaction
         with self.sessions() if dry else self.sessions.begin() as session:
             state = self._policy_state(session, stage)
-            candidate = self._candidate(state, kind, fields, options)
             person = self._person(session, user)
+            prepared = self._prepared(session, kind, fields, from_template, version)
+            if prepared is not None:
+                done = self._personals(session, {0: (prepared, person.profile_id, event)})[0]
+                if isinstance(done.result, Unrendered):
+                    raise NotRendered(done.result)
+                fields = done.result.fields
+            candidate = self._candidate(state, kind, fields, options)
             judge = chain.evaluate if dry else chain.gate
             return judge(candidate, person, moment, state), person
 
@@ -562,17 +605,129 @@ class Workspace:
                 chain.release(session, final.message_id)
         return PersonSend(ruling, results)
 
+    # -- templates ---------------------------------------------------------------------------------
+
+    def save_template(self, template: Any) -> Any:
+        """Save a template or snippet (a file, its fields as a dict, or a store.TemplateFile): a new version
+        when it changed. FieldError when a text cannot be compiled, names a snippet not saved, or does not fit
+        its channel."""
+        from nudgekit.templates import store
+
+        if isinstance(template, store.TemplateFile):
+            spec = template
+        else:
+            spec = store.parse(template) if isinstance(template, dict) else store.read_file(Path(template))
+        with self.sessions.begin() as session:
+            return store.save(session, spec, self.clock(), self._checker)
+
+    def _checker(self, channel: MessageChannel, fields: dict[str, Any]) -> Any:
+        return self.check_message(channel, **fields)
+
+    def templates(self) -> list[dict[str, Any]]:
+        """Every saved template and snippet at its latest version."""
+        from nudgekit.templates import store
+
+        with self.sessions() as session:
+            return store.listing(session)
+
+    def template_history(self, name: str) -> list[dict[str, Any]]:
+        """Every saved version of a template or snippet, oldest first."""
+        from nudgekit.templates import store
+
+        with self.sessions() as session:
+            found = store.history(session, name)
+        if not found:
+            raise FieldError("template", f"no template or snippet called {name!r}")
+        return found
+
+    def preview(self, user: str, *, template: str | Path | None = None, template_version: int | None = None,
+                channel: Any = None, event: dict[str, Any] | None = None, at: datetime | None = None,
+                **fields: Any) -> dict[str, Any]:
+        """Exactly what `user` would receive, and nothing claimed or recorded: the message rendered for them
+        (a saved template by name, a template file not saved yet, or `fields` with `channel`), then as the
+        policy chain leaves it (label, opt-out line, the SMS/LMS choice) with its size and cost, and what the
+        chain would do with it at `at` (now by default). A message that cannot be rendered says why."""
+        from nudgekit.policy import chain
+        from nudgekit.templates import store
+        from nudgekit.templates.render import Unrendered
+
+        event = _event(event)
+        moment = self._local(at or self.clock())
+        with self.sessions() as session:
+            person = self._person(session, user)
+            if template is not None and Path(template).suffix.lower() in (".yaml", ".yml", ".json"):
+                prepared = store.unsaved(session, store.read_file(Path(template)), self.settings.language,
+                                         self._checker)
+            elif template is not None:
+                prepared = store.prepare(session, str(template), template_version, self.settings.language)
+            else:
+                if channel is None:
+                    raise FieldError("channel", "name the channel of the message (or a saved template)")
+                kind = _enum(MessageChannel, channel, "channel")
+                prepared = self._prepared(session, kind, fields, None, None) or store.Prepared(
+                    kind, {self.settings.language: fields}, self.settings.language)
+            if channel is not None and _enum(MessageChannel, channel, "channel") != prepared.channel:
+                raise FieldError("channel", f"the template is for {prepared.channel.value}, not {channel}")
+            done = self._personals(session, {0: (prepared, person.profile_id, event)})[0]
+            out: dict[str, Any] = {"user": user, "profile_id": person.profile_id, "channel": prepared.channel.value,
+                                   "template": prepared.label, "language": done.language,
+                                   "snippets": dict(prepared.snippets)}
+            if isinstance(done.result, Unrendered):
+                return {**out, "rendered": None, "unrendered": {
+                    "reason": done.result.reason, "field": done.result.field, "detail": done.result.detail}}
+            state = self._policy_state(session, PolicyStage.CHECK)
+            try:
+                candidate = self._candidate(state, prepared.channel, done.result.fields, {})
+            except FieldError as exc:
+                return {**out, "rendered": None, "unrendered": {
+                    "reason": "template_error", "field": exc.field, "detail": f"as rendered: {exc.reason}"}}
+            ruling = chain.evaluate(candidate, person, moment, state)
+        final = ruling.candidate
+        return {**out, "rendered": done.result.fields,
+                "goes_out": final.message.model_dump(mode="json", exclude_none=True, exclude_defaults=True),
+                "check": final.checked.as_dict(),
+                "policy": {k: v for k, v in ruling.as_dict().items() if k in ("action", "reason", "until",
+                                                                             "decisions", "purpose")}}
+
+    def preview_sample(self, count: int, *, segment: Any = None, seed: int | None = None,
+                       **preview: Any) -> dict[str, Any]:
+        """`preview` for `count` people picked at random (from the segment's members, else everyone): the
+        variety a template makes, and how many it would skip and why."""
+        import random
+
+        if not 0 < count <= 100:
+            raise FieldError("sample", "sample 1 to 100 people")
+        if segment is not None:
+            pool = [str(p) for p in self.segment_members(segment).column("person_id").to_pylist()]
+        else:
+            with self.sessions() as session:
+                pool = list(session.scalars(select(Profile.profile_id).where(Profile.merged_into.is_(None))))
+        pool.sort()
+        picked = random.Random(seed).sample(pool, min(count, len(pool)))
+        shown = [self.preview(p, **preview) for p in picked]
+        outcomes: dict[str, int] = {}
+        for one in shown:
+            key = one["unrendered"]["reason"] if one["rendered"] is None else "rendered"
+            outcomes[key] = outcomes.get(key, 0) + 1
+        return {"population": len(pool), "sampled": len(shown), "outcomes": outcomes, "previews": shown}
+
     # -- delivery ----------------------------------------------------------------------------------
 
     def queue(self, campaign: str, channel: Any, users: Iterable[str], *, occurrence: str = "1",
               step: str | None = None, per_minute: float | None = None, in_doubt: str | None = None,
               at: datetime | None = None, progress: Callable[[int], None] | None = None,
-              **options_and_fields: Any) -> Any:
+              from_template: str | None = None, template_version: int | None = None,
+              event: dict[str, Any] | None = None, **options_and_fields: Any) -> Any:
         """Put one message per user in the outbox for a campaign, each through the policy chain's QUEUE gate;
         workers send them (`work`, `nudge worker`). Keyed by (campaign, step, user, occurrence): queueing
         the same again adds nothing. Takes the message's fields and check_for's options, plus the campaign's
         delivery speed (`per_minute`), what a crash mid-send does (`in_doubt`: hold | resend; by default
-        hold for advertising, resend for informational) and when to start (`at`)."""
+        hold for advertising, resend for informational) and when to start (`at`).
+
+        The message is rendered for each person (templates/): a saved template (`from_template`, its latest
+        version unless `template_version`), or fields whose texts have tags; `event` is what templates read
+        as `event`. A person whose message cannot be rendered is skipped with the reason (missing_data,
+        template_error)."""
         from nudgekit.channels.registry import parse_message
         from nudgekit.delivery import outbox, plan
 
@@ -583,7 +738,11 @@ class Workspace:
             raise FieldError("per_minute", "a delivery speed is a number of messages a minute above 0")
         plan.check_in_doubt(in_doubt)
         fields, options = plan.split(options_and_fields)
-        parse_message(kind, fields)  # a wrong field fails before any row is written
+        event = _event(event)
+        with self.sessions() as session:
+            prepared = self._prepared(session, kind, fields, from_template, template_version)
+        if prepared is None:
+            parse_message(kind, fields)  # a wrong field fails before any row is written
         with self.sessions.begin() as session:
             try:
                 outbox.open_campaign(session, campaign, per_minute, self.clock())
@@ -597,15 +756,19 @@ class Workspace:
                 for name in chunk:
                     person = resolved.get(name)
                     key = "/".join((campaign, step or "-", person or name, occurrence))
-                    yield plan.Request(key, kind, fields, options, campaign, None, in_doubt, at), person
+                    yield plan.Request(key, kind, fields, options, campaign, None, in_doubt, at, prepared,
+                                       event), person
 
         return plan.plan(self, requests(), campaign=campaign, progress=progress)
 
     def send_message(self, channel: Any, user: str, *, idempotency_key: str | None = None, to: str | None = None,
-                     in_doubt: str | None = None, **options_and_fields: Any) -> dict[str, Any]:
+                     in_doubt: str | None = None, from_template: str | None = None,
+                     template_version: int | None = None, event: dict[str, Any] | None = None,
+                     **options_and_fields: Any) -> dict[str, Any]:
         """Send one message now through the outbox and the policy chain (the transactional API): an order
         notice, a password reset. The same `idempotency_key` again returns the first message's record and
-        sends nothing; used for a different message it is refused."""
+        sends nothing; used for a different message it is refused. Rendered for the person as `queue` does
+        (`from_template`, `template_version`, `event`); one that cannot be rendered is recorded as skipped."""
         from nudgekit.channels.registry import parse_message, recipient
         from nudgekit.delivery import outbox, plan
         from nudgekit.delivery.worker import Worker
@@ -616,19 +779,24 @@ class Workspace:
         if idempotency_key is not None and not 0 < len(idempotency_key) <= 255:
             raise FieldError("Idempotency-Key", "an idempotency key is 1 to 255 characters")
         fields, options = plan.split(options_and_fields)
-        parse_message(kind, fields)
+        event = _event(event)
+        with self.sessions() as session:
+            prepared = self._prepared(session, kind, fields, from_template, template_version)
+        if prepared is None:
+            parse_message(kind, fields)
         address = recipient(kind, to, self.settings) if to else None
         profile_id = self.resolve(user)
         if profile_id is None:
             raise FieldError("user", f"no user or anonymous id {user!r} in this workspace")
         key = f"api/{idempotency_key or uuid.uuid4().hex}"
         message_id = outbox.message_id_for(key)
-        wanted = {"channel": kind.value, "fields": fields, "options": options, "to": address, "user": profile_id}
+        request = plan.Request(key, kind, fields, options, None, address, in_doubt, template=prepared, event=event)
+        wanted = {"channel": kind.value, "fields": fields, "options": options, "to": address, "user": profile_id,
+                  "source": plan.source(request)}
         with self.sessions() as session:
             row = session.get(OutboxMessage, message_id)
             if row is not None:
                 return self._replayed(row, wanted)
-        request = plan.Request(key, kind, fields, options, None, address, in_doubt)
         planned = plan.plan(self, [(request, profile_id)])
         if not planned.existing:  # a concurrent request with the same key planned it first: it sends it
             asyncio.run(Worker(self).once([message_id]))
@@ -640,8 +808,8 @@ class Workspace:
     def _replayed(self, row: Any, wanted: dict[str, Any]) -> dict[str, Any]:
         from nudgekit.delivery import outbox
 
-        first = {"channel": row.channel, "fields": row.fields, "options": row.options, "to": row.to,
-                 "user": row.profile_id}
+        first = {"channel": row.channel, "fields": row.source.get("fields", {}) if row.source else row.fields,
+                 "options": row.options, "to": row.to, "user": row.profile_id, "source": row.source}
         if orjson.dumps(first, option=orjson.OPT_SORT_KEYS) != orjson.dumps(wanted, option=orjson.OPT_SORT_KEYS):
             raise FieldError("Idempotency-Key", "this key was used for a different message: use a new key for a "
                              "new message")
@@ -1354,6 +1522,15 @@ def _enum(kind: Any, value: Any, field: str) -> Any:
     except ValueError:
         known = ", ".join(v.value for v in kind)
         raise FieldError(field, f'"{value}" is not one of {known}') from None
+
+
+def _event(value: Any) -> dict[str, Any] | None:
+    """What a template reads as `event`: a track call's shape (`event`, `properties`, `timestamp`)."""
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise FieldError("event", "an event is an object: its name (event) and its properties")
+    return orjson.loads(orjson.dumps(value, default=str))  # kept with the message as JSON: moments as ISO text
 
 
 def _inbox_channel(value: Any) -> MessageChannel:

@@ -29,7 +29,11 @@ class MessageBody(BaseModel):
     channel: MessageChannel
     user_id: str = Field(alias="userId", min_length=1, max_length=255)
     to: str | None = Field(None, max_length=4096)
-    message: dict[str, Any]
+    message: dict[str, Any] | None = Field(None, description="The channel's fields; their texts may be templates.")
+    template: str | None = Field(None, max_length=100, description="A saved template instead of `message`.")
+    template_version: int | None = Field(None, alias="templateVersion", ge=1)
+    event: dict[str, Any] | None = Field(None, description="What templates read as `event`: the event that "
+                                         "triggered the message, as a track call has it (event, properties).")
     priority: int | None = None
     in_doubt: Literal["hold", "resend"] | None = Field(
         None, alias="inDoubt", description="What a crash mid-send does: hold (never resend) or resend.")
@@ -38,7 +42,13 @@ class MessageBody(BaseModel):
 @router.post("/messages", summary="Send one message now (transactional), with an Idempotency-Key")
 async def send_message(body: MessageBody, ws: AdminWorkspace, response: Response,
                        idempotency_key: str | None = Header(None, alias="Idempotency-Key")) -> dict[str, Any]:
-    fields = dict(body.message)
+    if (body.message is None) == (body.template is None):
+        raise ApiError(400, "message", "give the message's fields (message) or a saved template (template)")
+    fields = dict(body.message or {})
+    if body.template is not None:
+        fields.update(from_template=body.template, template_version=body.template_version)
+    if body.event is not None:
+        fields["event"] = body.event
     if body.priority is not None:
         fields["priority"] = body.priority
     try:
@@ -48,8 +58,8 @@ async def send_message(body: MessageBody, ws: AdminWorkspace, response: Response
     except FieldError as exc:
         if exc.field == "Idempotency-Key" and "different message" in exc.reason:
             raise ApiError(422, exc.field, exc.reason) from None
-        raise ApiError(400, exc.field if exc.field in ("user", "to", "Idempotency-Key") else f"message.{exc.field}",
-                       exc.reason) from None
+        raise ApiError(400, exc.field if exc.field in ("user", "to", "Idempotency-Key", "template", "event")
+                       else f"message.{exc.field}", exc.reason) from None
     if result["replayed"]:
         response.headers["Idempotent-Replayed"] = "true"
         if result["state"] in IN_PROGRESS:

@@ -53,6 +53,10 @@ class Planned:
     detail: str | None = None
     in_doubt: str = "hold"
     fallback_of: str | None = None
+    template: str | None = None
+    """The saved template it was rendered from, as name@version."""
+    source: dict[str, Any] | None = None
+    """For a rendered message: what was asked for before rendering (template name or fields, event)."""
 
     @property
     def message_id(self) -> str:
@@ -65,7 +69,8 @@ class Planned:
                 "fields": self.fields, "options": self.options, "to": self.to, "state": self.state.value,
                 "due_at": self.due_at, "lease_until": None, "worker": None, "attempts": 0, "failures": 0,
                 "reason": self.reason, "detail": self.detail, "provider": None, "provider_message_id": None,
-                "cost_krw": None, "in_doubt": self.in_doubt, "fallback_of": self.fallback_of, "created_at": now,
+                "cost_krw": None, "in_doubt": self.in_doubt, "fallback_of": self.fallback_of,
+                "template": self.template, "source": self.source, "created_at": now,
                 "updated_at": now, "finished_at": finished}
 
 
@@ -267,7 +272,7 @@ def row_dict(row: OutboxMessage) -> dict[str, Any]:
             "channel": row.channel, "purpose": row.purpose, "state": row.state, "reason": row.reason,
             "detail": row.detail, "due_at": row.due_at.isoformat(), "attempts": row.attempts,
             "provider": row.provider, "provider_message_id": row.provider_message_id, "cost_krw": row.cost_krw,
-            "fallback_of": row.fallback_of, "created_at": row.created_at.isoformat(),
+            "fallback_of": row.fallback_of, "template": row.template, "created_at": row.created_at.isoformat(),
             "finished_at": row.finished_at.isoformat() if row.finished_at else None}
 
 

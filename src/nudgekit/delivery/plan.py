@@ -6,7 +6,7 @@ outbox adds nothing and claims nothing."""
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -16,9 +16,11 @@ from nudgekit.delivery.outbox import Planned
 from nudgekit.policy import chain, ledger, people
 from nudgekit.policy.decision import OPTIONS
 from nudgekit.profiles.contacts import FieldError
+from nudgekit.templates.render import Unrendered
 from nudgekit.vocabulary import Action, MessageChannel, MessagePurpose, OutboxState, PolicyStage
 
 if TYPE_CHECKING:
+    from nudgekit.templates.store import Prepared
     from nudgekit.workspace import Workspace
 
 BATCH = 500
@@ -57,6 +59,10 @@ class Request:
     to: str | None = None
     in_doubt: str | None = None
     due_at: datetime | None = None
+    template: Prepared | None = None
+    """Set when the fields are rendered for each person (a saved template, or fields with tags)."""
+    event: Mapping[str, Any] | None = None
+    """What a template reads as `event`: the event that triggered the message."""
 
 
 def split(options_and_fields: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -118,39 +124,56 @@ def _plan_in(ws: Workspace, session: Any, batch: list[tuple[Request, str | None]
     ledger.lock(session, [p for _, p in batch if p])  # first: nothing is read before the people are locked
     have = outbox.existing(session, [outbox.message_id_for(r.key) for r, _ in batch])
     state = ws._policy_state(session, PolicyStage.QUEUE)
-    wanted: dict[str, tuple[Request, str | None, Any]] = {}
+    fresh: dict[str, tuple[Request, str | None]] = {}
     for request, profile_id in batch:
         message_id = outbox.message_id_for(request.key)
-        if message_id in have or message_id in wanted:
+        if message_id in have or message_id in fresh:
             counted.existing += 1
             continue
-        candidate = ws._candidate(state, request.channel, request.fields, {
-            **request.options, "message_id": message_id, "campaign": request.campaign, "to": request.to})
-        wanted[message_id] = (request, profile_id, candidate)
-    persons = people.load_many(session, ws.settings, [p for _, p, _ in wanted.values() if p])
-    judged = [(c, persons[p]) for _, p, c in wanted.values() if p in persons]
-    rulings = {r.candidate.message_id: r for r in chain.gate_many(judged, now, state, locked=True)}
+        fresh[message_id] = (request, profile_id)
+    personal = ws._personals(session, {m: (r.template, p, r.event) for m, (r, p) in fresh.items()
+                                       if r.template is not None and p is not None})
+    wanted: dict[str, tuple[Request, str | None, Any, dict[str, Any]]] = {}
     planned = []
-    for message_id, (request, profile_id, candidate) in wanted.items():
+    for message_id, (request, profile_id) in fresh.items():
+        fields = request.fields
+        if request.template is not None:
+            done = personal.get(message_id)
+            if done is None or isinstance(done.result, Unrendered):
+                reason, detail = ("no_person", "no such user or anonymous id in this workspace") if done is None \
+                    else (done.result.reason, done.result.said)  # type: ignore[union-attr]
+                planned.append(_row(request, profile_id, fields, request.channel, OutboxState.SKIPPED, now, reason,
+                                    detail))
+                continue
+            fields = done.result.fields
+        try:
+            candidate = _candidate(ws, state, request, message_id, fields)
+        except FieldError as exc:
+            if request.template is None:
+                raise
+            planned.append(_row(request, profile_id, fields, request.channel, OutboxState.SKIPPED, now,
+                                "template_error", f"{exc.field} as rendered: {exc.reason}"))
+            continue
+        wanted[message_id] = (request, profile_id, candidate, fields)
+    persons = people.load_many(session, ws.settings, [p for _, p, _, _ in wanted.values() if p])
+    judged = [(c, persons[p]) for _, p, c, _ in wanted.values() if p in persons]
+    rulings = {r.candidate.message_id: r for r in chain.gate_many(judged, now, state, locked=True)}
+    for message_id, (request, profile_id, candidate, fields) in wanted.items():
         purpose = candidate.purpose
-        in_doubt = request.in_doubt or ("hold" if purpose == MessagePurpose.ADVERTISING else "resend")
-        base = {"key": request.key, "channel": request.channel.value, "purpose": purpose.value,
-                "fields": request.fields, "options": request.options, "profile_id": profile_id,
-                "campaign": request.campaign, "to": request.to, "in_doubt": in_doubt}
         ruling = rulings.get(message_id)
         if ruling is None:
-            planned.append(Planned(**base, state=OutboxState.SKIPPED, due_at=now, reason="no_person",
-                                   detail="no such user or anonymous id in this workspace"))
+            planned.append(_row(request, profile_id, fields, purpose, OutboxState.SKIPPED, now, "no_person",
+                                "no such user or anonymous id in this workspace"))
             continue
         words = next((d.en for d in ruling.decisions if d.reason == ruling.reason), None)
         if ruling.action == Action.SEND:
-            planned.append(Planned(**base, state=OutboxState.QUEUED, due_at=request.due_at or now))
+            planned.append(_row(request, profile_id, fields, purpose, OutboxState.QUEUED, request.due_at or now))
         elif ruling.action == Action.DEFER:
             assert ruling.until is not None
-            planned.append(Planned(**base, state=OutboxState.DEFERRED, due_at=max(ruling.until, request.due_at or now),
-                                   reason=ruling.reason, detail=words))
+            planned.append(_row(request, profile_id, fields, purpose, OutboxState.DEFERRED,
+                                max(ruling.until, request.due_at or now), ruling.reason, words))
         else:
-            planned.append(Planned(**base, state=OutboxState.SKIPPED, due_at=now, reason=ruling.reason, detail=words))
+            planned.append(_row(request, profile_id, fields, purpose, OutboxState.SKIPPED, now, ruling.reason, words))
     if len(outbox.add_many(session, planned, now)) != len(planned):
         raise _Taken()
     for row in planned:
@@ -161,3 +184,36 @@ def _plan_in(ws: Workspace, session: Any, batch: list[tuple[Request, str | None]
         else:
             counted.skipped[row.reason or "skipped"] += 1
     return counted
+
+
+def _candidate(ws: Workspace, state: Any, request: Request, message_id: str, fields: dict[str, Any]) -> Any:
+    return ws._candidate(state, request.channel, fields, {
+        **request.options, "message_id": message_id, "campaign": request.campaign, "to": request.to})
+
+
+def _row(request: Request, profile_id: str | None, fields: dict[str, Any], purpose: MessagePurpose | MessageChannel,
+         state: OutboxState, due_at: datetime, reason: str | None = None, detail: str | None = None) -> Planned:
+    """The outbox row for a request; `purpose` is the message's, or for a message that could not be made,
+    its channel (whose purpose is then what the fields as written say)."""
+    if isinstance(purpose, MessageChannel):
+        written = next(iter(request.template.variants.values())) if request.template else request.fields
+        purpose = _written_purpose(purpose, written)
+    in_doubt = request.in_doubt or ("hold" if purpose == MessagePurpose.ADVERTISING else "resend")
+    return Planned(key=request.key, channel=request.channel.value, purpose=purpose.value, fields=fields,
+                   options=request.options, profile_id=profile_id, campaign=request.campaign, to=request.to,
+                   in_doubt=in_doubt, state=state, due_at=due_at, reason=reason, detail=detail,
+                   template=request.template.label if request.template else None,
+                   source=source(request))
+
+
+def source(request: Request) -> dict[str, Any] | None:
+    """What a rendered message was asked as, kept on its row (None for a message the same for everyone)."""
+    if request.template is None:
+        return None
+    asked = {"template": request.template.name} if request.template.name else {"fields": request.fields}
+    return {**asked, "event": request.event}
+
+
+def _written_purpose(channel: MessageChannel, fields: Mapping[str, Any]) -> MessagePurpose:
+    ad = channel == MessageChannel.BRAND_MESSAGE or fields.get("ad") is True
+    return MessagePurpose.ADVERTISING if ad else MessagePurpose.INFORMATIONAL

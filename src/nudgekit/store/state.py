@@ -628,6 +628,11 @@ class OutboxMessage(Base):
     advertising default) or `resend` (the informational default)."""
     fallback_of: Mapped[str | None] = mapped_column(String(64))
     """For a fallback text message: the Kakao message it replaces."""
+    template: Mapped[str | None] = mapped_column(String(120))
+    """The saved template its fields were rendered from, as name@version."""
+    source: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    """For a rendered message: what was asked for before rendering (the template's name or the fields as
+    written, and the event), so a repeated request is known for the same one."""
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
     finished_at: Mapped[datetime | None]
@@ -690,3 +695,20 @@ class ProviderCircuit(Base):
     """While set and in the future, one worker is probing it; others wait."""
     detail: Mapped[str | None] = mapped_column(Text)
     updated_at: Mapped[datetime]
+
+
+class MessageTemplate(Base):
+    """One saved version of a message template or a snippet (templates/store.py): saving changed content adds
+    a version, old versions stay, so a campaign can say which version it sent and a mistake can be undone."""
+
+    __tablename__ = "message_templates"
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    """`message` (fields for one channel, per language) or `snippet` (a text other templates include)."""
+    channel: Mapped[str | None] = mapped_column(String(16))
+    body: Mapped[dict[str, Any]] = mapped_column(JSON)
+    """As written: `language`, `message`, `languages` (a message) or `text` (a snippet)."""
+    digest: Mapped[str] = mapped_column(String(64))
+    note: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime]

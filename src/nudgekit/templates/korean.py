@@ -159,10 +159,13 @@ def amount(value: object) -> Decimal:
     return found
 
 
-def won(value: object, *, locale: str = "ko") -> str:
-    """12900 -> "12,900원" (in English "₩12,900"); won have no smaller unit, so amounts round to whole won."""
+def won(value: object, *, locale: str = "ko", text_message: bool = False) -> str:
+    """12900 -> "12,900원" (in English "₩12,900", or "KRW 12,900" in a text message: the carriers' character
+    set has no ₩); won have no smaller unit, so amounts round to whole won."""
     whole = int(amount(value).quantize(Decimal(1), rounding="ROUND_HALF_UP"))
-    return f"₩{whole:,}" if locale != "ko" else f"{whole:,}원"
+    if locale == "ko":
+        return f"{whole:,}원"
+    return f"KRW {whole:,}" if text_message else f"₩{whole:,}"
 
 
 def nim(name: object) -> str:

@@ -18,13 +18,15 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Iterator, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from functools import lru_cache
+from types import MappingProxyType
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
-from jinja2 import StrictUndefined, TemplateError, TemplateSyntaxError, pass_context
-from jinja2.exceptions import SecurityError, TemplateRuntimeError, UndefinedError
+from jinja2 import BaseLoader, Environment, StrictUndefined, TemplateError, TemplateSyntaxError, pass_context
+from jinja2.exceptions import SecurityError, TemplateNotFound, TemplateRuntimeError, UndefinedError
 from jinja2.runtime import Context as JinjaContext
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from jinja2.utils import missing
@@ -64,6 +66,13 @@ class Rendered:
 class Unrendered:
     reason: Reason
     detail: str
+    field: str | None = None
+    """The message's field whose text failed (`title`, `buttons.0.url`)."""
+
+    @property
+    def said(self) -> str:
+        """The detail with the field it is about ("title: user.name is missing")."""
+        return f"{self.field}: {self.detail}" if self.field else self.detail
 
 
 @dataclass(frozen=True)
@@ -76,11 +85,13 @@ class Context:
     workspace: Mapping[str, Any] = field(default_factory=dict)
     locale: str = "ko"
     zone: ZoneInfo = ZoneInfo("Asia/Seoul")
+    channel: str | None = None
+    """The message's channel: a text message (sms) writes amounts without the ₩ its character set lacks."""
 
     def variables(self) -> dict[str, Any]:
         found: dict[str, Any] = {"user": Fields("user", self.user), "computed": Fields("computed", self.computed),
                                  "workspace": Fields("workspace", self.workspace),
-                                 "_locale": self.locale, "_zone": self.zone}
+                                 "_locale": self.locale, "_zone": self.zone, "_channel": self.channel}
         if self.event is not None:
             found["event"] = Fields("event", self.event)
         return found
@@ -192,7 +203,7 @@ def _zone(context: JinjaContext) -> ZoneInfo:
 
 @pass_context
 def _won(context: JinjaContext, value: Any) -> str:
-    return korean.won(value, locale=_locale(context))
+    return korean.won(value, locale=_locale(context), text_message=context.get("_channel") == "sms")
 
 
 def _number(value: Any, digits: int = 0) -> str:
@@ -207,6 +218,21 @@ def _date(context: JinjaContext, value: Any, year: bool = False, weekday: bool =
 
 def _particle(wanted: str) -> Any:
     return lambda word: korean.josa(word, wanted)
+
+
+_LIBRARY: ContextVar[Mapping[str, str]] = ContextVar("nudgekit_snippets", default=MappingProxyType({}))
+"""The snippets (name -> text) the render under way may include or extend."""
+
+
+class _Snippets(BaseLoader):
+    """Snippets and layouts (`{% include "footer" %}`, `{% extends "layout" %}`) come from the library given
+    to `render`; Jinja keeps each compiled and asks again when the library's text for the name changed."""
+
+    def get_source(self, environment: Environment, name: str) -> tuple[str, str | None, Any]:
+        source = _LIBRARY.get().get(name)
+        if source is None:
+            raise TemplateNotFound(name, f"there is no snippet called {name!r}: save it first (nudge template save)")
+        return normalise(source), None, lambda: _LIBRARY.get().get(name) == source
 
 
 class _Sandbox(ImmutableSandboxedEnvironment):
@@ -226,8 +252,8 @@ class _Sandbox(ImmutableSandboxedEnvironment):
 
 
 def _environment(html: bool) -> ImmutableSandboxedEnvironment:
-    env = _Sandbox(undefined=_Strict, autoescape=html, finalize=_finalize, keep_trailing_newline=True,
-                   auto_reload=False)
+    env = _Sandbox(loader=_Snippets(), undefined=_Strict, autoescape=html, finalize=_finalize,
+                   keep_trailing_newline=True, auto_reload=True)
     env.filters.update(default=_default, d=_default, josa=korean.josa, won=_won, number=_number, nim=korean.nim,
                        date=_date)
     for pair in korean.PAIRS:  # {{ product|을 }} and {{ product|를 }} both write the right one
@@ -255,7 +281,9 @@ def compiled(source: str, html: bool = False) -> Any:
 
 @lru_cache(maxsize=4096)
 def _dynamic(source: str) -> bool:
-    return bool(_TAG.search(source)) or "{#" in source
+    """Whether Jinja must read the text: any tag opened, closed or not (an unclosed one is an error to
+    report, not text to send)."""
+    return "{{" in source or "{%" in source or "{#" in source
 
 
 def check(source: str, *, html: bool = False) -> None:
@@ -286,29 +314,47 @@ def _render_text(source: str, variables: dict[str, Any], html: bool) -> str:
     return text
 
 
-def render(message: Mapping[str, Any], context: Context, *, html: frozenset[str] = frozenset()) -> Rendered | Unrendered:
+def render(message: Mapping[str, Any], context: Context, *, html: frozenset[str] = frozenset(),
+           library: Mapping[str, str] | None = None) -> Rendered | Unrendered:
     """Every text in the message's fields rendered for the person (`html`: the fields written as HTML, whose
-    values are escaped)."""
+    values are escaped; `library`: the snippets and layouts, by name, its templates may include)."""
     variables = context.variables()
+    token = _LIBRARY.set(library or {})
+    where: list[str] = []
     try:
-        return Rendered({key: _walk(value, variables, key in html) for key, value in message.items()})
+        return Rendered({key: _walk(value, variables, key in html, where, key) for key, value in message.items()})
     except Missing as exc:
-        return Unrendered("missing_data", str(exc))
+        return Unrendered("missing_data", str(exc), _field(where))
     except SecurityError as exc:
-        return Unrendered("template_error", f"the template tried something not allowed: {exc}")
+        return Unrendered("template_error", f"the template tried something not allowed: {exc}", _field(where))
     except TemplateProblem as exc:
-        return Unrendered("template_error", f"the template cannot be read: {exc}")
+        return Unrendered("template_error", f"the template cannot be read: {exc}", _field(where))
+    except TemplateNotFound as exc:
+        return Unrendered("template_error", exc.message or f"no snippet called {exc.name!r}", _field(where))
+    except TemplateSyntaxError as exc:
+        return Unrendered("template_error", f"the snippet {exc.name!r} cannot be read: line {exc.lineno}: "
+                          f"{exc.message}", _field(where))
     except Exception as exc:  # noqa: BLE001 — whatever a template written by a person raises is that template's fault
-        return Unrendered("template_error", str(exc) or type(exc).__name__)
+        return Unrendered("template_error", str(exc) or type(exc).__name__, _field(where))
+    finally:
+        _LIBRARY.reset(token)
 
 
-def _walk(value: Any, variables: dict[str, Any], html: bool) -> Any:
+def _field(where: list[str]) -> str | None:
+    return where[-1] if where else None
+
+
+def _walk(value: Any, variables: dict[str, Any], html: bool, where: list[str], path: str) -> Any:
+    """The value with its texts rendered; `where` ends with the path of the text being rendered."""
     if isinstance(value, str):
-        return _render_text(value, variables, html)
+        where.append(path)
+        text = _render_text(value, variables, html)
+        where.pop()
+        return text
     if isinstance(value, Mapping):
-        return {k: _walk(v, variables, html) for k, v in value.items()}
+        return {k: _walk(v, variables, html, where, f"{path}.{k}") for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_walk(v, variables, html) for v in value]
+        return [_walk(v, variables, html, where, f"{path}.{i}") for i, v in enumerate(value)]
     return value
 
 
@@ -329,3 +375,26 @@ def choose(variants: Mapping[str, Any], language: str | None, fallback: str = "k
             return key, variants[key]
     key = next(iter(variants))
     return key, variants[key]
+
+
+def snippets_used(source: str) -> set[str]:
+    """The snippets and layouts a text includes or extends by a written name (TemplateProblem when it
+    cannot be read)."""
+    from jinja2 import meta
+
+    try:
+        tree = ENVIRONMENTS[False].parse(normalise(source))
+    except TemplateSyntaxError as exc:
+        raise TemplateProblem(exc.lineno, exc.message or "the template cannot be read") from None
+    return {name for name in meta.find_referenced_templates(tree) if name is not None}
+
+
+def dynamic(value: Any) -> bool:
+    """Whether any text in a message's fields is a template (has a tag or a comment)."""
+    if isinstance(value, str):
+        return _dynamic(value)
+    if isinstance(value, Mapping):
+        return any(dynamic(v) for v in value.values())
+    if isinstance(value, list | tuple):
+        return any(dynamic(v) for v in value)
+    return False

@@ -83,6 +83,31 @@ class LifecycleSettings(BaseModel):
         return self
 
 
+class CommerceSettings(BaseModel):
+    """Which events say what a person looked at, put in a cart and bought: what templates' `computed` values
+    and recommendations are made from (docs/templates.md#computed-values). Each product is the event's
+    properties (an order's are in `properties.products`, as in Segment's e-commerce spec)."""
+
+    view_events: list[str] = Field(default_factory=lambda: ["product_viewed", "Product Viewed"])
+    cart_add_events: list[str] = Field(default_factory=lambda: ["added_to_cart", "Product Added"])
+    cart_remove_events: list[str] = Field(default_factory=lambda: ["removed_from_cart", "Product Removed"])
+    order_events: list[str] = Field(default_factory=lambda: ["order_completed", "Order Completed"])
+    product_keys: list[str] = Field(default_factory=lambda: ["product_id", "sku", "id"], min_length=1)
+    """The property naming a product: the first of these present."""
+
+    @field_validator("product_keys")
+    @classmethod
+    def _plain_keys(cls, value: list[str]) -> list[str]:
+        for key in value:
+            if not re.fullmatch(r"[A-Za-z0-9_\-]{1,64}", key):
+                raise ValueError(f"{key!r}: a product property is letters, digits, '_' or '-'")
+        return value
+    popular_days: int = Field(30, ge=1, le=365)
+    """`computed.popular`: the most bought products over this many days."""
+    recommend: int = Field(5, ge=1, le=50)
+    """How many products a recommendation list holds."""
+
+
 class WarehouseSettings(BaseModel):
     """Warehouse mode: read an existing events table in place through Ibis (docs/lifecycle.md#warehouse-mode)."""
 
@@ -450,6 +475,7 @@ class Settings(BaseSettings):
     """An Ibis backend URL (e.g. `pyspark://`, `duckdb:///lake.duckdb`) to read events from instead of the
     workspace's DuckDB file: warehouse mode, read in place with the `[warehouse]` column mapping."""
     warehouse: WarehouseSettings = Field(default_factory=WarehouseSettings)
+    commerce: CommerceSettings = Field(default_factory=CommerceSettings)
     sender: SenderSettings = Field(default_factory=SenderSettings)
     prices: PriceSettings = Field(default_factory=PriceSettings)
     providers: ProviderRoutes = Field(default_factory=ProviderRoutes)

@@ -516,8 +516,30 @@ class Workspace:
             return {}
         found = readers.load_many(session, self.settings, {p for _, p, _ in wanted.values()})
         values = readers.workspace_values(self.settings)
-        return {key: personalise(prepared, found[profile_id], workspace=values, event=event)
+        worked_out: dict[tuple[int, str], dict[str, Any]] = {}
+        for prepared in {id(p): p for p, _, _ in wanted.values()}.values():
+            people = sorted({p for t, p, _ in wanted.values() if t is prepared and p in found})
+            for person, value in self._computed(prepared, people).items():
+                worked_out[(id(prepared), person)] = value
+        return {key: personalise(prepared, found[profile_id], workspace=values, event=event,
+                                 computed=worked_out.get((id(prepared), profile_id)))
                 for key, (prepared, profile_id, event) in wanted.items() if profile_id in found}
+
+    def _computed(self, prepared: Any, people: list[str]) -> dict[str, dict[str, Any]]:
+        """The `computed` values the prepared message's texts read, for these people (templates/computed.py);
+        what all its people share is read once per send."""
+        from nudgekit.templates.computed import Computer, used
+
+        if "names" not in prepared.memo:
+            prepared.memo["names"] = used(prepared.texts())
+        names = prepared.memo["names"]
+        if not names:
+            return {}
+        if self.settings.events_url:
+            raise FieldError("computed", "computed values are worked out from the workspace's own event store; "
+                             "in warehouse mode (events_url) templates cannot use them yet")
+        computer = prepared.memo.setdefault("computer", Computer(self.events, self.settings, self.clock()))
+        return computer.compute(names, people)
 
     def _person(self, session: Any, user: str) -> Any:
         from nudgekit.policy import people

@@ -37,6 +37,7 @@ from sqlalchemy.orm import Session
 
 from nudgekit.profiles.contacts import FieldError
 from nudgekit.store.state import MessageTemplate
+from nudgekit.templates import computed
 from nudgekit.templates.render import _TAG, TemplateProblem, check, dynamic, snippets_used
 from nudgekit.vocabulary import MessageChannel
 
@@ -125,6 +126,12 @@ class Prepared:
     version: int | None = None
     snippets: Mapping[str, int] = field(default_factory=dict)
     """The versions of the snippets in `library`."""
+    memo: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    """What a send works out once for all its people (the computed values its texts use, shared lists)."""
+
+    def texts(self) -> list[str]:
+        """Every text it may render: its fields' in every language, and the snippets'."""
+        return [t for fields in self.variants.values() for _, t in _texts(fields, "")] + list(self.library.values())
 
     @property
     def label(self) -> str | None:
@@ -175,10 +182,14 @@ def check_texts(variants: Mapping[str, Mapping[str, Any]], library: Mapping[str,
             try:
                 check(text, html=path.split(".")[0] in HTML_FIELDS)
                 unknown = sorted(snippets_used(text) - set(library))
+                strange = computed.unknown(computed.used([text]))
             except TemplateProblem as exc:
                 raise FieldError(where, f"the template cannot be read: {exc}") from None
             if unknown:
                 raise FieldError(where, f"there is no snippet called {unknown[0]!r}: save it first")
+            if strange:
+                raise FieldError(where, f"computed.{strange[0]} is not a value nudgekit works out (it knows "
+                                 f"{', '.join(computed.KNOWN)})")
 
 
 Checker = Callable[[MessageChannel, dict[str, Any]], Any]

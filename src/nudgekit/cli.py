@@ -1875,6 +1875,7 @@ def preview(
     event: Annotated[str | None, typer.Option(help='The triggering event as JSON, e.g. \'{"event": "Product '
                                                    'Viewed", "properties": {"name": "운동화"}}\'.')] = None,
     at: AtOpt = None,
+    campaign: Annotated[str | None, typer.Option(help="The campaign it is for (links' utm_campaign).")] = None,
     home: HomeOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -1897,7 +1898,7 @@ def preview(
     chosen = _segment(segment) if segment is not None else None
     with workspace(home) as ws:
         asked: dict[str, Any] = {"template": template, "template_version": version, "channel": channel,
-                                 "event": happened, "at": _moment(at, ws)}
+                                 "event": happened, "at": _moment(at, ws), "campaign": campaign}
         if text is not None:
             asked["text"] = text
         try:

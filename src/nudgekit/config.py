@@ -108,6 +108,24 @@ class CommerceSettings(BaseModel):
     """How many products a recommendation list holds."""
 
 
+class LinkSettings(BaseModel):
+    """Links in messages (docs/templates.md#links): which web domains are the workspace's own, whose links get
+    UTM parameters (none listed: links are left as written)."""
+
+    domains: list[str] = Field(default_factory=list)
+    """e.g. ["shop.example"]: links to it and its subdomains are tagged."""
+    utm_source: str = "nudgekit"
+
+    @field_validator("domains")
+    @classmethod
+    def _hosts(cls, value: list[str]) -> list[str]:
+        hosts = [d.strip().lower().removeprefix("https://").removeprefix("http://").strip("/") for d in value]
+        for host in hosts:
+            if not re.fullmatch(r"[a-z0-9.-]+\.[a-z]{2,}", host):
+                raise ValueError(f"{host!r} is not a domain (write shop.example)")
+        return hosts
+
+
 class WarehouseSettings(BaseModel):
     """Warehouse mode: read an existing events table in place through Ibis (docs/lifecycle.md#warehouse-mode)."""
 
@@ -476,6 +494,7 @@ class Settings(BaseSettings):
     workspace's DuckDB file: warehouse mode, read in place with the `[warehouse]` column mapping."""
     warehouse: WarehouseSettings = Field(default_factory=WarehouseSettings)
     commerce: CommerceSettings = Field(default_factory=CommerceSettings)
+    links: LinkSettings = Field(default_factory=LinkSettings)
     sender: SenderSettings = Field(default_factory=SenderSettings)
     prices: PriceSettings = Field(default_factory=PriceSettings)
     providers: ProviderRoutes = Field(default_factory=ProviderRoutes)

@@ -541,6 +541,19 @@ class Workspace:
         computer = prepared.memo.setdefault("computer", Computer(self.events, self.settings, self.clock()))
         return computer.compute(names, people)
 
+    def _linked(self, kind: MessageChannel, fields: dict[str, Any], campaign: str | None, prepared: Any) -> dict[str, Any]:
+        """The fields with UTM parameters on links to the workspace's own domains (templates/links.py)."""
+        from nudgekit.templates import links
+
+        domains = self.settings.links.domains
+        if not domains:
+            return fields
+        name = prepared.name if prepared is not None else None
+        return links.tag(kind, fields, domains, {
+            "utm_source": self.settings.links.utm_source, "utm_medium": links.medium(kind),
+            "utm_campaign": campaign or name or "transactional",
+            "utm_content": prepared.label if prepared is not None and prepared.name else None})
+
     def _person(self, session: Any, user: str) -> Any:
         from nudgekit.policy import people
 
@@ -576,6 +589,7 @@ class Workspace:
                 if isinstance(done.result, Unrendered):
                     raise NotRendered(done.result)
                 fields = done.result.fields
+            fields = self._linked(kind, fields, options.get("campaign"), prepared)
             candidate = self._candidate(state, kind, fields, options)
             judge = chain.evaluate if dry else chain.gate
             return judge(candidate, person, moment, state), person
@@ -664,7 +678,7 @@ class Workspace:
 
     def preview(self, user: str, *, template: str | Path | None = None, template_version: int | None = None,
                 channel: Any = None, event: dict[str, Any] | None = None, at: datetime | None = None,
-                **fields: Any) -> dict[str, Any]:
+                campaign: str | None = None, **fields: Any) -> dict[str, Any]:
         """Exactly what `user` would receive, and nothing claimed or recorded: the message rendered for them
         (a saved template by name, a template file not saved yet, or `fields` with `channel`), then as the
         policy chain leaves it (label, opt-out line, the SMS/LMS choice) with its size and cost, and what the
@@ -698,8 +712,9 @@ class Workspace:
                 return {**out, "rendered": None, "unrendered": {
                     "reason": done.result.reason, "field": done.result.field, "detail": done.result.detail}}
             state = self._policy_state(session, PolicyStage.CHECK)
+            going = self._linked(prepared.channel, done.result.fields, campaign, prepared)
             try:
-                candidate = self._candidate(state, prepared.channel, done.result.fields, {})
+                candidate = self._candidate(state, prepared.channel, going, {"campaign": campaign})
             except FieldError as exc:
                 return {**out, "rendered": None, "unrendered": {
                     "reason": "template_error", "field": exc.field, "detail": f"as rendered: {exc.reason}"}}

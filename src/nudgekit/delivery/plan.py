@@ -146,6 +146,7 @@ def _plan_in(ws: Workspace, session: Any, batch: list[tuple[Request, str | None]
                                     detail))
                 continue
             fields = done.result.fields
+        fields = ws._linked(request.channel, fields, request.campaign, request.template)
         try:
             candidate = _candidate(ws, state, request, message_id, fields)
         except FieldError as exc:

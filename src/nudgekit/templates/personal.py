@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from nudgekit.profiles.contacts import FieldError
+from nudgekit.templates import links
 from nudgekit.templates.people import Reader
 from nudgekit.templates.render import Context, Rendered, Unrendered, choose, render
 from nudgekit.templates.store import HTML_FIELDS, Prepared
@@ -39,4 +40,10 @@ def personalise(prepared: Prepared, reader: Reader, *, workspace: Mapping[str, A
     language, fields = choose(prepared.variants, reader.language, prepared.fallback)
     context = Context(reader.user, event, computed or {}, workspace, locale_of(language), reader.zone,
                       prepared.channel.value)
-    return Personal(language, render(fields, context, html=HTML_FIELDS, library=prepared.library))
+    result = render(fields, context, html=HTML_FIELDS, library=prepared.library)
+    if isinstance(result, Rendered):
+        try:
+            links.check(result.fields)
+        except links.BadLink as exc:
+            return Personal(language, Unrendered("template_error", exc.reason, exc.field))
+    return Personal(language, result)

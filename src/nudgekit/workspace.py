@@ -506,24 +506,23 @@ class Workspace:
                              f"{kind.value}")
         return prepared
 
-    def _personals(self, session: Any, wanted: dict[Any, tuple[Any, str, Any]]) -> dict[Any, Any]:
-        """Each wanted message (key -> (Prepared, profile id, event)) rendered for its person: a Personal,
-        absent for a person the workspace does not know."""
-        from nudgekit.templates import people as readers
+    def _personals(self, session: Any, wanted: dict[Any, tuple[Any, Any, Any]]) -> dict[Any, Any]:
+        """Each wanted message (key -> (Prepared, Person, event)) rendered for its person: a Personal."""
+        from nudgekit.templates import people
         from nudgekit.templates.personal import personalise
 
         if not wanted:
             return {}
-        found = readers.load_many(session, self.settings, {p for _, p, _ in wanted.values()})
-        values = readers.workspace_values(self.settings)
+        found = people.readers(session, {p.profile_id: p for _, p, _ in wanted.values()})
+        values = people.workspace_values(self.settings)
         worked_out: dict[tuple[int, str], dict[str, Any]] = {}
-        for prepared in {id(p): p for p, _, _ in wanted.values()}.values():
-            people = sorted({p for t, p, _ in wanted.values() if t is prepared and p in found})
-            for person, value in self._computed(prepared, people).items():
-                worked_out[(id(prepared), person)] = value
-        return {key: personalise(prepared, found[profile_id], workspace=values, event=event,
-                                 computed=worked_out.get((id(prepared), profile_id)))
-                for key, (prepared, profile_id, event) in wanted.items() if profile_id in found}
+        for prepared in {id(t): t for t, _, _ in wanted.values()}.values():
+            ids = sorted({p.profile_id for t, p, _ in wanted.values() if t is prepared})
+            for profile_id, value in self._computed(prepared, ids).items():
+                worked_out[(id(prepared), profile_id)] = value
+        return {key: personalise(prepared, found[person.profile_id], workspace=values, event=event,
+                                 computed=worked_out.get((id(prepared), person.profile_id)))
+                for key, (prepared, person, event) in wanted.items()}
 
     def _computed(self, prepared: Any, people: list[str]) -> dict[str, dict[str, Any]]:
         """The `computed` values the prepared message's texts read, for these people (templates/computed.py);
@@ -538,8 +537,9 @@ class Workspace:
         if self.settings.events_url:
             raise FieldError("computed", "computed values are worked out from the workspace's own event store; "
                              "in warehouse mode (events_url) templates cannot use them yet")
-        computer = prepared.memo.setdefault("computer", Computer(self.events, self.settings, self.clock()))
-        return computer.compute(names, people)
+        if "computer" not in prepared.memo:
+            prepared.memo["computer"] = Computer(self.events, self.settings, self.clock())
+        return prepared.memo["computer"].compute(names, people)
 
     def _linked(self, kind: MessageChannel, fields: dict[str, Any], campaign: str | None, prepared: Any) -> dict[str, Any]:
         """The fields with UTM parameters on links to the workspace's own domains (templates/links.py)."""
@@ -585,7 +585,7 @@ class Workspace:
             person = self._person(session, user)
             prepared = self._prepared(session, kind, fields, from_template, version)
             if prepared is not None:
-                done = self._personals(session, {0: (prepared, person.profile_id, event)})[0]
+                done = self._personals(session, {0: (prepared, person, event)})[0]
                 if isinstance(done.result, Unrendered):
                     raise NotRendered(done.result)
                 fields = done.result.fields
@@ -683,48 +683,8 @@ class Workspace:
         (a saved template by name, a template file not saved yet, or `fields` with `channel`), then as the
         policy chain leaves it (label, opt-out line, the SMS/LMS choice) with its size and cost, and what the
         chain would do with it at `at` (now by default). A message that cannot be rendered says why."""
-        from nudgekit.policy import chain
-        from nudgekit.templates import store
-        from nudgekit.templates.render import Unrendered
-
-        event = _event(event)
-        moment = self._local(at or self.clock())
-        with self.sessions() as session:
-            person = self._person(session, user)
-            if template is not None and Path(template).suffix.lower() in (".yaml", ".yml", ".json"):
-                prepared = store.unsaved(session, store.read_file(Path(template)), self.settings.language,
-                                         self._checker)
-            elif template is not None:
-                prepared = store.prepare(session, str(template), template_version, self.settings.language)
-            else:
-                if channel is None:
-                    raise FieldError("channel", "name the channel of the message (or a saved template)")
-                kind = _enum(MessageChannel, channel, "channel")
-                prepared = self._prepared(session, kind, fields, None, None) or store.Prepared(
-                    kind, {self.settings.language: fields}, self.settings.language)
-            if channel is not None and _enum(MessageChannel, channel, "channel") != prepared.channel:
-                raise FieldError("channel", f"the template is for {prepared.channel.value}, not {channel}")
-            done = self._personals(session, {0: (prepared, person.profile_id, event)})[0]
-            out: dict[str, Any] = {"user": user, "profile_id": person.profile_id, "channel": prepared.channel.value,
-                                   "template": prepared.label, "language": done.language,
-                                   "snippets": dict(prepared.snippets)}
-            if isinstance(done.result, Unrendered):
-                return {**out, "rendered": None, "unrendered": {
-                    "reason": done.result.reason, "field": done.result.field, "detail": done.result.detail}}
-            state = self._policy_state(session, PolicyStage.CHECK)
-            going = self._linked(prepared.channel, done.result.fields, campaign, prepared)
-            try:
-                candidate = self._candidate(state, prepared.channel, going, {"campaign": campaign})
-            except FieldError as exc:
-                return {**out, "rendered": None, "unrendered": {
-                    "reason": "template_error", "field": exc.field, "detail": f"as rendered: {exc.reason}"}}
-            ruling = chain.evaluate(candidate, person, moment, state)
-        final = ruling.candidate
-        return {**out, "rendered": done.result.fields,
-                "goes_out": final.message.model_dump(mode="json", exclude_none=True, exclude_defaults=True),
-                "check": final.checked.as_dict(),
-                "policy": {k: v for k, v in ruling.as_dict().items() if k in ("action", "reason", "until",
-                                                                             "decisions", "purpose")}}
+        return self._previews([user], template=template, template_version=template_version, channel=channel,
+                              event=event, at=at, campaign=campaign, **fields)[0]
 
     def preview_sample(self, count: int, *, segment: Any = None, seed: int | None = None,
                        **preview: Any) -> dict[str, Any]:
@@ -741,12 +701,66 @@ class Workspace:
                 pool = list(session.scalars(select(Profile.profile_id).where(Profile.merged_into.is_(None))))
         pool.sort()
         picked = random.Random(seed).sample(pool, min(count, len(pool)))
-        shown = [self.preview(p, **preview) for p in picked]
+        shown = self._previews(picked, **preview) if picked else []
         outcomes: dict[str, int] = {}
         for one in shown:
             key = one["unrendered"]["reason"] if one["rendered"] is None else "rendered"
             outcomes[key] = outcomes.get(key, 0) + 1
         return {"population": len(pool), "sampled": len(shown), "outcomes": outcomes, "previews": shown}
+
+    def _previews(self, users: list[str], *, template: str | Path | None = None, template_version: int | None = None,
+                  channel: Any = None, event: dict[str, Any] | None = None, at: datetime | None = None,
+                  campaign: str | None = None, **fields: Any) -> list[dict[str, Any]]:
+        """`preview` for several people: the message prepared once, rendered for all of them together."""
+        from nudgekit.policy import chain
+        from nudgekit.templates import store
+        from nudgekit.templates.render import Unrendered
+
+        event = _event(event)
+        moment = self._local(at or self.clock())
+        with self.sessions() as session:
+            persons = [self._person(session, user) for user in users]
+            if template is not None and Path(template).suffix.lower() in (".yaml", ".yml", ".json"):
+                prepared = store.unsaved(session, store.read_file(Path(template)), self.settings.language,
+                                         self._checker)
+            elif template is not None:
+                prepared = store.prepare(session, str(template), template_version, self.settings.language)
+            else:
+                if channel is None:
+                    raise FieldError("channel", "name the channel of the message (or a saved template)")
+                kind = _enum(MessageChannel, channel, "channel")
+                prepared = self._prepared(session, kind, fields, None, None) or store.Prepared(
+                    kind, {self.settings.language: fields}, self.settings.language)
+            if channel is not None and _enum(MessageChannel, channel, "channel") != prepared.channel:
+                raise FieldError("channel", f"the template is for {prepared.channel.value}, not {channel}")
+            personal = self._personals(session, {i: (prepared, p, event) for i, p in enumerate(persons)})
+            state = self._policy_state(session, PolicyStage.CHECK)
+            shown = []
+            for i, (user, person) in enumerate(zip(users, persons, strict=True)):
+                done = personal[i]
+                out: dict[str, Any] = {"user": user, "profile_id": person.profile_id,
+                                       "channel": prepared.channel.value, "template": prepared.label,
+                                       "language": done.language, "snippets": dict(prepared.snippets)}
+                if isinstance(done.result, Unrendered):
+                    shown.append({**out, "rendered": None, "unrendered": {
+                        "reason": done.result.reason, "field": done.result.field, "detail": done.result.detail}})
+                    continue
+                going = self._linked(prepared.channel, done.result.fields, campaign, prepared)
+                try:
+                    candidate = self._candidate(state, prepared.channel, going, {"campaign": campaign})
+                except FieldError as exc:
+                    shown.append({**out, "rendered": None, "unrendered": {
+                        "reason": "template_error", "field": exc.field, "detail": f"as rendered: {exc.reason}"}})
+                    continue
+                ruling = chain.evaluate(candidate, person, moment, state)
+                final = ruling.candidate
+                shown.append({**out, "rendered": done.result.fields,
+                              "goes_out": final.message.model_dump(mode="json", exclude_none=True,
+                                                                   exclude_defaults=True),
+                              "check": final.checked.as_dict(),
+                              "policy": {k: v for k, v in ruling.as_dict().items()
+                                         if k in ("action", "reason", "until", "decisions", "purpose")}})
+        return shown
 
     # -- delivery ----------------------------------------------------------------------------------
 

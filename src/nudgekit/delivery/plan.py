@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from nudgekit.delivery import outbox
 from nudgekit.delivery.outbox import Planned
 from nudgekit.policy import chain, ledger, people
-from nudgekit.policy.decision import OPTIONS
+from nudgekit.policy.decision import OPTIONS, purpose_for
 from nudgekit.profiles.contacts import FieldError
 from nudgekit.templates.render import Unrendered
 from nudgekit.vocabulary import Action, MessageChannel, MessagePurpose, OutboxState, PolicyStage
@@ -131,8 +131,9 @@ def _plan_in(ws: Workspace, session: Any, batch: list[tuple[Request, str | None]
             counted.existing += 1
             continue
         fresh[message_id] = (request, profile_id)
-    personal = ws._personals(session, {m: (r.template, p, r.event) for m, (r, p) in fresh.items()
-                                       if r.template is not None and p is not None})
+    persons = people.load_many(session, ws.settings, [p for _, p in fresh.values() if p])
+    personal = ws._personals(session, {m: (r.template, persons[p], r.event) for m, (r, p) in fresh.items()
+                                       if r.template is not None and p in persons})
     wanted: dict[str, tuple[Request, str | None, Any, dict[str, Any]]] = {}
     planned = []
     for message_id, (request, profile_id) in fresh.items():
@@ -156,7 +157,6 @@ def _plan_in(ws: Workspace, session: Any, batch: list[tuple[Request, str | None]
                                 "template_error", f"{exc.field} as rendered: {exc.reason}"))
             continue
         wanted[message_id] = (request, profile_id, candidate, fields)
-    persons = people.load_many(session, ws.settings, [p for _, p, _, _ in wanted.values() if p])
     judged = [(c, persons[p]) for _, p, c, _ in wanted.values() if p in persons]
     rulings = {r.candidate.message_id: r for r in chain.gate_many(judged, now, state, locked=True)}
     for message_id, (request, profile_id, candidate, fields) in wanted.items():
@@ -198,7 +198,7 @@ def _row(request: Request, profile_id: str | None, fields: dict[str, Any], purpo
     its channel (whose purpose is then what the fields as written say)."""
     if isinstance(purpose, MessageChannel):
         written = next(iter(request.template.variants.values())) if request.template else request.fields
-        purpose = _written_purpose(purpose, written)
+        purpose = purpose_for(purpose, written.get("ad") is True)
     in_doubt = request.in_doubt or ("hold" if purpose == MessagePurpose.ADVERTISING else "resend")
     return Planned(key=request.key, channel=request.channel.value, purpose=purpose.value, fields=fields,
                    options=request.options, profile_id=profile_id, campaign=request.campaign, to=request.to,
@@ -214,7 +214,3 @@ def source(request: Request) -> dict[str, Any] | None:
     asked = {"template": request.template.name} if request.template.name else {"fields": request.fields}
     return {**asked, "event": request.event}
 
-
-def _written_purpose(channel: MessageChannel, fields: Mapping[str, Any]) -> MessagePurpose:
-    ad = channel == MessageChannel.BRAND_MESSAGE or fields.get("ad") is True
-    return MessagePurpose.ADVERTISING if ad else MessagePurpose.INFORMATIONAL

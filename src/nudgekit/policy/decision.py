@@ -57,9 +57,13 @@ class Candidate:
 
 
 def purpose_of(channel: MessageChannel, message: BaseModel) -> MessagePurpose:
+    return purpose_for(channel, getattr(message, "ad", False) is True)
+
+
+def purpose_for(channel: MessageChannel, ad: bool) -> MessagePurpose:
     """A Brand Message is advertising by nature; any other message is what its `ad` flag says."""
-    ad = channel == MessageChannel.BRAND_MESSAGE or getattr(message, "ad", False)
-    return MessagePurpose.ADVERTISING if ad else MessagePurpose.INFORMATIONAL
+    advertising = channel == MessageChannel.BRAND_MESSAGE or ad
+    return MessagePurpose.ADVERTISING if advertising else MessagePurpose.INFORMATIONAL
 
 
 OPTIONS = ("message_id", "campaign", "priority", "night", "window", "once_per_hours", "budget_krw", "goods")
@@ -81,6 +85,11 @@ class Person:
     email: str | None = None
     tokens: tuple[str, ...] = ()
     """Their push tokens that can still receive, newest first."""
+    user_id: str | None = None
+    language: str | None = None
+    kakao_reachable: bool | None = None
+    traits: Mapping[str, Any] = field(default_factory=dict)
+    """What templates read of them besides the above (templates/people.py)."""
 
     def consented(self, channel: Channel, purpose: Purpose) -> ConsentState | None:
         return self.consent.get((channel, purpose))

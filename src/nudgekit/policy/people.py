@@ -33,8 +33,9 @@ def load_many(session: Session, settings: Settings, profile_ids: Iterable[str]) 
     profiles, tokens, tests = [], defaultdict(list), set()
     records: dict[str, list[Any]] = defaultdict(list)
     for chunk in in_batches(ids):
-        profiles += session.execute(select(Profile.profile_id, Profile.phone, Profile.email, Profile.timezone,
-                                           Profile.traits).where(Profile.profile_id.in_(chunk))).all()
+        profiles += session.execute(select(
+            Profile.profile_id, Profile.phone, Profile.email, Profile.timezone, Profile.traits, Profile.user_id,
+            Profile.language, Profile.kakao_reachable).where(Profile.profile_id.in_(chunk))).all()
         for owner, token in session.execute(select(PushToken.profile_id, PushToken.token).where(
                 PushToken.profile_id.in_(chunk), PushToken.status == TokenStatus.VALID.value,
         ).order_by(PushToken.updated_at.desc())):
@@ -52,7 +53,8 @@ def load_many(session: Session, settings: Settings, profile_ids: Iterable[str]) 
         held = history.states(records[profile.profile_id])
         people[profile.profile_id] = Person(
             profile.profile_id, zone, country, _with_refusals(held, refusals, profile.phone, profile.email),
-            profile.profile_id in tests, profile.phone, profile.email, tuple(tokens[profile.profile_id]))
+            profile.profile_id in tests, profile.phone, profile.email, tuple(tokens[profile.profile_id]),
+            profile.user_id, profile.language, profile.kakao_reachable, profile.traits or {})
     return people
 
 

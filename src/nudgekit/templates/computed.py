@@ -23,10 +23,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
-from jinja2 import nodes
+from jinja2 import TemplateSyntaxError, nodes
 
 from nudgekit.config import Settings
-from nudgekit.templates.render import ENVIRONMENTS, TemplateProblem, normalise
+from nudgekit.templates.render import ENVIRONMENTS, normalise
 
 KNOWN = {
     "last_viewed": "the product they viewed last",
@@ -48,16 +48,16 @@ MIN_GAPS = 3
 
 
 def used(texts: Iterable[str]) -> set[str]:
-    """The names templates read under `computed` (`computed.cart`, `computed["cart"]`); TemplateProblem for a
-    text that cannot be read."""
+    """The names templates read under `computed` (`computed.cart`, `computed["cart"]`); a text that cannot
+    be read reads none (saving and rendering say what is wrong with it)."""
     found: set[str] = set()
     for text in texts:
         if "computed" not in text:
             continue
         try:
             tree = ENVIRONMENTS[False].parse(normalise(text))
-        except Exception as exc:  # noqa: BLE001 — the save and the render say it better; nothing to compute
-            raise TemplateProblem(None, str(exc)) from None
+        except TemplateSyntaxError:
+            continue
         for node in tree.find_all((nodes.Getattr, nodes.Getitem)):
             if isinstance(node.node, nodes.Name) and node.node.name == "computed":
                 if isinstance(node, nodes.Getattr):

@@ -43,7 +43,7 @@ def medium(channel: MessageChannel) -> str:
 def check(fields: Mapping[str, Any]) -> None:
     """BadLink for a link field that is not a link: no scheme, a web address without a host, or a space
     (a value rendered into it unencoded: write `{{ value|urlencode }}`)."""
-    for path, value in _link_values(fields, ""):
+    for path, value in _link_values(fields):
         if not isinstance(value, str) or not value:
             continue
         parts = urlsplit(value)
@@ -102,9 +102,10 @@ def _button(button: Any, one: Any) -> Any:
     return changed
 
 
-def _link_values(fields: Mapping[str, Any], prefix: str) -> list[tuple[str, Any]]:
-    found = [(f"{prefix}{name}", fields[name]) for name in LINK_FIELDS if name in fields]
+def _link_values(fields: Mapping[str, Any]) -> list[tuple[str, Any]]:
+    """(field path, value) of every link field, buttons' included."""
+    found = [(name, fields[name]) for name in LINK_FIELDS if name in fields]
     for i, button in enumerate(fields.get("buttons") or []):
         if isinstance(button, dict):
-            found += [(f"{prefix}buttons.{i}.{name}", button[name]) for name in ("url", *LINK_FIELDS) if name in button]
+            found += [(f"buttons.{i}.{name}", button[name]) for name in ("url", *LINK_FIELDS) if name in button]
     return found

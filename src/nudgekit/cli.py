@@ -1845,6 +1845,74 @@ def template_show(
     console.print(escape(_yaml(chosen["body"])), end="", soft_wrap=True)
 
 
+coupon_app = typer.Typer(help="Coupon pools: codes loaded in advance, one per message ({{ coupon.POOL }}).",
+                         no_args_is_help=True)
+app.add_typer(coupon_app, name="coupon")
+
+
+@coupon_app.command("load")
+def coupon_load(
+    pool: Annotated[str, typer.Argument(help="The pool's name, as templates write it: coupon.NAME.")],
+    file: Annotated[Path, typer.Argument(help="A text or CSV file, one code per line (first column).")],
+    home: HomeOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Add codes to a pool (made by its first load). Codes the pool has already are left alone; bad lines
+    are reported and the rest are loaded (exit code 1 when any line was bad)."""
+    json_errors(as_json)
+    with workspace(home) as ws:
+        loaded = ws.load_coupons(pool, file)
+        free = next((p["free"] for p in ws.coupon_pools() if p["pool"] == loaded.pool), 0)
+    if as_json:
+        emit_json({**loaded.as_dict(), "free": free})
+    else:
+        console.print(f"[green]✓[/] {escape(loaded.pool)}: {loaded.added:,} codes added, {loaded.already:,} it had "
+                      f"already, {loaded.repeated:,} repeated in the file; {free:,} free now")
+        for bad in loaded.bad[:20]:
+            console.print(f"[red]✗[/] line {bad['line']}: {escape(bad['code'])!r}: {bad['why']}")
+        if len(loaded.bad) > 20:
+            console.print(f"[red]✗[/] … and {len(loaded.bad) - 20:,} more bad lines (--json lists them all)")
+    if loaded.bad:
+        raise typer.Exit(1)
+
+
+@coupon_app.command("list")
+def coupon_list(home: HomeOpt = None, as_json: JsonOpt = False) -> None:
+    """Every pool: its codes, how many are free and taken."""
+    json_errors(as_json)
+    with workspace(home) as ws:
+        found = ws.coupon_pools()
+        zone = ws.settings.zone
+    if as_json:
+        emit_json(found)
+        return
+    table = Table("pool", "codes", "free", "taken", "last loaded", "last taken")
+    for p in found:
+        table.add_row(escape(p["pool"]), f"{p['codes']:,}", f"[red]{p['free']:,}[/]" if not p["free"] else
+                      f"{p['free']:,}", f"{p['taken']:,}", _when(p["last_loaded"], zone) or "",
+                      _when(p["last_taken"], zone) or "")
+    console.print(table if found else "no coupon pools yet: nudge coupon load POOL FILE")
+
+
+@coupon_app.command("find")
+def coupon_find(code: str, home: HomeOpt = None, as_json: JsonOpt = False) -> None:
+    """Who holds a code: the message and person it was given to (in every pool that has it)."""
+    json_errors(as_json)
+    with workspace(home) as ws:
+        found = ws.find_coupon(code)
+        zone = ws.settings.zone
+    if as_json:
+        emit_json(found)
+    elif not found:
+        console.print(f"no pool has the code {escape(code)!r}")
+    for c in [] if as_json else found:
+        held = (f"given to {escape(c['profile_id'] or '?')} in message {escape(c['message_id'])} at "
+                f"{_when(c['taken_at'], zone)}" if c["message_id"] else "free")
+        console.print(f"{escape(c['pool'])}: {escape(c['code'])} — {held}")
+    if not found:
+        raise typer.Exit(1)
+
+
 def _yaml(data: Any) -> str:
     """YAML as a person writes it: texts of several lines as blocks (`|`), long lines not folded."""
     import yaml
@@ -1946,6 +2014,9 @@ def _print_preview(found: dict[str, Any], zone: tzinfo) -> None:
     policy = found["policy"]
     until = datetime.fromisoformat(policy["until"]) if policy["until"] else None
     console.print(f"policy now: {_verdict(policy['action'], policy['reason'], until, zone)}")
+    if found.get("coupons"):
+        shown = ", ".join(f"{pool} {code}" for pool, code in sorted(found["coupons"].items()))
+        console.print(f"[dim]coupon codes: {escape(shown)} (the next free ones; a preview takes none)[/]")
 
 
 def _print_sample(found: dict[str, Any]) -> None:

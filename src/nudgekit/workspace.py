@@ -54,6 +54,7 @@ from nudgekit.store.state import (
     make_sessionmaker,
 )
 from nudgekit.vocabulary import (
+    Action,
     Channel,
     ConsentChange,
     ConsentSource,
@@ -506,9 +507,12 @@ class Workspace:
                              f"{kind.value}")
         return prepared
 
-    def _personals(self, session: Any, wanted: dict[Any, tuple[Any, Any, Any]]) -> dict[Any, Any]:
-        """Each wanted message (key -> (Prepared, Person, event)) rendered for its person: a Personal."""
-        from nudgekit.templates import people
+    def _personals(self, session: Any, wanted: dict[Any, tuple[Any, Any, Any]], *,
+                   take: bool = False) -> dict[Any, Any]:
+        """Each wanted message (key -> (Prepared, Person, event)) rendered for its person: a Personal. With
+        `take` the keys are message ids and each takes its coupon codes (templates/coupons.py) in the
+        session's transaction; otherwise the codes shown are the next free ones, taken by nobody."""
+        from nudgekit.templates import coupons, people
         from nudgekit.templates.personal import personalise
 
         if not wanted:
@@ -516,12 +520,21 @@ class Workspace:
         found = people.readers(session, {p.profile_id: p for _, p, _ in wanted.values()})
         values = people.workspace_values(self.settings)
         worked_out: dict[tuple[int, str], dict[str, Any]] = {}
+        pools: dict[str, list[Any]] = {}
         for prepared in {id(t): t for t, _, _ in wanted.values()}.values():
             ids = sorted({p.profile_id for t, p, _ in wanted.values() if t is prepared})
             for profile_id, value in self._computed(prepared, ids).items():
                 worked_out[(id(prepared), profile_id)] = value
+            if "pools" not in prepared.memo:
+                prepared.memo["pools"] = coupons.used(prepared.texts())
+            for pool in prepared.memo["pools"]:
+                pools.setdefault(pool, []).extend(
+                    (key, person.profile_id) if take else key
+                    for key, (t, person, _) in wanted.items() if t is prepared)
+        codes = (coupons.take(session, pools, self.clock()) if take else coupons.peek(session, pools)) if pools \
+            else {}
         return {key: personalise(prepared, found[person.profile_id], workspace=values, event=event,
-                                 computed=worked_out.get((id(prepared), person.profile_id)))
+                                 computed=worked_out.get((id(prepared), person.profile_id)), coupons=codes.get(key))
                 for key, (prepared, person, event) in wanted.items()}
 
     def _computed(self, prepared: Any, people: list[str]) -> dict[str, dict[str, Any]]:
@@ -569,6 +582,7 @@ class Workspace:
         the Person it judged."""
         from nudgekit.policy import chain
         from nudgekit.policy.decision import OPTIONS
+        from nudgekit.templates import coupons
         from nudgekit.templates.personal import NotRendered
         from nudgekit.templates.render import Unrendered
 
@@ -585,14 +599,20 @@ class Workspace:
             person = self._person(session, user)
             prepared = self._prepared(session, kind, fields, from_template, version)
             if prepared is not None:
-                done = self._personals(session, {0: (prepared, person, event)})[0]
+                if not dry and not options.get("message_id"):
+                    options["message_id"] = f"msg-{uuid.uuid4().hex}"  # the id its coupon codes are held by
+                key = options.get("message_id") or 0
+                done = self._personals(session, {key: (prepared, person, event)}, take=not dry)[key]
                 if isinstance(done.result, Unrendered):
                     raise NotRendered(done.result)
                 fields = done.result.fields
             fields = self._linked(kind, fields, options.get("campaign"), prepared)
             candidate = self._candidate(state, kind, fields, options)
             judge = chain.evaluate if dry else chain.gate
-            return judge(candidate, person, moment, state), person
+            ruling = judge(candidate, person, moment, state)
+            if not dry and ruling.action == Action.SKIP and prepared is not None:
+                coupons.release(session, [candidate.message_id])
+            return ruling, person
 
     def check_for(self, channel: Any, user: str, *, at: datetime | None = None, **options_and_fields: Any) -> Any:
         """What the policy chain says, rule by rule, about sending this message to this user at `at` (now by
@@ -623,9 +643,12 @@ class Workspace:
         from nudgekit.channels import feedback
         from nudgekit.channels.provider import Verdict
         from nudgekit.policy import chain, suppression
+        from nudgekit.templates import coupons
 
         ruling, person = self._pass(channel, user, PolicyStage.HANDOVER, self.clock(), options_and_fields)
         if not ruling.sends:
+            with self.sessions.begin() as session:
+                coupons.release(session, [ruling.candidate.message_id])
             return PersonSend(ruling, [])
         final = ruling.candidate
         with self.sessions() as session:
@@ -639,6 +662,7 @@ class Workspace:
         if not went:
             with self.sessions.begin() as session:
                 chain.release(session, final.message_id)
+                coupons.release(session, [final.message_id])
         return PersonSend(ruling, results)
 
     # -- templates ---------------------------------------------------------------------------------
@@ -675,6 +699,38 @@ class Workspace:
         if not found:
             raise FieldError("template", f"no template or snippet called {name!r}")
         return found
+
+    def load_coupons(self, pool: str, codes: Iterable[str] | Path) -> Any:
+        """Add codes to a coupon pool (`{{ coupon.POOL }}` in a template): a list of codes, or a text or CSV
+        file (first column; a header line such as `code` is passed over). A code the pool has already is left
+        alone; a bad one (empty, spaces, longer than 64) is reported by line and the rest are loaded.
+        Returns templates.coupons.Loaded."""
+        from nudgekit.templates import coupons
+
+        if isinstance(codes, Path):
+            if not codes.is_file():
+                raise FieldError("file", f"{codes} is not a file")
+            lines: Iterable[tuple[int, str]] = coupons.read_codes(codes)
+        elif isinstance(codes, str):
+            raise FieldError("codes", "give a list of codes or a Path to a file of them")
+        else:
+            lines = enumerate((str(c) for c in codes), start=1)
+        with self.sessions.begin() as session:
+            return coupons.load(session, pool, lines, self.clock())
+
+    def coupon_pools(self) -> list[dict[str, Any]]:
+        """Every coupon pool with its codes, free and taken."""
+        from nudgekit.templates import coupons
+
+        with self.sessions() as session:
+            return coupons.pools(session)
+
+    def find_coupon(self, code: str) -> list[dict[str, Any]]:
+        """Who holds a code (in every pool that has it): the message, the person and since when."""
+        from nudgekit.templates import coupons
+
+        with self.sessions() as session:
+            return coupons.find(session, code)
 
     def preview(self, user: str, *, template: str | Path | None = None, template_version: int | None = None,
                 channel: Any = None, event: dict[str, Any] | None = None, at: datetime | None = None,
@@ -740,7 +796,8 @@ class Workspace:
                 done = personal[i]
                 out: dict[str, Any] = {"user": user, "profile_id": person.profile_id,
                                        "channel": prepared.channel.value, "template": prepared.label,
-                                       "language": done.language, "snippets": dict(prepared.snippets)}
+                                       "language": done.language, "snippets": dict(prepared.snippets),
+                                       "coupons": dict(done.coupons)}
                 if isinstance(done.result, Unrendered):
                     shown.append({**out, "rendered": None, "unrendered": {
                         "reason": done.result.reason, "field": done.result.field, "detail": done.result.detail}})

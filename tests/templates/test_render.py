@@ -42,7 +42,7 @@ def test_a_typical_message_with_filters_and_a_list() -> None:
     ("안녕하세요 {{ user.nick }}님", "user.nick is missing"),          # blank
     ("{{ user.city }}점", "user.city is missing"),                    # "undefined" from a JavaScript SDK
     ("{{ user.address.zip }}", "user.address.zip is missing"),
-    ("{{ coupon }}", "coupon is missing"),
+    ("{{ voucher }}", "voucher is missing"),
     ("{% if user.vip %}VIP{% endif %}", "user.vip is missing"),        # strict in tests too
     ("{{ user.tier|nim }}", "user.tier is missing"),
     ("{{ user.nickname ~ '님' }}", "user.nickname is missing"),

@@ -82,3 +82,26 @@ async def control(campaign: str, action: Literal["pause", "resume", "cancel"], w
         return await run_in_threadpool(ws.control_send, campaign, action)
     except FieldError as exc:
         raise ApiError(404 if "no campaign" in exc.reason else 409, exc.field, exc.reason) from None
+
+
+class CouponCodes(BaseModel):
+    """Codes to add to a pool; one the pool has already is left alone, a bad one is reported by position."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    codes: list[str] = Field(min_length=1, max_length=100_000)
+
+
+@router.post("/coupons/{pool}", summary="Add codes to a coupon pool ({{ coupon.POOL }} in templates)",
+             tags=["coupons"])
+async def load_coupons(pool: str, body: CouponCodes, ws: AdminWorkspace) -> dict[str, Any]:
+    try:
+        loaded = await run_in_threadpool(ws.load_coupons, pool, body.codes)
+    except FieldError as exc:
+        raise ApiError(400, exc.field, exc.reason) from None
+    return loaded.as_dict()
+
+
+@router.get("/coupons", summary="Every coupon pool: its codes, free and taken", tags=["coupons"])
+async def coupon_pools(ws: AdminWorkspace) -> list[dict[str, Any]]:
+    return await run_in_threadpool(ws.coupon_pools)

@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 
 from nudgekit.policy import chain
 from nudgekit.store.state import CampaignSend, DirectSend, OutboxAttempt, OutboxMessage, insert_missing, unless_there
+from nudgekit.templates import coupons
 from nudgekit.vocabulary import CampaignSendState, OutboxState
 
 WAITING = (OutboxState.QUEUED.value, OutboxState.DEFERRED.value)
@@ -230,6 +231,7 @@ def control(session: Session, campaign: str, state: CampaignSendState, now: date
     ids = list(session.scalars(select(OutboxMessage.message_id).where(*stopping)))
     for message_id in ids:  # the frequency-cap slots and budget they held go back
         chain.release(session, message_id)
+    coupons.release(session, ids)
     session.execute(update(OutboxMessage).where(*stopping).values(
         state=OutboxState.CANCELLED.value, worker=None, lease_until=None, reason="cancelled", updated_at=now,
         finished_at=now))

@@ -16,6 +16,7 @@ from nudgekit.delivery.outbox import Planned
 from nudgekit.policy import chain, ledger, people
 from nudgekit.policy.decision import OPTIONS, purpose_for
 from nudgekit.profiles.contacts import FieldError
+from nudgekit.templates import coupons
 from nudgekit.templates.render import Unrendered
 from nudgekit.vocabulary import Action, MessageChannel, MessagePurpose, OutboxState, PolicyStage
 
@@ -133,7 +134,7 @@ def _plan_in(ws: Workspace, session: Any, batch: list[tuple[Request, str | None]
         fresh[message_id] = (request, profile_id)
     persons = people.load_many(session, ws.settings, [p for _, p in fresh.values() if p])
     personal = ws._personals(session, {m: (r.template, persons[p], r.event) for m, (r, p) in fresh.items()
-                                       if r.template is not None and p in persons})
+                                       if r.template is not None and p in persons}, take=True)
     wanted: dict[str, tuple[Request, str | None, Any, dict[str, Any]]] = {}
     planned = []
     for message_id, (request, profile_id) in fresh.items():
@@ -177,6 +178,8 @@ def _plan_in(ws: Workspace, session: Any, batch: list[tuple[Request, str | None]
             planned.append(_row(request, profile_id, fields, purpose, OutboxState.SKIPPED, now, ruling.reason, words))
     if len(outbox.add_many(session, planned, now)) != len(planned):
         raise _Taken()
+    coupons.release(session, [row.message_id for row in planned if row.state == OutboxState.SKIPPED
+                              and (done := personal.get(row.message_id)) is not None and done.coupons])
     for row in planned:
         if row.state == OutboxState.QUEUED:
             counted.queued += 1

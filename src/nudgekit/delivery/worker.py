@@ -40,6 +40,7 @@ from nudgekit.policy import chain, ledger, people, suppression
 from nudgekit.policy.decision import Candidate, purpose_of
 from nudgekit.profiles.contacts import FieldError
 from nudgekit.store.state import OutboxMessage, limit_page_cache
+from nudgekit.templates import coupons
 from nudgekit.vocabulary import Action, EventName, MessageChannel, OutboxState, PolicyStage
 
 if TYPE_CHECKING:
@@ -257,6 +258,7 @@ class Worker:
                 item = self._reachable(session, token, row, ruling.candidate, persons[row.profile_id], state, now)
                 if item is not None:
                     ready.append(item)
+            coupons.release(session, [m for m, values in ended if values["state"] != OutboxState.DEFERRED.value])
             outbox.settle(session, token, OutboxState.CLAIMED, ended)
         return ready
 
@@ -269,6 +271,7 @@ class Worker:
         live = [a for a in suppression.addresses(final, person) if book.dead(kind, a) is None]
         if not live:
             chain.release(session, row.message_id)
+            coupons.release(session, [row.message_id])
             self._finish(session, token, row, OutboxState.FAILED, "unreachable",
                          "every address it could go to is known not to receive", now)
             return None
@@ -478,6 +481,7 @@ class Worker:
 
     def _fail(self, session: Any, row: OutboxMessage, now: datetime) -> None:
         chain.release(session, row.message_id)
+        coupons.release(session, [row.message_id])
         self.stats.failed += 1
         self._event(row, EventName.MESSAGE_FAILED, "failed", now, {"campaign": row.campaign})
 

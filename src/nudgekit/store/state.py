@@ -712,3 +712,22 @@ class MessageTemplate(Base):
     digest: Mapped[str] = mapped_column(String(64))
     note: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime]
+
+
+class CouponCode(Base):
+    """One code of a coupon pool (templates/coupons.py): free until a message takes it (`message_id`), given
+    back when that message does not go out, so no two people ever hold the same code."""
+
+    __tablename__ = "coupon_codes"
+    __table_args__ = (UniqueConstraint("pool", "code", name="uq_coupon_codes_pool_code"),
+                      Index("ix_coupon_codes_free", "pool", "message_id", "id"),
+                      Index("ix_coupon_codes_message", "message_id"))
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
+                                    autoincrement=True)
+    """Load order: codes are given out in the order they were loaded."""
+    pool: Mapped[str] = mapped_column(String(64))
+    code: Mapped[str] = mapped_column(String(64))
+    loaded_at: Mapped[datetime]
+    message_id: Mapped[str | None] = mapped_column(String(200))
+    profile_id: Mapped[str | None] = mapped_column(String(255))
+    taken_at: Mapped[datetime | None]

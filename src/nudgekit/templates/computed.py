@@ -23,10 +23,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
-from jinja2 import TemplateSyntaxError, nodes
 
 from nudgekit.config import Settings
-from nudgekit.templates.render import ENVIRONMENTS, normalise
+from nudgekit.templates.render import names_under
 
 KNOWN = {
     "last_viewed": "the product they viewed last",
@@ -48,23 +47,8 @@ MIN_GAPS = 3
 
 
 def used(texts: Iterable[str]) -> set[str]:
-    """The names templates read under `computed` (`computed.cart`, `computed["cart"]`); a text that cannot
-    be read reads none (saving and rendering say what is wrong with it)."""
-    found: set[str] = set()
-    for text in texts:
-        if "computed" not in text:
-            continue
-        try:
-            tree = ENVIRONMENTS[False].parse(normalise(text))
-        except TemplateSyntaxError:
-            continue
-        for node in tree.find_all((nodes.Getattr, nodes.Getitem)):
-            if isinstance(node.node, nodes.Name) and node.node.name == "computed":
-                if isinstance(node, nodes.Getattr):
-                    found.add(node.attr)
-                elif isinstance(node.arg, nodes.Const) and isinstance(node.arg.value, str):
-                    found.add(node.arg.value)
-    return found
+    """The names templates read under `computed` (`computed.cart`, `computed["cart"]`)."""
+    return names_under(texts, "computed")
 
 
 def unknown(names: Iterable[str]) -> list[str]:

@@ -4,7 +4,7 @@ the event that triggered it, the values computed for them and the workspace's ow
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from nudgekit.profiles.contacts import FieldError
@@ -28,6 +28,8 @@ class Personal:
     language: str
     """The variant chosen (the person's language, else the fallback)."""
     result: Rendered | Unrendered
+    coupons: Mapping[str, str] = field(default_factory=dict)
+    """The codes the message was given from coupon pools (templates/coupons.py), by pool."""
 
 
 def locale_of(language: str) -> str:
@@ -36,14 +38,16 @@ def locale_of(language: str) -> str:
 
 
 def personalise(prepared: Prepared, reader: Reader, *, workspace: Mapping[str, Any],
-                event: Mapping[str, Any] | None = None, computed: Mapping[str, Any] | None = None) -> Personal:
+                event: Mapping[str, Any] | None = None, computed: Mapping[str, Any] | None = None,
+                coupons: Mapping[str, str] | None = None) -> Personal:
     language, fields = choose(prepared.variants, reader.language, prepared.fallback)
+    coupons = coupons or {}
     context = Context(reader.user, event, computed or {}, workspace, locale_of(language), reader.zone,
-                      prepared.channel.value)
+                      prepared.channel.value, coupons)
     result = render(fields, context, html=HTML_FIELDS, library=prepared.library)
     if isinstance(result, Rendered):
         try:
             links.check(result.fields)
         except links.BadLink as exc:
-            return Personal(language, Unrendered("template_error", exc.reason, exc.field))
-    return Personal(language, result)
+            return Personal(language, Unrendered("template_error", exc.reason, exc.field), coupons)
+    return Personal(language, result, coupons)

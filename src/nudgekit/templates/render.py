@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -25,7 +25,7 @@ from types import MappingProxyType
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
-from jinja2 import BaseLoader, Environment, StrictUndefined, TemplateError, TemplateSyntaxError, pass_context
+from jinja2 import BaseLoader, Environment, StrictUndefined, TemplateError, TemplateSyntaxError, nodes, pass_context
 from jinja2.exceptions import SecurityError, TemplateNotFound, TemplateRuntimeError, UndefinedError
 from jinja2.runtime import Context as JinjaContext
 from jinja2.sandbox import ImmutableSandboxedEnvironment
@@ -41,7 +41,7 @@ LEFTOVERS = ("{{", "}}", "{%", "%}")
 _TAG = re.compile(r"{{.*?}}|{%.*?%}", re.DOTALL)
 _QUOTES = str.maketrans({"“": '"', "”": '"', "„": '"', "‘": "'", "’": "'", "\u00a0": " ", "\u3000": " "})
 
-Reason = Literal["missing_data", "template_error"]
+Reason = Literal["missing_data", "no_coupon", "template_error"]
 
 
 class TemplateProblem(ValueError):
@@ -55,6 +55,10 @@ class TemplateProblem(ValueError):
 
 class Missing(UndefinedError):
     """A value the template uses is missing for this person ("user.name is missing")."""
+
+
+class NoCoupon(Missing):
+    """The message reads a code from a coupon pool that has none left for it (templates/coupons.py)."""
 
 
 @dataclass(frozen=True)
@@ -87,9 +91,12 @@ class Context:
     zone: ZoneInfo = ZoneInfo("Asia/Seoul")
     channel: str | None = None
     """The message's channel: a text message (sms) writes amounts without the ₩ its character set lacks."""
+    coupon: Mapping[str, str] = field(default_factory=dict)
+    """The code each coupon pool the message reads gave it (`coupon.welcome`)."""
 
     def variables(self) -> dict[str, Any]:
         found: dict[str, Any] = {"user": Fields("user", self.user), "computed": Fields("computed", self.computed),
+                                 "coupon": Fields("coupon", self.coupon),
                                  "workspace": Fields("workspace", self.workspace),
                                  "_locale": self.locale, "_zone": self.zone, "_channel": self.channel}
         if self.event is not None:
@@ -161,15 +168,20 @@ class _Strict(StrictUndefined):
 
     def __init__(self, hint: str | None = None, obj: Any = missing, name: str | None = None,
                  exc: type[TemplateRuntimeError] = UndefinedError) -> None:
-        super().__init__(hint, obj, name, Missing if exc is UndefinedError else exc)
+        if exc is UndefinedError:
+            exc = NoCoupon if isinstance(obj, Fields) and obj._path == "coupon" else Missing
+        super().__init__(hint, obj, name, exc)
 
     @property
     def _undefined_message(self) -> str:
-        if self._undefined_exception is not Missing:
+        if self._undefined_exception not in (Missing, NoCoupon):
             return super()._undefined_message
         if self._undefined_hint is not None:
             return self._undefined_hint
         owner = self._undefined_obj
+        if self._undefined_exception is NoCoupon:
+            return (f"coupon.{self._undefined_name}: the coupon pool {self._undefined_name!r} has no free code left "
+                    f"for this message (load more: nudge coupon load {self._undefined_name} FILE)")
         if isinstance(owner, Fields):
             return f"{owner._path}.{self._undefined_name} is missing"
         if owner is missing:
@@ -323,6 +335,8 @@ def render(message: Mapping[str, Any], context: Context, *, html: frozenset[str]
     where: list[str] = []
     try:
         return Rendered({key: _walk(value, variables, key in html, where, key) for key, value in message.items()})
+    except NoCoupon as exc:
+        return Unrendered("no_coupon", str(exc), _field(where))
     except Missing as exc:
         return Unrendered("missing_data", str(exc), _field(where))
     except SecurityError as exc:
@@ -380,13 +394,58 @@ def choose(variants: Mapping[str, Any], language: str | None, fallback: str = "k
 def snippets_used(source: str) -> set[str]:
     """The snippets and layouts a text includes or extends by a written name (TemplateProblem when it
     cannot be read)."""
+    return {name for name in _referenced(source) if name is not None}
+
+
+def _referenced(source: str) -> list[str | None]:
+    """Names included or extended; None for one the text works out as it renders."""
     from jinja2 import meta
 
     try:
         tree = ENVIRONMENTS[False].parse(normalise(source))
     except TemplateSyntaxError as exc:
         raise TemplateProblem(exc.lineno, exc.message or "the template cannot be read") from None
-    return {name for name in meta.find_referenced_templates(tree) if name is not None}
+    return list(meta.find_referenced_templates(tree))
+
+
+def reachable(texts: Iterable[str], library: Mapping[str, str]) -> list[str]:
+    """The texts and every snippet they may include, directly or through another snippet (all of them when
+    a name is worked out as the text renders); a text that cannot be read includes nothing."""
+    out, seen, todo = [], set(), list(texts)
+    while todo:
+        text = todo.pop()
+        out.append(text)
+        try:
+            names = _referenced(text) if "{%" in text else []
+        except TemplateProblem:
+            continue
+        if None in names:
+            names = list(library)
+        for name in names:
+            if name is not None and name not in seen and name in library:
+                seen.add(name)
+                todo.append(library[name])
+    return out
+
+
+def names_under(texts: Iterable[str], root: str) -> set[str]:
+    """The names texts read under a record (`computed.cart`, `computed["cart"]` for root `computed`); a text
+    that cannot be read reads none (saving and rendering say what is wrong with it)."""
+    found: set[str] = set()
+    for text in texts:
+        if root not in text:
+            continue
+        try:
+            tree = ENVIRONMENTS[False].parse(normalise(text))
+        except TemplateSyntaxError:
+            continue
+        for node in tree.find_all((nodes.Getattr, nodes.Getitem)):
+            if isinstance(node.node, nodes.Name) and node.node.name == root:
+                if isinstance(node, nodes.Getattr):
+                    found.add(node.attr)
+                elif isinstance(node.arg, nodes.Const) and isinstance(node.arg.value, str):
+                    found.add(node.arg.value)
+    return found
 
 
 def dynamic(value: Any) -> bool:

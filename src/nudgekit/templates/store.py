@@ -37,8 +37,8 @@ from sqlalchemy.orm import Session
 
 from nudgekit.profiles.contacts import FieldError
 from nudgekit.store.state import MessageTemplate
-from nudgekit.templates import computed
-from nudgekit.templates.render import _TAG, TemplateProblem, check, dynamic, snippets_used
+from nudgekit.templates import computed, coupons
+from nudgekit.templates.render import _TAG, TemplateProblem, check, dynamic, reachable, snippets_used
 from nudgekit.vocabulary import MessageChannel
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}")
@@ -130,8 +130,8 @@ class Prepared:
     """What a send works out once for all its people (the computed values its texts use, shared lists)."""
 
     def texts(self) -> list[str]:
-        """Every text it may render: its fields' in every language, and the snippets'."""
-        return [t for fields in self.variants.values() for _, t in _texts(fields, "")] + list(self.library.values())
+        """Every text it may render: its fields' in every language, and the snippets they include."""
+        return reachable([t for fields in self.variants.values() for _, t in _texts(fields, "")], self.library)
 
     @property
     def label(self) -> str | None:
@@ -174,8 +174,10 @@ def variants_of(body: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     return found
 
 
-def check_texts(variants: Mapping[str, Mapping[str, Any]], library: Mapping[str, str]) -> None:
-    """FieldError for a text that cannot be compiled or names a snippet that is not saved."""
+def check_texts(variants: Mapping[str, Mapping[str, Any]], library: Mapping[str, str],
+                session: Session | None = None) -> None:
+    """FieldError for a text that cannot be compiled, names a snippet that is not saved, a computed value
+    nudgekit does not work out or (given the session) a coupon pool with no codes loaded."""
     for tag, fields in variants.items():
         for path, text in _texts(fields, ""):
             where = f"{tag}.{path}" if len(variants) > 1 else path
@@ -190,6 +192,11 @@ def check_texts(variants: Mapping[str, Mapping[str, Any]], library: Mapping[str,
             if strange:
                 raise FieldError(where, f"computed.{strange[0]} is not a value nudgekit works out (it knows "
                                  f"{', '.join(computed.KNOWN)})")
+            pools = coupons.used(reachable([text], library)) if session is not None else set()
+            empty = sorted(pools - coupons.known(session, pools)) if session is not None else []
+            if empty:
+                raise FieldError(where, f"there is no coupon pool called {empty[0]!r}: load its codes first "
+                                 f"(nudge coupon load {empty[0]} FILE)")
 
 
 Checker = Callable[[MessageChannel, dict[str, Any]], Any]
@@ -263,7 +270,7 @@ def save(session: Session, spec: TemplateFile, now: datetime, checker: Checker |
     else:
         assert spec.channel is not None
         variants = variants_of(spec.body())
-        check_texts(variants, texts)
+        check_texts(variants, texts, session)
         check_fields(spec.channel, variants, checker)
     body = spec.body()
     digest = hashlib.sha256(orjson.dumps([spec.kind, spec.channel, body], option=orjson.OPT_SORT_KEYS)).hexdigest()
@@ -298,7 +305,7 @@ def inline(channel: MessageChannel, fields: Mapping[str, Any], session: Session,
     """Fields written with the send (not saved) whose texts are templates (the send checks the rest)."""
     texts, versions = library(session)
     variants = {fallback: dict(fields)}
-    check_texts(variants, texts)
+    check_texts(variants, texts, session)
     check_fields(channel, variants)
     return Prepared(channel, variants, fallback, texts, snippets=versions)
 
@@ -309,7 +316,7 @@ def unsaved(session: Session, spec: TemplateFile, fallback: str, checker: Checke
         raise FieldError("template", f"{spec.name!r} is a snippet: preview a message template that includes it")
     texts, versions = library(session)
     variants = variants_of(spec.body())
-    check_texts(variants, texts)
+    check_texts(variants, texts, session)
     check_fields(spec.channel, variants, checker)
     return Prepared(spec.channel, variants, fallback, texts, spec.name, None, versions)
 

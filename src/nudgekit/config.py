@@ -104,6 +104,12 @@ class CommerceSettings(BaseModel):
         return value
     popular_days: int = Field(30, ge=1, le=365)
     """`computed.popular`: the most bought products over this many days."""
+    popular_by: str = Field("stage", pattern=r"^[A-Za-z0-9_\-]{1,64}$")
+    """`computed.popular_in_segment` groups people by this: `stage` (their lifecycle stage) or a trait's name
+    (`city`, `age_group`)."""
+    popular_min_buyers: int = Field(20, ge=1)
+    """A group with fewer buyers than this over popular_days takes the workspace-wide list instead (a list
+    from a handful of people says more about them than about the group)."""
     recommend: int = Field(5, ge=1, le=50)
     """How many products a recommendation list holds."""
 

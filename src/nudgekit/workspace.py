@@ -551,8 +551,27 @@ class Workspace:
             raise FieldError("computed", "computed values are worked out from the workspace's own event store; "
                              "in warehouse mode (events_url) templates cannot use them yet")
         if "computer" not in prepared.memo:
-            prepared.memo["computer"] = Computer(self.events, self.settings, self.clock())
+            prepared.memo["computer"] = Computer(self.events, self.settings, self.clock(), self._groups)
         return prepared.memo["computer"].compute(names, people)
+
+    def _groups(self, people: list[str]) -> dict[str, str]:
+        """Each person's group for `computed.popular_in_segment`: their lifecycle stage, or the value of the
+        trait `[commerce] popular_by` names (people with none are left out)."""
+        from nudgekit.segments import people as side
+
+        by = self.settings.commerce.popular_by
+        if not people:
+            return {}
+        if by == "stage":
+            table = side.stages(self.engine, only=people)
+            column = "stage"
+        else:
+            table, _ = side.people(self.engine, side.Needs(traits={by}), self.settings.timezone, only=people,
+                                   declared=self.settings.traits or None)
+            column = side.trait_column(by)
+        return {pid: str(value) for pid, value in zip(table.column("person_id").to_pylist(),
+                                                      table.column(column).to_pylist(), strict=True)
+                if value is not None and str(value).strip()}
 
     def _linked(self, kind: MessageChannel, fields: dict[str, Any], campaign: str | None, prepared: Any) -> dict[str, Any]:
         """The fields with UTM parameters on links to the workspace's own domains (templates/links.py)."""

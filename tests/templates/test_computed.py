@@ -118,3 +118,44 @@ def test_shared_lists_are_read_once_per_send(shop: Workspace) -> None:
     computer.compute({"popular", "recently_viewed"}, ["minsu"])
     computer.compute({"popular", "recently_viewed"}, ["jieun"])
     assert len(calls) == 4  # the popular list and the catalogue once, each batch's people once
+
+
+@pytest.fixture
+def towns(tmp_path: Path) -> Workspace:
+    """Buyers in Seoul favour tea, in Busan fish; one buyer in Jeju is too few to speak for Jeju."""
+    ws, _ = Workspace.init(tmp_path / "ws", clock=FakeClock(NOW),
+                           commerce={"popular_by": "city", "popular_min_buyers": 2})
+    bought = {"s1": ("서울", ["TEA", "COFFEE"]), "s2": ("서울", ["TEA", "COFFEE"]), "s3": ("서울", ["TEA"]),
+              "b1": ("부산", ["FISH", "COFFEE"]), "b2": ("부산", ["FISH"]), "j1": ("제주", ["ORANGE"])}
+    for user, (city, products) in bought.items():
+        ws.identify(user, {"city": city})
+        ws.track("order_completed", user, {"products": [{"sku": p} for p in products]},
+                 timestamp=(NOW - timedelta(days=2)).isoformat())
+    ws.track("order_completed", "s1", {"products": [{"sku": "FISH"}]},
+             timestamp=(NOW - timedelta(days=60)).isoformat())  # before popular_days: not counted
+    for user, city in (("s9", "서울"), ("b9", "부산"), ("j9", "제주"), ("x9", None)):
+        ws.identify(user, {"city": city} if city else {"name": "x"})
+    ws.flush()
+    return ws
+
+
+def test_popular_in_segment_is_what_people_of_the_same_group_bought(towns: Workspace) -> None:
+    names = "{% for p in computed.popular_in_segment %}{{ p.id }} {% endfor %}"
+    # the group's list first, then the workspace's (COFFEE 3 buyers, TEA 3, FISH 2, ORANGE 1)
+    assert rendered(towns, "s9", names) == "TEA COFFEE FISH ORANGE "
+    assert rendered(towns, "b9", names) == "FISH COFFEE TEA ORANGE "
+    assert rendered(towns, "b1", names) == "TEA ORANGE "  # less what they bought lately
+    # too few buyers in Jeju, and no city at all: the workspace-wide list
+    assert rendered(towns, "j9", names) == rendered(towns, "x9", names) == "COFFEE TEA FISH ORANGE "
+
+
+def test_popular_in_segment_groups_by_lifecycle_stage_by_default(shop: Workspace) -> None:
+    shop.run_lifecycle()
+    stages = {u: shop.lifecycle_of(shop.resolve(u))["stage"] for u in ("minsu", "jieun", "regular")}
+    names = "{% for p in computed.popular_in_segment %}{{ p.id }} {% endfor %}"
+    # fewer than 20 buyers in any stage here: everyone gets the workspace-wide list
+    assert rendered(shop, "new", names) == "COFFEE HAT SOCKS "
+    computer = Computer(shop.events, shop.settings.model_copy(update={"commerce": shop.settings.commerce.model_copy(
+        update={"popular_min_buyers": 1})}), NOW, shop._groups)
+    by_stage = computer.popular_in()
+    assert by_stage[stages["regular"]][0] == "COFFEE" and "HAT" in by_stage[stages["jieun"]]

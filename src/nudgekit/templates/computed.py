@@ -17,7 +17,7 @@ values yet, and a template that uses them is refused there (FieldError) rather t
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -39,6 +39,8 @@ KNOWN = {
     "bought_together": "products other people ordered together with what is in their cart (else their latest "
                        "order)",
     "popular": "the products most people bought lately ([commerce] popular_days), not ones they bought",
+    "popular_in_segment": "the products most bought lately by people in the same group as them (their lifecycle "
+                          "stage, or the trait [commerce] popular_by names), then `popular`; not ones they bought",
     "due_for_repurchase": "products they bought whose repurchase cycle has passed without buying again",
 }
 PRODUCT_FIELDS = ("name", "price", "category", "brand", "url", "image_url", "repurchase_days")
@@ -62,6 +64,8 @@ class Shared:
 
     catalogue: dict[str, dict[str, Any]] | None = None
     popular: list[str] | None = None
+    popular_in: dict[str, list[str]] | None = None
+    """Group -> its popular list, for the groups with enough buyers."""
     cycles: dict[str, float] | None = None
     together: dict[str, Counter[str]] = field(default_factory=dict)
 
@@ -69,12 +73,15 @@ class Shared:
 class Computer:
     """Reads the event store for the values a send's templates use."""
 
-    def __init__(self, events: Any, settings: Settings, now: datetime) -> None:
+    def __init__(self, events: Any, settings: Settings, now: datetime,
+                 groups: Callable[[list[str]], dict[str, str]] | None = None) -> None:
         self.events = events
         self.settings = settings
         self.commerce = settings.commerce
         self.now = now
         self.shared = Shared()
+        self.groups = groups or (lambda people: {})
+        """People's groups for `popular_in_segment` (person id -> group; a person with none is left out)."""
 
     # -- SQL -------------------------------------------------------------------------------------------
 
@@ -123,6 +130,26 @@ class Computer:
             self.shared.popular = [r["product"] for r in rows]
         return self.shared.popular
 
+    def popular_in(self) -> dict[str, list[str]]:
+        """Each group's most bought products (by distinct buyers), for groups with enough buyers."""
+        if self.shared.popular_in is None:
+            since = self.now - timedelta(days=self.commerce.popular_days)
+            rows = self.events.query(
+                f"SELECT DISTINCT person_id, product FROM ({self._items_sql('TRUE')}) "
+                "WHERE kind = 'order' AND product IS NOT NULL AND timestamp >= ?", [since])
+            group_of = self.groups(sorted({r["person_id"] for r in rows}))
+            counts: dict[str, Counter[str]] = defaultdict(Counter)
+            buyers: dict[str, set[str]] = defaultdict(set)
+            for r in rows:
+                group = group_of.get(r["person_id"])
+                if group is not None:
+                    counts[group][r["product"]] += 1
+                    buyers[group].add(r["person_id"])
+            self.shared.popular_in = {
+                g: [p for p, _ in sorted(c.items(), key=lambda kv: (-kv[1], kv[0]))][:self.commerce.recommend * 4]
+                for g, c in counts.items() if len(buyers[g]) >= self.commerce.popular_min_buyers}
+        return self.shared.popular_in
+
     def cycles(self) -> dict[str, float]:
         """Each product's repurchase cycle in days: the median gap between one person's orders of it."""
         if self.shared.cycles is None:
@@ -164,7 +191,8 @@ class Computer:
         history: dict[str, list[dict[str, Any]]] = defaultdict(list)
         for row in rows:
             history[row["person_id"]].append(row)
-        return {p: self._values(names, history[p]) for p in people}
+        group_of = self.groups(sorted(set(people))) if "popular_in_segment" in names else {}
+        return {p: self._values(names, history[p], group_of.get(p)) for p in people}
 
     def _product(self, product: str, item: Mapping[str, Any] | None = None, **extra: Any) -> dict[str, Any]:
         found = {"id": product, **self.catalogue().get(product, {})}
@@ -173,7 +201,7 @@ class Computer:
                 found[key] = item[key]
         return {**found, **extra}
 
-    def _values(self, names: set[str], rows: list[dict[str, Any]]) -> dict[str, Any]:
+    def _values(self, names: set[str], rows: list[dict[str, Any]], group: str | None = None) -> dict[str, Any]:
         n = self.commerce.recommend
         views = [r for r in rows if r["kind"] == "view"]
         orders: dict[str, list[dict[str, Any]]] = {}
@@ -217,9 +245,13 @@ class Computer:
                 scores.update(counter)
             picks = [p for p, _ in sorted(scores.items(), key=lambda kv: (-kv[1], kv[0])) if p not in anchors]
             out["bought_together"] = [self._product(p) for p in picks[:n]]
+        recent = {p for p, t in bought_at.items() if t >= self.now - timedelta(days=self.commerce.popular_days)}
         if "popular" in names:
-            recent = {p for p, t in bought_at.items() if t >= self.now - timedelta(days=self.commerce.popular_days)}
             out["popular"] = [self._product(p) for p in self.popular() if p not in recent][:n]
+        if "popular_in_segment" in names:
+            listed = self.popular_in().get(group, []) if group is not None else []
+            picks = listed + [p for p in self.popular() if p not in listed]  # the group's first, then everyone's
+            out["popular_in_segment"] = [self._product(p) for p in picks if p not in recent][:n]
         if "due_for_repurchase" in names:
             out["due_for_repurchase"] = self._due(bought_at)[:n]
         return {k: v for k, v in out.items() if k in names and v != []}

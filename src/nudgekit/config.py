@@ -121,6 +121,29 @@ class LinkSettings(BaseModel):
     domains: list[str] = Field(default_factory=list)
     """e.g. ["shop.example"]: links to it and its subdomains are tagged."""
     utm_source: str = "nudgekit"
+    app_scheme: str | None = None
+    """The app's URL scheme (`myshop` or `myshop://`): `app_link` writes it in pushes."""
+    web_url: str | None = None
+    """The web site `app_link` falls back to outside pushes (`https://shop.example`)."""
+
+    @field_validator("app_scheme")
+    @classmethod
+    def _scheme(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        scheme = value.strip().removesuffix("://").removesuffix(":")
+        if not re.fullmatch(r"[A-Za-z][A-Za-z0-9+.\-]*", scheme) or scheme.lower() in ("http", "https"):
+            raise ValueError(f"{value!r} is not an app's scheme (write myshop)")
+        return f"{scheme}://"
+
+    @field_validator("web_url")
+    @classmethod
+    def _site(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        if not re.fullmatch(r"https?://[A-Za-z0-9.\-]+(:\d+)?(/\S*)?", value.strip()):
+            raise ValueError(f"{value!r} is not a web address (write https://shop.example)")
+        return value.strip().rstrip("/")
 
     @field_validator("domains")
     @classmethod

@@ -88,3 +88,33 @@ def test_a_link_rendered_with_a_space_fails_preview_and_skips_the_person(shop: W
     assert "space" in found["unrendered"]["detail"]
     assert encoded["goes_out"]["link"].startswith("https://shop.example/p/%EC%9A%B4%EB%8F%99%ED%99%94%20A?utm_source")
     assert queued.as_dict()["skipped"] == {"template_error": 1}
+
+
+def test_app_link_opens_the_app_from_a_push_and_the_web_site_elsewhere(tmp_path: Path) -> None:
+    ws, _ = Workspace.init(tmp_path / "ws", clock=FakeClock(NOON_KST), sender=SENDER,
+                           policy={"control_group_percent": 0.0},
+                           links={"domains": ["shop.example"], "app_scheme": "myshop", "web_url": "https://shop.example/"})
+    ws.identify("u1", {"name": "민수", "phone": "010-4000-0001", "email": "minsu@example.com"})
+    ws.flush()
+    place = "app_link('product/' ~ event.properties.id)"
+    event = {"event": "Product Viewed", "properties": {"id": 123}}
+    push = ws.preview("u1", channel="push", title="t", text="x", link=f"{{{{ {place} }}}}", event=event)
+    sms = ws.preview("u1", channel="sms", text=f"보러 가기 {{{{ {place} }}}}", event=event)
+    other = ws.preview("u1", channel="sms", text="{{ app_link('cart', web='https://m.shop.example/cart') }}")
+
+    assert push["rendered"]["link"] == "myshop://product/123"  # an app's link gets no UTM parameters
+    assert push["goes_out"]["link"] == "myshop://product/123"
+    assert sms["rendered"]["text"] == "보러 가기 https://shop.example/product/123"
+    assert sms["goes_out"]["text"].startswith("보러 가기 https://shop.example/product/123?utm_source=nudgekit&"
+                                              "utm_medium=sms")
+    assert other["rendered"]["text"] == "https://m.shop.example/cart"
+
+
+def test_app_link_without_the_settings_it_needs_is_a_template_error(shop: Workspace) -> None:
+    push = shop.preview("u1", channel="push", title="t", text="x", link="{{ app_link('cart') }}")
+    sms = shop.preview("u1", channel="sms", text="{{ app_link('cart') }}")
+    assert push["unrendered"]["reason"] == "template_error" and "app_scheme" in push["unrendered"]["detail"]
+    assert "web_url" in sms["unrendered"]["detail"]
+    for bad in ({"app_scheme": "https"}, {"app_scheme": "my shop"}, {"web_url": "shop.example"}):
+        with pytest.raises(ValueError):
+            Workspace.init(shop.settings.home.parent / "bad", links=bad)

@@ -36,7 +36,8 @@ def workspace_values(settings: Settings) -> dict[str, Any]:
     sender = settings.sender
     return {"brand": sender.name or settings.brand, "optout_080": sender.optout_080,
             "kakao_channel": sender.kakao_channel, "email_from": sender.email_from,
-            "public_url": settings.public_url}
+            "public_url": settings.public_url, "app_scheme": settings.links.app_scheme,
+            "web_url": settings.links.web_url}
 
 
 def readers(session: Session, persons: Mapping[str, Person]) -> dict[str, Reader]:

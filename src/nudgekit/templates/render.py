@@ -228,6 +228,39 @@ def _date(context: JinjaContext, value: Any, year: bool = False, weekday: bool =
     return shown(value, _zone(context), year=year, weekday=weekday, time=time)
 
 
+APP_CHANNELS = ("push",)
+"""Channels whose messages open in the app itself: `app_link` writes the app's scheme there. Elsewhere (a text,
+an email, Kakao, in-app and cards that may show in a browser) it writes the web address, which opens the app
+when installed (iOS universal links, Android app links) and the web page when not."""
+
+
+@pass_context
+def _app_link(context: JinjaContext, path: Any, web: Any = None) -> str:
+    """A link to a place in the app: `myshop://product/1` in a push, the web address elsewhere
+    (`https://shop.example/product/1`, or `web` when given: a full address or a path on the web site)."""
+    if not isinstance(path, str) or not path.strip():
+        raise TemplateError("app_link needs the place in the app, e.g. app_link('product/' ~ p.id)")
+    path = path.strip().lstrip("/")
+    if any(c.isspace() for c in path):
+        raise TemplateError(f"app_link({path!r}) has a space in it: encode values put in links (|urlencode)")
+    values = context.get("workspace")
+    if not isinstance(values, Fields):
+        values = Fields("workspace", {})
+    if context.get("_channel") in APP_CHANNELS:
+        scheme = values.lookup("app_scheme")
+        if scheme is ABSENT:
+            raise TemplateError("app_link in a push needs the app's scheme: set [links] app_scheme in nudge.toml")
+        return f"{scheme}{path}"
+    if isinstance(web, str) and "://" in web:
+        return web
+    site = values.lookup("web_url")
+    if site is ABSENT:
+        raise TemplateError("app_link outside a push needs the web site it falls back to: set [links] web_url "
+                            "in nudge.toml (or give web=)")
+    tail = web.strip().lstrip("/") if isinstance(web, str) and web.strip() else path
+    return f"{str(site).rstrip('/')}/{tail}"
+
+
 def _particle(wanted: str) -> Any:
     return lambda word: korean.josa(word, wanted)
 
@@ -268,6 +301,7 @@ def _environment(html: bool) -> ImmutableSandboxedEnvironment:
                    keep_trailing_newline=True, auto_reload=True)
     env.filters.update(default=_default, d=_default, josa=korean.josa, won=_won, number=_number, nim=korean.nim,
                        date=_date)
+    env.globals["app_link"] = _app_link
     for pair in korean.PAIRS:  # {{ product|을 }} and {{ product|를 }} both write the right one
         for form in pair:
             env.filters[form] = _particle(form)

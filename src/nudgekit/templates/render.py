@@ -95,7 +95,9 @@ class Context:
     """The code each coupon pool the message reads gave it (`coupon.welcome`)."""
 
     def variables(self) -> dict[str, Any]:
-        found: dict[str, Any] = {"user": Fields("user", self.user), "computed": Fields("computed", self.computed),
+        """What the texts read: these records and the sandbox's globals (`range`, `app_link`), in one dict that
+        every text of the message renders from as it is (Jinja's shared context: no copy per text)."""
+        found: dict[str, Any] = {**GLOBALS, "user": Fields("user", self.user), "computed": Fields("computed", self.computed),
                                  "coupon": Fields("coupon", self.coupon),
                                  "workspace": Fields("workspace", self.workspace),
                                  "_locale": self.locale, "_zone": self.zone, "_channel": self.channel}
@@ -118,7 +120,12 @@ class Fields:
 
     def lookup(self, name: object) -> Any:
         """The value, made plain, or ABSENT."""
-        value = self._values.get(name, ABSENT) if isinstance(name, str) else ABSENT
+        value = self._values.get(name, ABSENT) if type(name) is str or isinstance(name, str) else ABSENT
+        kind = type(value)
+        if kind is int or kind is bool:  # the common cases first: a render reads many values
+            return value
+        if kind is str:
+            return ABSENT if value.strip().lower() in NOTHING else value
         if value is ABSENT or blank(value):
             return ABSENT
         return plain(f"{self._path}.{name}", value)
@@ -146,9 +153,12 @@ ABSENT = object()
 
 
 def plain(path: str, value: Any) -> Any:
-    if isinstance(value, Mapping):
+    kind = type(value)
+    if kind is str or kind is int or kind is float or kind is bool:
+        return value
+    if kind is dict or isinstance(value, Mapping):
         return Fields(path, value)
-    if isinstance(value, list | tuple):
+    if kind is list or kind is tuple or isinstance(value, list | tuple):
         return [plain(path, v) for v in value if not blank(v)]
     return value
 
@@ -156,8 +166,11 @@ def plain(path: str, value: Any) -> Any:
 def blank(value: Any) -> bool:
     if value is None:
         return True
-    if isinstance(value, str):
+    kind = type(value)
+    if kind is str or isinstance(value, str):
         return value.strip().lower() in NOTHING
+    if kind is int or kind is bool:
+        return False
     return isinstance(value, float) and math.isnan(value)
 
 
@@ -190,6 +203,13 @@ class _Strict(StrictUndefined):
 
 
 def _finalize(value: Any) -> Any:
+    kind = type(value)
+    if kind is int:
+        return value
+    if kind is str:
+        if value.strip().lower() in NOTHING:
+            raise Missing("a value in the message is missing (empty)")
+        return value
     if isinstance(value, StrictUndefined):
         return value
     if blank(value):
@@ -309,6 +329,7 @@ def _environment(html: bool) -> ImmutableSandboxedEnvironment:
 
 
 ENVIRONMENTS = {False: _environment(False), True: _environment(True)}
+GLOBALS = MappingProxyType(dict(ENVIRONMENTS[False].globals))
 
 
 def normalise(source: str) -> str:
@@ -343,20 +364,23 @@ def render_text(source: str, context: Context, *, html: bool = False) -> str:
 
 
 def _render_text(source: str, variables: dict[str, Any], html: bool) -> str:
-    template = compiled(source, html)
     if _dynamic(source):
-        out, size = [], 0
-        for chunk in template.generate(variables):
-            size += len(chunk)
-            if size > MAX_CHARS:
+        template = compiled(source, html)
+        out: list[str] = []
+        add = out.append
+        for chunk in template.root_render_func(template.new_context(variables, shared=True)):
+            add(chunk)
+            if len(out) % 512 == 0 and sum(map(len, out)) > MAX_CHARS:  # a runaway loop, stopped as it runs
                 raise TemplateError(f"the text grew past {MAX_CHARS:,} characters")
-            out.append(chunk)
         text = "".join(out)
+        if len(text) > MAX_CHARS:
+            raise TemplateError(f"the text grew past {MAX_CHARS:,} characters")
     else:
         text = source
-    left = next((mark for mark in LEFTOVERS if mark in text), None)
-    if left is not None:
-        raise TemplateError(f"the text would go out with {left!r} in it")
+    if "{" in text or "}" in text:
+        left = next((mark for mark in LEFTOVERS if mark in text), None)
+        if left is not None:
+            raise TemplateError(f"the text would go out with {left!r} in it")
     return text
 
 

@@ -167,3 +167,13 @@ def test_any_text_renders_or_says_why_never_raises(source: str) -> None:
         assert not any(mark in out.fields["text"] for mark in ("{{", "{%", "}}", "%}"))
     else:
         assert out.reason in ("missing_data", "template_error") and out.detail
+
+
+@pytest.mark.parametrize("source", [
+    "{% for i in range(100000) %}0123456789{% endfor %}",
+    "{% for a in range(100000) %}{% for b in range(100000) %}x{% endfor %}{% endfor %}",  # 10^10 if not stopped
+    "{{ 'x' * 300000 }}",
+])
+def test_a_runaway_text_is_stopped_as_a_template_error(source: str) -> None:
+    out = fails(source)
+    assert out.reason == "template_error" and "grew past 200,000 characters" in out.detail

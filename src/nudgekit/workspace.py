@@ -1111,8 +1111,16 @@ class Workspace:
                     unavailable[name] = str(exc)
             events = []
             with self.sessions.begin() as session:
+                # locked together in id order, skipping rows another worker is writing (it settles them;
+                # the next check sees the rest): one at a time in each poll's own order, two workers
+                # polling at once deadlocked on PostgreSQL
+                rows: dict[str, Any] = {}
+                for chunk in in_batches(sorted({m.message_id for m in sent})):
+                    rows.update((r.message_id, r) for r in session.scalars(
+                        select(DirectSend).where(DirectSend.message_id.in_(chunk)).order_by(DirectSend.message_id)
+                        .with_for_update(skip_locked=True)))
                 for message in sent:
-                    row = session.get(DirectSend, message.message_id, with_for_update=True)
+                    row = rows.get(message.message_id)
                     if not receipts.still_waiting(row, message):
                         continue
                     result, event = receipts.apply(session, row, found.get(message.message_id), self.clock())

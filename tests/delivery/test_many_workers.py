@@ -10,6 +10,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+import pytest
 from conftest import _postgres_or_skip
 from sqlalchemy import select
 
@@ -51,7 +52,11 @@ def test_four_workers_on_postgresql_share_the_work_and_respect_the_cap(tmp_path:
                                     env={**env, "NUDGE_HOME": str(home)}, stdout=subprocess.PIPE,
                                     stderr=subprocess.PIPE) for _ in range(4)]
         outputs = [w.communicate(timeout=300) for w in workers]
-        assert all(w.returncode == 0 for w in workers), [o[1].decode()[-1500:] for o in outputs]
+        crashed = [o[1].decode() for w, o in zip(workers, outputs, strict=True) if w.returncode != 0]
+        if crashed:  # the whole error, not a truncated repr: a crash here is rare and must be readable
+            marks = ("Error", "DETAIL", "[SQL", "Process", "CONTEXT")
+            pytest.fail("a worker crashed:\n" + "\n".join(
+                line for text in crashed for line in text.splitlines() if any(m in line for m in marks))[-6000:])
         received = Counter(m["customFields"]["nudge_id"] for m in solapi.received)
         per_person = Counter(m["to"] for m in solapi.received)
 

@@ -1862,12 +1862,11 @@ def coupon_load(
     json_errors(as_json)
     with workspace(home) as ws:
         loaded = ws.load_coupons(pool, file)
-        free = next((p["free"] for p in ws.coupon_pools() if p["pool"] == loaded.pool), 0)
     if as_json:
-        emit_json({**loaded.as_dict(), "free": free})
+        emit_json(loaded.as_dict())
     else:
         console.print(f"[green]✓[/] {escape(loaded.pool)}: {loaded.added:,} codes added, {loaded.already:,} it had "
-                      f"already, {loaded.repeated:,} repeated in the file; {free:,} free now")
+                      f"already, {loaded.repeated:,} repeated in the file; {loaded.free:,} free now")
         for bad in loaded.bad[:20]:
             console.print(f"[red]✗[/] line {bad['line']}: {escape(bad['code'])!r}: {bad['why']}")
         if len(loaded.bad) > 20:

@@ -258,7 +258,9 @@ class Worker:
                 item = self._reachable(session, token, row, ruling.candidate, persons[row.profile_id], state, now)
                 if item is not None:
                     ready.append(item)
-            coupons.release(session, [m for m, values in ended if values["state"] != OutboxState.DEFERRED.value])
+            rendered = {row.message_id for row in rows if row.source is not None}  # only these can hold codes
+            coupons.release(session, [m for m, values in ended if m in rendered
+                                      and values["state"] != OutboxState.DEFERRED.value])
             outbox.settle(session, token, OutboxState.CLAIMED, ended)
         return ready
 
@@ -271,7 +273,8 @@ class Worker:
         live = [a for a in suppression.addresses(final, person) if book.dead(kind, a) is None]
         if not live:
             chain.release(session, row.message_id)
-            coupons.release(session, [row.message_id])
+            if row.source is not None:
+                coupons.release(session, [row.message_id])
             self._finish(session, token, row, OutboxState.FAILED, "unreachable",
                          "every address it could go to is known not to receive", now)
             return None
@@ -481,7 +484,8 @@ class Worker:
 
     def _fail(self, session: Any, row: OutboxMessage, now: datetime) -> None:
         chain.release(session, row.message_id)
-        coupons.release(session, [row.message_id])
+        if row.source is not None:  # a rendered message (only those can hold coupon codes)
+            coupons.release(session, [row.message_id])
         self.stats.failed += 1
         self._event(row, EventName.MESSAGE_FAILED, "failed", now, {"campaign": row.campaign})
 

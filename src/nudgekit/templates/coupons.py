@@ -92,10 +92,12 @@ class Loaded:
     """Codes written twice in what was loaded (loaded once)."""
     bad: list[dict[str, Any]] = field(default_factory=list)
     """Lines that were not loaded: line, code and why."""
+    free: int = 0
+    """Codes of the pool no message holds, once loaded."""
 
     def as_dict(self) -> dict[str, Any]:
         return {"pool": self.pool, "added": self.added, "already": self.already, "repeated": self.repeated,
-                "bad": self.bad}
+                "bad": self.bad, "free": self.free}
 
 
 def load(session: Session, pool: str, codes: Iterable[tuple[int, str]], now: datetime) -> Loaded:
@@ -122,6 +124,7 @@ def load(session: Session, pool: str, codes: Iterable[tuple[int, str]], now: dat
             session.execute(CouponCode.__table__.insert(), rows)
         result.already += len(have)
         result.added += len(rows)
+    result.free = free(session, pool)
     return result
 
 

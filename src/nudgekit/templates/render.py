@@ -120,7 +120,7 @@ class Fields:
 
     def lookup(self, name: object) -> Any:
         """The value, made plain, or ABSENT."""
-        value = self._values.get(name, ABSENT) if type(name) is str or isinstance(name, str) else ABSENT
+        value = self._values.get(name, ABSENT) if isinstance(name, str) else ABSENT
         kind = type(value)
         if kind is int or kind is bool:  # the common cases first: a render reads many values
             return value
@@ -166,11 +166,8 @@ def plain(path: str, value: Any) -> Any:
 def blank(value: Any) -> bool:
     if value is None:
         return True
-    kind = type(value)
-    if kind is str or isinstance(value, str):
+    if isinstance(value, str):
         return value.strip().lower() in NOTHING
-    if kind is int or kind is bool:
-        return False
     return isinstance(value, float) and math.isnan(value)
 
 

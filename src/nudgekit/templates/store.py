@@ -80,8 +80,7 @@ class TemplateFile(BaseModel):
     @classmethod
     def _languages(cls, value: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
         for tag in value:
-            if not LANGUAGE.fullmatch(tag):
-                raise ValueError(f"{tag!r} is not a language tag (ko, en, en-US)")
+            cls._language(tag)
         return value
 
     @model_validator(mode="after")
@@ -192,8 +191,10 @@ def check_texts(variants: Mapping[str, Mapping[str, Any]], library: Mapping[str,
             if strange:
                 raise FieldError(where, f"computed.{strange[0]} is not a value nudgekit works out (it knows "
                                  f"{', '.join(computed.KNOWN)})")
-            pools = coupons.used(reachable([text], library)) if session is not None else set()
-            empty = sorted(pools - coupons.known(session, pools)) if session is not None else []
+            if session is None:
+                continue
+            pools = coupons.used(reachable([text], library))
+            empty = sorted(pools - coupons.known(session, pools))
             if empty:
                 raise FieldError(where, f"there is no coupon pool called {empty[0]!r}: load its codes first "
                                  f"(nudge coupon load {empty[0]} FILE)")

@@ -2230,6 +2230,186 @@ def send_list(
     console.print(table)
 
 
+campaign_app = typer.Typer(help="Applied campaigns: list, show, and launch the runs that are due (tick).",
+                            no_args_is_help=True)
+app.add_typer(campaign_app, name="campaign")
+
+
+@contextmanager
+def progress_tasks(quiet: bool) -> Iterator[Callable[[str, int], Callable[[int], None]]]:
+    """Bars for work done in parts, each started with its label and size."""
+    if quiet:
+        yield lambda label, total: (lambda n: None)
+        return
+    with _bar() as bar:
+        def start(label: str, total: int) -> Callable[[int], None]:
+            task = bar.add_task(label, total=total)
+            return lambda n: bar.advance(task, n)
+
+        yield start
+
+
+def _print_run(run: dict[str, Any]) -> None:
+    skipped = sum(run["skipped"].values())
+    console.print(f"  audience {run['audience']:,} · queued {run['queued']:,} · deferred "
+                  f"{sum(run['deferred'].values()):,} · skipped {skipped:,} (control group {run['control']:,})"
+                  + (f" · already in the outbox {run['existing']:,}" if run["existing"] else "")
+                  + f" · cost {run['cost_krw']:,.0f} KRW")
+    if run["first_send"]:
+        console.print(f"  sends from {run['first_send'][:16]} to {run['last_send'][:16]} UTC")
+    table = Table("channel", "queued", "deferred", "skipped", box=None, padding=(0, 2))
+    for channel, counts in run["channels"].items():
+        table.add_row(channel, f"{counts.get('queued', 0):,}", f"{counts.get('deferred', 0):,}",
+                      f"{counts.get('skipped', 0):,}")
+    console.print(table)
+    if run["variants"]:
+        variants = Table("variant", "queued", "deferred", "skipped", "control", box=None, padding=(0, 2))
+        for name, counts in run["variants"].items():
+            variants.add_row(name, *(f"{counts.get(k, 0):,}" for k in ("queued", "deferred", "skipped", "control")))
+        console.print(variants)
+    for reason, count in sorted({**run["skipped"], **run["deferred"]}.items(), key=lambda kv: -kv[1]):
+        verb = "deferred" if reason in run["deferred"] else "skipped"
+        console.print(f"  {verb} {count:,} — {reason}" + (f": {escape(run['examples'][reason])}"
+                                                          if reason in run["examples"] else ""))
+    for sample in run["samples"]:
+        said = " / ".join(str(v) for k, v in sample["fields"].items() if isinstance(v, str) and k != "link")
+        console.print(f"  [dim]{sample['channel']}{' ' + sample['variant'] if sample['variant'] else ''} to "
+                      f"{escape(sample['user'] or '')}:[/] {escape(said[:160])}")
+
+
+def _print_plan(result: dict[str, Any], applying: bool) -> None:
+    marks = {"ok": "[green]✓[/]", "warning": "[yellow]![/]", "error": "[red]✗[/]"}
+    for entry in result["campaigns"]:
+        title = escape(entry["name"] or entry["file"])
+        if entry["error"]:
+            console.print(f"[bold red]✗ {title}[/] — cannot be read:\n  {escape(entry['error'])}")
+            continue
+        schedule = entry["schedule"]
+        when = {"now": "once, at apply", "at": "once", "cron": "recurring"}[schedule["type"]]
+        if schedule["next_runs"]:
+            when += " · next " + ", ".join(r["wall"] or r["launch"][:16] for r in schedule["next_runs"])
+            when += " (each person's local time)" if schedule["local_time"] else " UTC"
+        console.print(f"[bold]{title}[/] — {entry['change']}" + (f" (live: version {entry['live_version']})"
+                                                                 if entry["live_version"] else "")
+                      + f" · {entry['purpose']} · {when}")
+        if entry["note"]:
+            console.print(f"  {escape(entry['note'])}")
+        if entry["run"]:
+            _print_run(entry["run"])
+        for check in entry["preflight"]:
+            if check["level"] != "ok" or entry["blocked"]:
+                console.print(f"  {marks[check['level']]} {check['check']}: {escape(check['message'])}")
+        applied = entry.get("applied")
+        if applied:
+            console.print(f"  [green]applied[/] as version {applied['version']} ({applied['state']})"
+                          + (f", launched {len(applied['runs'])} run(s)" if applied["runs"] else ""))
+        elif applying and entry["change"] != "unchanged":
+            console.print("  [red]not applied[/]: fix what preflight says, then apply again")
+    if result["ignored"]:
+        console.print(f"[dim]{len(result['ignored'])} file(s) are not campaigns (no kind: campaign) and were "
+                      "left alone[/]")
+
+
+@app.command("plan")
+def plan_command(
+    directory: Annotated[Path, typer.Argument(help="A folder of campaign files (YAML or JSON), or one file.")],
+    home: HomeOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """What `nudge apply` would change and send — audience, channels, skips by reason, cost, send times, sample
+    messages, preflight — worked out on a throw-away copy: nothing is written or sent. Exit 1 when a campaign
+    cannot be read or preflight would stop it."""
+    json_errors(as_json)
+    with workspace(home) as ws, progress_tasks(as_json) as progress:
+        result = ws.plan_campaigns(directory, progress=progress)
+    if as_json:
+        emit_json(result)
+    else:
+        _print_plan(result, applying=False)
+    if result["blocked"]:
+        raise typer.Exit(1)
+
+
+@app.command("apply")
+def apply_command(
+    directory: Annotated[Path, typer.Argument(help="A folder of campaign files (YAML or JSON), or one file.")],
+    applied_by: Annotated[str | None, typer.Option("--as", envvar="NUDGE_USER",
+                                                   help="Who is applying (default: your login name).")] = None,
+    home: HomeOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Make the folder's new and changed campaigns live and launch what is due now; a campaign preflight stops
+    is left as it was (exit 1), the others go ahead. Unchanged campaigns are left alone."""
+    import getpass
+
+    json_errors(as_json)
+    with workspace(home) as ws, progress_tasks(as_json) as progress:
+        result = ws.apply_campaigns(directory, applied_by=applied_by or getpass.getuser(), progress=progress)
+    if as_json:
+        emit_json(result)
+    else:
+        _print_plan(result, applying=True)
+    if result["blocked"]:
+        raise typer.Exit(1)
+
+
+@campaign_app.command("list")
+def campaign_list(home: HomeOpt = None, as_json: JsonOpt = False) -> None:
+    """Every applied campaign: live version, state and next run."""
+    json_errors(as_json)
+    with workspace(home) as ws:
+        found = ws.campaigns()
+    if as_json:
+        emit_json(found)
+        return
+    table = Table("campaign", "version", "state", "next run (UTC)")
+    for c in found:
+        table.add_row(escape(c["name"]), str(c["version"]), c["state"], (c["next_run_at"] or "")[:16])
+    console.print(table)
+
+
+@campaign_app.command("show")
+def campaign_show(name: str, home: HomeOpt = None, as_json: JsonOpt = False) -> None:
+    """A campaign's live version, every version applied (who, when) and its runs."""
+    json_errors(as_json)
+    with workspace(home) as ws:
+        found = ws.campaign(name)
+    if as_json:
+        emit_json(found)
+        return
+    console.print(f"[bold]{escape(name)}[/] — version {found['version']}, {found['state']}"
+                  + (f", next run {found['next_run_at'][:16]} UTC" if found["next_run_at"] else ""))
+    versions = Table("version", "applied", "by", "approved by", "from")
+    for v in found["versions"]:
+        versions.add_row(str(v["version"]), v["applied_at"][:16], escape(v["applied_by"] or ""),
+                         escape(v["approved_by"] or ""), escape(v["source"] or ""))
+    console.print(versions)
+    runs = Table("occurrence", "version", "state", "launch (UTC)", "queued", "deferred", "skipped")
+    for r in found["runs"]:
+        result = r["result"] or {}
+        runs.add_row(r["occurrence"], str(r["version"]), r["state"], r["due_at"][:16], str(result.get("queued", "")),
+                     str(sum(result.get("deferred", {}).values())), str(sum(result.get("skipped", {}).values())))
+    console.print(runs)
+
+
+@campaign_app.command("tick")
+def campaign_tick(home: HomeOpt = None, as_json: JsonOpt = False) -> None:
+    """Launch every campaign run that is due now (`nudge serve` does this on its own every
+    [campaigns] tick_seconds; run this from cron when no server runs)."""
+    json_errors(as_json)
+    with workspace(home) as ws, progress_tasks(as_json) as progress:
+        done = ws.tick_campaigns(progress=progress)
+    if as_json:
+        emit_json(done)
+        return
+    if not done:
+        console.print("no campaign run is due")
+    for item in done:
+        console.print(f"[bold]{escape(item['campaign'])}[/] occurrence {item['occurrence']} (version "
+                      f"{item['version']}):")
+        _print_run(item["run"])
+
+
 @app.command()
 def worker(
     until_idle: Annotated[bool, typer.Option(help="Stop once nothing is due (for cron or scripts).")] = False,

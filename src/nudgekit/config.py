@@ -114,6 +114,21 @@ class CommerceSettings(BaseModel):
     """How many products a recommendation list holds."""
 
 
+class CampaignSettings(BaseModel):
+    """Campaigns as code (docs/campaigns.md): what preflight holds them to and how often the scheduler looks."""
+
+    max_audience_percent: float = Field(50.0, gt=0, le=100)
+    """Preflight refuses an audience larger than this share of everyone in the workspace (a mistake such as a
+    condition left out); a campaign meant for nearly everyone says so with its own `audience.max_percent`."""
+    link_domains: list[str] = Field(default_factory=list)
+    """Web domains besides `[links] domains` that messages may link to (a partner's site); a link elsewhere
+    stops preflight."""
+    sample: int = Field(50, ge=1, le=1000)
+    """How many people preflight renders each message for."""
+    tick_seconds: float = Field(10.0, gt=0)
+    """How often `nudge serve` launches the runs that are due."""
+
+
 class LinkSettings(BaseModel):
     """Links in messages (docs/templates.md#links): which web domains are the workspace's own, whose links get
     UTM parameters (none listed: links are left as written)."""
@@ -524,6 +539,7 @@ class Settings(BaseSettings):
     warehouse: WarehouseSettings = Field(default_factory=WarehouseSettings)
     commerce: CommerceSettings = Field(default_factory=CommerceSettings)
     links: LinkSettings = Field(default_factory=LinkSettings)
+    campaigns: CampaignSettings = Field(default_factory=CampaignSettings)
     sender: SenderSettings = Field(default_factory=SenderSettings)
     prices: PriceSettings = Field(default_factory=PriceSettings)
     providers: ProviderRoutes = Field(default_factory=ProviderRoutes)

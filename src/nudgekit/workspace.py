@@ -156,6 +156,8 @@ class Workspace:
         self._charging: dict[str, bool] = {}
         """Whether a provider (by name) costs money."""
         self._channel_charges: dict[MessageChannel, bool] = {}
+        self.dry = False
+        """A dry run's copy (campaigns/dry.py): what it writes is thrown away, so it takes no locks on people."""
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -887,6 +889,60 @@ class Workspace:
                                        event), person
 
         return plan.plan(self, requests(), campaign=campaign, progress=progress)
+
+    # -- campaigns ---------------------------------------------------------------------------------
+
+    def plan_campaigns(self, directory: Path | str, *, progress: Any = None) -> dict[str, Any]:
+        """What `apply_campaigns` would change and send, from a folder (or one file) of campaign files: each
+        new or changed campaign's next run launched on a throw-away copy, with preflight. Writes nothing."""
+        from nudgekit.campaigns import code
+
+        return code.plan(self, Path(directory), progress=progress)
+
+    def apply_campaigns(self, directory: Path | str, *, applied_by: str | None = None,
+                        progress: Any = None) -> dict[str, Any]:
+        """Make the folder's new and changed campaigns live (those preflight lets through) and launch the
+        runs due now."""
+        from nudgekit.campaigns import code
+
+        return code.apply(self, Path(directory), applied_by=applied_by, progress=progress)
+
+    def tick_campaigns(self, *, progress: Any = None) -> list[dict[str, Any]]:
+        """Launch every campaign run that is due (what `nudge serve` does every `[campaigns] tick_seconds`)."""
+        from nudgekit.campaigns import code
+
+        return code.tick(self, progress=progress)
+
+    def campaigns(self) -> list[dict[str, Any]]:
+        """Every applied campaign: live version, state, next run."""
+        from nudgekit.store.state import Campaign
+
+        with self.sessions() as session:
+            rows = session.scalars(select(Campaign).order_by(Campaign.name)).all()
+            return [{"name": r.name, "kind": r.kind, "version": r.version, "state": r.state,
+                     "next_run_at": _iso(r.next_run_at), "updated_at": _iso(r.updated_at), "detail": r.detail}
+                    for r in rows]
+
+    def campaign(self, name: str) -> dict[str, Any]:
+        """One campaign: its live spec, every version, its runs."""
+        from nudgekit.campaigns import live
+        from nudgekit.store.state import CampaignVersion
+
+        with self.sessions() as session:
+            now = live.current(session, name)
+            if now is None:
+                raise FieldError("campaign", f"no campaign called {name!r} has been applied (nudge campaign list)")
+            versions = session.scalars(select(CampaignVersion).where(CampaignVersion.name == name)
+                                       .order_by(CampaignVersion.version)).all()
+            runs = live.runs(session, name)
+            return {"name": name, "version": now.version, "state": now.state, "next_run_at": _iso(now.next_run_at),
+                    "spec": now.spec,
+                    "versions": [{"version": v.version, "digest": v.digest, "source": v.source,
+                                  "applied_by": v.applied_by, "applied_at": _iso(v.applied_at),
+                                  "approved_by": v.approved_by, "approved_at": _iso(v.approved_at)} for v in versions],
+                    "runs": [{"occurrence": r.occurrence, "version": r.version, "state": r.state,
+                              "due_at": _iso(r.due_at), "started_at": _iso(r.started_at),
+                              "finished_at": _iso(r.finished_at), "result": r.result} for r in runs]}
 
     def send_message(self, channel: Any, user: str, *, idempotency_key: str | None = None, to: str | None = None,
                      in_doubt: str | None = None, from_template: str | None = None,

@@ -49,6 +49,24 @@ class Drainer(threading.Thread):
             log.exception("moving spooled events into the event store failed; will retry")
 
 
+class Scheduler(threading.Thread):
+    """Launches the campaign runs that are due every `[campaigns] tick_seconds` (campaigns/live.py: any number
+    of servers may tick; each run is launched once)."""
+
+    def __init__(self, ws: Workspace, interval: float) -> None:
+        super().__init__(name="nudge-schedule", daemon=True)
+        self.ws = ws
+        self.interval = interval
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopping.wait(self.interval):
+            try:
+                self.ws.tick_campaigns()
+            except Exception:  # the run stays due (or launching, relaunched later): try again next tick
+                log.exception("launching due campaign runs failed; will retry")
+
+
 def create_app(ws: Workspace, *, drain: bool = True, worker: bool = False) -> FastAPI:
     """The app; `worker` also runs a delivery worker in a thread of this process (`nudge serve`'s default)."""
     from nudgekit.delivery.worker import BackgroundWorker
@@ -56,8 +74,10 @@ def create_app(ws: Workspace, *, drain: bool = True, worker: bool = False) -> Fa
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         drainer = Drainer(ws, ws.settings.ingest.flush_interval_seconds) if drain else None
-        if drainer:
+        scheduler = Scheduler(ws, ws.settings.campaigns.tick_seconds) if drain else None
+        if drainer and scheduler:
             drainer.start()
+            scheduler.start()
         batcher = IngestBatcher(ws)
         batcher.start()
         app.state.batcher = batcher
@@ -70,6 +90,9 @@ def create_app(ws: Workspace, *, drain: bool = True, worker: bool = False) -> Fa
             if sender:
                 sender.stop()
             batcher.stop()
+            if scheduler:
+                scheduler.stopping.set()
+                scheduler.join(timeout=30)
             if drainer:
                 drainer.stopping.set()
                 drainer.join(timeout=30)

@@ -58,6 +58,7 @@ class Planned:
     """The saved template it was rendered from, as name@version."""
     source: dict[str, Any] | None = None
     """For a rendered message: what was asked for before rendering (template name or fields, event)."""
+    variant: str | None = None
 
     @property
     def message_id(self) -> str:
@@ -71,7 +72,7 @@ class Planned:
                 "due_at": self.due_at, "lease_until": None, "worker": None, "attempts": 0, "failures": 0,
                 "reason": self.reason, "detail": self.detail, "provider": None, "provider_message_id": None,
                 "cost_krw": None, "in_doubt": self.in_doubt, "fallback_of": self.fallback_of,
-                "template": self.template, "source": self.source, "created_at": now,
+                "template": self.template, "variant": self.variant, "source": self.source, "created_at": now,
                 "updated_at": now, "finished_at": finished}
 
 
@@ -274,7 +275,8 @@ def row_dict(row: OutboxMessage) -> dict[str, Any]:
             "channel": row.channel, "purpose": row.purpose, "state": row.state, "reason": row.reason,
             "detail": row.detail, "due_at": row.due_at.isoformat(), "attempts": row.attempts,
             "provider": row.provider, "provider_message_id": row.provider_message_id, "cost_krw": row.cost_krw,
-            "fallback_of": row.fallback_of, "template": row.template, "created_at": row.created_at.isoformat(),
+            "fallback_of": row.fallback_of, "template": row.template, "variant": row.variant,
+            "created_at": row.created_at.isoformat(),
             "finished_at": row.finished_at.isoformat() if row.finished_at else None}
 
 

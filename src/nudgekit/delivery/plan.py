@@ -64,6 +64,18 @@ class Request:
     """Set when the fields are rendered for each person (a saved template, or fields with tags)."""
     event: Mapping[str, Any] | None = None
     """What a template reads as `event`: the event that triggered the message."""
+    variant: str | None = None
+    """The campaign's A/B variant the person is in."""
+    held_out: bool = False
+    """The person is in the campaign's own control group: a row skipped as `campaign_control`, no gate."""
+
+
+class Tally:
+    """Sees every row planning adds, with the price the chain put on it (nothing for a row that was not
+    judged): campaigns/ sums these into what a plan shows."""
+
+    def add(self, row: Planned, cost_krw: float) -> None:  # pragma: no cover - an interface
+        raise NotImplementedError
 
 
 def split(options_and_fields: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -82,30 +94,35 @@ def check_in_doubt(value: str | None) -> str | None:
 
 
 def plan(ws: Workspace, requests: Iterable[tuple[Request, str | None]], *, campaign: str | None = None,
-         progress: Callable[[int], None] | None = None) -> Queued:
+         progress: Callable[[int], None] | None = None, tally: Tally | None = None) -> Queued:
     """Put (request, profile id) pairs in the outbox; a profile id of None is a user the workspace does not
-    know (a row skipped as `no_person`, so the exclusion is on record)."""
+    know (a row skipped as `no_person`, so the exclusion is on record). A request due later (`due_at`) is
+    judged as of that moment — the night rule and caps as they will stand when it goes — so requests due at
+    different moments go in different batches."""
     result = Queued(campaign)
     batch: list[tuple[Request, str | None]] = []
     for item in requests:
+        if batch and item[0].due_at != batch[0][0].due_at:
+            _plan_batch(ws, batch, result, progress, tally)
+            batch = []
         batch.append(item)
         if len(batch) >= BATCH:
-            _plan_batch(ws, batch, result, progress)
+            _plan_batch(ws, batch, result, progress, tally)
             batch = []
     if batch:
-        _plan_batch(ws, batch, result, progress)
+        _plan_batch(ws, batch, result, progress, tally)
     return result
 
 
 def _plan_batch(ws: Workspace, batch: list[tuple[Request, str | None]], result: Queued,
-                progress: Callable[[int], None] | None) -> None:
+                progress: Callable[[int], None] | None, tally: Tally | None) -> None:
     """One transaction for the batch: its people locked, keys already in the outbox left alone, the rest
     through the QUEUE gate together and added in one statement. Another planner that added some of the same
     keys meanwhile rolls the whole batch back; it is planned again and those keys count as existing."""
     for _ in range(5):
         try:
             with ws.sessions.begin() as session:
-                counted = _plan_in(ws, session, batch)
+                counted = _plan_in(ws, session, batch, tally)
             break
         except _Taken:
             continue
@@ -119,10 +136,12 @@ def _plan_batch(ws: Workspace, batch: list[tuple[Request, str | None]], result: 
         progress(len(batch))
 
 
-def _plan_in(ws: Workspace, session: Any, batch: list[tuple[Request, str | None]]) -> Queued:
-    now = ws.clock()
+def _plan_in(ws: Workspace, session: Any, batch: list[tuple[Request, str | None]], tally: Tally | None) -> Queued:
+    created = ws.clock()
+    now = max(created, batch[0][0].due_at or created)
     counted = Queued(None)
-    ledger.lock(session, [p for _, p in batch if p])  # first: nothing is read before the people are locked
+    if not ws.dry:  # a dry run (campaigns/dry.py) is rolled back whole: it holds no locks on people
+        ledger.lock(session, [p for _, p in batch if p])  # first: nothing is read before the people are locked
     have = outbox.existing(session, [outbox.message_id_for(r.key) for r, _ in batch])
     state = ws._policy_state(session, PolicyStage.QUEUE)
     fresh: dict[str, tuple[Request, str | None]] = {}
@@ -132,11 +151,15 @@ def _plan_in(ws: Workspace, session: Any, batch: list[tuple[Request, str | None]
             counted.existing += 1
             continue
         fresh[message_id] = (request, profile_id)
+    planned = [_row(request, profile_id, request.fields, request.channel, OutboxState.SKIPPED, now, "campaign_control",
+                    "in this campaign's control group: kept from its message to measure what it changed")
+               for request, profile_id in fresh.values() if request.held_out]
+    fresh = {m: (r, p) for m, (r, p) in fresh.items() if not r.held_out}
     persons = people.load_many(session, ws.settings, [p for _, p in fresh.values() if p])
     personal = ws._personals(session, {m: (r.template, persons[p], r.event) for m, (r, p) in fresh.items()
                                        if r.template is not None and p in persons}, take=True)
     wanted: dict[str, tuple[Request, str | None, Any, dict[str, Any]]] = {}
-    planned = []
+    costs: dict[str, float] = {}
     for message_id, (request, profile_id) in fresh.items():
         fields = request.fields
         if request.template is not None:
@@ -168,6 +191,7 @@ def _plan_in(ws: Workspace, session: Any, batch: list[tuple[Request, str | None]
                                 "no such user or anonymous id in this workspace"))
             continue
         words = next((d.en for d in ruling.decisions if d.reason == ruling.reason), None)
+        costs[message_id] = ruling.candidate.checked.cost_krw
         if ruling.action == Action.SEND:
             planned.append(_row(request, profile_id, fields, purpose, OutboxState.QUEUED, request.due_at or now))
         elif ruling.action == Action.DEFER:
@@ -176,11 +200,13 @@ def _plan_in(ws: Workspace, session: Any, batch: list[tuple[Request, str | None]
                                 max(ruling.until, request.due_at or now), ruling.reason, words))
         else:
             planned.append(_row(request, profile_id, fields, purpose, OutboxState.SKIPPED, now, ruling.reason, words))
-    if len(outbox.add_many(session, planned, now)) != len(planned):
+    if len(outbox.add_many(session, planned, created)) != len(planned):
         raise _Taken()
     coupons.release(session, [row.message_id for row in planned if row.state == OutboxState.SKIPPED
                               and (done := personal.get(row.message_id)) is not None and done.coupons])
     for row in planned:
+        if tally is not None:
+            tally.add(row, costs.get(row.message_id, 0.0))
         if row.state == OutboxState.QUEUED:
             counted.queued += 1
         elif row.state == OutboxState.DEFERRED:
@@ -207,7 +233,7 @@ def _row(request: Request, profile_id: str | None, fields: dict[str, Any], purpo
                    options=request.options, profile_id=profile_id, campaign=request.campaign, to=request.to,
                    in_doubt=in_doubt, state=state, due_at=due_at, reason=reason, detail=detail,
                    template=request.template.label if request.template else None,
-                   source=source(request))
+                   source=source(request), variant=request.variant)
 
 
 def source(request: Request) -> dict[str, Any] | None:

@@ -508,7 +508,8 @@ class Worker:
                 f"{row.key}#fallback", MessageChannel.SMS.value,
                 purpose_of(MessageChannel.SMS, message).value,
                 message.model_dump(mode="json", exclude_none=True), dict(row.options), OutboxState.QUEUED, now,
-                row.profile_id, row.campaign, phone, in_doubt=row.in_doubt, fallback_of=row.message_id), now)
+                row.profile_id, row.campaign, phone, in_doubt=row.in_doubt, fallback_of=row.message_id,
+                variant=row.variant), now)
             self.stats.fell_back += 1
         session.execute(update(OutboxMessage).where(outbox.mine(token, state, row.message_id)).values(**values))
 

@@ -630,6 +630,8 @@ class OutboxMessage(Base):
     """For a fallback text message: the Kakao message it replaces."""
     template: Mapped[str | None] = mapped_column(String(120))
     """The saved template its fields were rendered from, as name@version."""
+    variant: Mapped[str | None] = mapped_column(String(64))
+    """The campaign's A/B variant it belongs to (campaigns/run.py); None: the campaign has one message."""
     source: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     """For a rendered message: what was asked for before rendering (the template's name or the fields as
     written, and the event), so a repeated request is known for the same one."""
@@ -731,3 +733,54 @@ class CouponCode(Base):
     message_id: Mapped[str | None] = mapped_column(String(200))
     profile_id: Mapped[str | None] = mapped_column(String(255))
     taken_at: Mapped[datetime | None]
+
+
+class Campaign(Base):
+    """A campaign or journey applied from its file (campaigns/): the version that is live, where it stands and
+    when the scheduler launches its next run."""
+
+    __tablename__ = "campaigns"
+    __table_args__ = (Index("ix_campaigns_due", "next_run_at"),)
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    version: Mapped[int] = mapped_column(Integer)
+    state: Mapped[str] = mapped_column(String(24))
+    next_run_at: Mapped[datetime | None]
+    """When the scheduler launches its next run (None: nothing more is scheduled)."""
+    detail: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class CampaignVersion(Base):
+    """One applied version of a campaign: its spec as stored (segment files and template versions resolved),
+    who applied it and, for one that needs it, who approved exactly this version."""
+
+    __tablename__ = "campaign_versions"
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, primary_key=True)
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON)
+    digest: Mapped[str] = mapped_column(String(64))
+    source: Mapped[str | None] = mapped_column(Text)
+    applied_by: Mapped[str | None] = mapped_column(String(255))
+    applied_at: Mapped[datetime]
+    approved_by: Mapped[str | None] = mapped_column(String(255))
+    approved_at: Mapped[datetime | None]
+
+
+class CampaignRun(Base):
+    """One occurrence of a campaign (the one send of a one-off, each firing of a recurring one): claimed
+    once by whichever scheduler gets it, with what its queueing did."""
+
+    __tablename__ = "campaign_runs"
+    campaign: Mapped[str] = mapped_column(String(100), primary_key=True)
+    occurrence: Mapped[str] = mapped_column(String(64), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer)
+    state: Mapped[str] = mapped_column(String(16))
+    due_at: Mapped[datetime]
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+    release_at: Mapped[datetime | None]
+    """For a canary run: when its guardrails are read and the rest released."""
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    detail: Mapped[str | None] = mapped_column(Text)

@@ -1,0 +1,208 @@
+"""Campaigns as code: a folder of campaign files, `plan` (what would change and what would be sent, nothing
+written) and `apply` (make it live).
+
+Plan reads every file, compares it with the live version, and for each new or changed campaign launches its
+next run on a dry copy of the workspace (campaigns/dry.py) as of the moment the run would launch: the
+audience, control group, variants, channels, every skip and deferral with its reason, the cost and the
+first and last send times are what apply's run then does on unchanged data. Preflight
+(campaigns/preflight.py) reads that dry run; an error stops apply for that campaign, and the others go
+ahead.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import func, select
+
+from nudgekit.campaigns import live, preflight, schedule
+from nudgekit.campaigns import spec as specs
+from nudgekit.campaigns.dry import dry_copy
+from nudgekit.campaigns.run import Outcome, Progress, launch
+from nudgekit.campaigns.spec import CampaignSpec, SpecError
+from nudgekit.profiles.contacts import FieldError
+from nudgekit.store.state import Profile
+from nudgekit.templates import store as templates
+
+if TYPE_CHECKING:
+    from nudgekit.workspace import Workspace
+
+SUFFIXES = (".yaml", ".yml", ".json")
+
+
+@dataclass
+class Entry:
+    """One campaign file as plan and apply see it."""
+
+    file: str
+    name: str | None = None
+    change: str = "invalid"
+    """new | changed | unchanged | invalid"""
+    error: str | None = None
+    spec: CampaignSpec | None = None
+    stored: dict[str, Any] | None = None
+    digest: str | None = None
+    live_version: int | None = None
+    runs: list[schedule.Run] = field(default_factory=list)
+    outcome: Outcome | None = None
+    checks: list[preflight.Check] = field(default_factory=list)
+    note: str | None = None
+    applied: dict[str, Any] | None = None
+
+    @property
+    def blocked(self) -> bool:
+        return self.error is not None or bool(preflight.blocking(self.checks))
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"file": self.file, "name": self.name, "change": self.change, "error": self.error,
+                               "live_version": self.live_version, "blocked": self.blocked, "note": self.note}
+        if self.spec is not None:
+            out["kind"] = self.spec.kind
+            out["purpose"] = self.spec.purpose.value
+            out["schedule"] = {"type": self.spec.schedule.kind, "local_time": self.spec.schedule.local_time,
+                               "next_runs": [{"launch": r.launch.astimezone(UTC).isoformat(),
+                                              "occurrence": r.occurrence,
+                                              "wall": r.wall.isoformat() if r.wall else None} for r in self.runs]}
+        out["run"] = self.outcome.as_dict() if self.outcome is not None else None
+        out["preflight"] = [c.as_dict() for c in self.checks]
+        if self.applied is not None:
+            out["applied"] = self.applied
+        return out
+
+
+def files_in(directory: Path) -> list[Path]:
+    if directory.is_file():
+        return [directory]
+    if not directory.is_dir():
+        raise FieldError("directory", f"{directory}: no such folder")
+    return sorted(p for p in directory.rglob("*") if p.is_file() and p.suffix.lower() in SUFFIXES)
+
+
+def read(ws: Workspace, directory: Path) -> tuple[list[Entry], list[str]]:
+    """Every campaign file's entry (invalid ones with their error) and the files that are not campaigns."""
+    entries: list[Entry] = []
+    ignored: list[str] = []
+    seen: dict[str, str] = {}
+    with ws.sessions() as session:
+        latest = {t["name"]: t["version"] for t in templates.listing(session) if t["kind"] == "message"}
+        for path in files_in(directory):
+            entry = Entry(str(path))
+            try:
+                data = specs.read(path)
+                if data is None:
+                    ignored.append(str(path))
+                    continue
+                if data.get("kind") == "journey":
+                    raise SpecError(f"{path}: journeys are not built yet (issue #8 continues); only kind: "
+                                    "campaign can be applied")
+                resolved = specs.pin(specs.resolve(data, path), latest)
+                entry.spec = specs.parse(resolved, str(path))
+            except SpecError as exc:
+                entry.error = str(exc)
+                entries.append(entry)
+                continue
+            entry.name = entry.spec.name
+            if entry.name in seen:
+                entry.error = f"{path}: the name {entry.name!r} is also used by {seen[entry.name]}"
+                entries.append(entry)
+                continue
+            seen[entry.name] = str(path)
+            missing = sorted(specs.templates_named(entry.spec) - set(latest))
+            if missing:
+                entry.error = f"{path}: no saved template called {', '.join(missing)} (nudge template list)"
+                entries.append(entry)
+                continue
+            entry.stored = {**entry.spec.model_dump(mode="json"), "channels": [c.value for c in entry.spec.order]}
+            entry.digest = specs.digest(entry.stored)
+            now = live.current(session, entry.name)
+            entry.live_version = now.version if now else None
+            entry.change = "new" if now is None else "unchanged" if now.digest == entry.digest else "changed"
+            entries.append(entry)
+    return entries, ignored
+
+
+def _everyone(ws: Workspace) -> int:
+    with ws.sessions() as session:
+        return int(session.scalar(select(func.count()).select_from(Profile)) or 0)
+
+
+def _dry_run(ws: Workspace, entry: Entry, everyone: int, progress: Progress | None) -> None:
+    """The entry's next run on a dry copy, and preflight on it."""
+    spec = entry.spec
+    assert spec is not None
+    now = ws.clock()
+    entry.runs = schedule.upcoming(spec.schedule, spec.occurrence, ws.settings.zone, now)
+    with ws.sessions() as session:
+        sent = live.has_run(session, spec.name, spec.occurrence) if spec.schedule.kind != "cron" else None
+    if sent is not None:
+        entry.note = (f"already launched as occurrence {spec.occurrence!r} on {sent.due_at:%Y-%m-%d %H:%M} UTC: "
+                      "this edit sends nothing (give it a new occurrence to send it again)")
+        entry.runs = []
+        return
+    if not entry.runs:
+        entry.note = "no runs left in its schedule"
+        return
+    run = entry.runs[0]
+    with dry_copy(ws, max(now, run.launch)) as copy:
+        try:
+            outcome = launch(copy, spec, run, part="canary" if spec.canary else "all",
+                             keep=ws.settings.campaigns.sample, progress=progress, label="planning")
+        except FieldError as exc:
+            entry.error = f"{entry.file}: {exc.field}: {exc.reason}"
+            return
+    entry.outcome = outcome
+    entry.checks = preflight.run(spec, outcome, ws.settings, everyone)
+
+
+def plan(ws: Workspace, directory: Path, *, progress: Progress | None = None) -> dict[str, Any]:
+    """What apply would change and send; writes nothing."""
+    entries, ignored = read(ws, directory)
+    everyone = _everyone(ws)
+    for entry in entries:
+        if entry.error is None and entry.change != "unchanged":
+            _dry_run(ws, entry, everyone, progress)
+    return _report(ws, directory, entries, ignored)
+
+
+def apply(ws: Workspace, directory: Path, *, applied_by: str | None = None, progress: Progress | None = None
+          ) -> dict[str, Any]:
+    """Make every new or changed campaign that passes preflight live; launch the runs due now."""
+    entries, ignored = read(ws, directory)
+    everyone = _everyone(ws)
+    for entry in entries:
+        if entry.error is not None or entry.change == "unchanged":
+            continue
+        _dry_run(ws, entry, everyone, progress)
+        if entry.blocked:
+            continue
+        assert entry.spec is not None and entry.stored is not None and entry.digest is not None
+        first = entry.runs[0] if entry.runs else None
+        state = live.State.SCHEDULED if first is not None else live.State.FINISHED
+        with ws.sessions.begin() as session:
+            version = live.store(session, entry.spec.name, entry.stored, entry.digest, entry.file, applied_by,
+                                 ws.clock(), state, first.launch if first else None)
+        entry.applied = {"version": version, "state": state, "runs": []}
+        if first is not None and first.launch <= ws.clock():
+            entry.applied["runs"] = tick(ws, only=entry.spec.name, progress=progress)
+    return _report(ws, directory, entries, ignored)
+
+
+def tick(ws: Workspace, *, only: str | None = None, progress: Progress | None = None) -> list[dict[str, Any]]:
+    """Launch every run that is due now; what each queued."""
+    done = []
+    for spec, run, version in live.due_runs(ws, only=only):
+        outcome = launch(ws, spec, run, part="canary" if spec.canary else "all", progress=progress)
+        result = outcome.as_dict()
+        live.finish(ws, spec.name, run.occurrence, result)
+        done.append({"campaign": spec.name, "version": version, "occurrence": run.occurrence,
+                     "launch": run.launch.astimezone(UTC).isoformat(), "run": result})
+    return done
+
+
+def _report(ws: Workspace, directory: Path, entries: list[Entry], ignored: list[str]) -> dict[str, Any]:
+    return {"directory": str(directory), "at": ws.clock().astimezone(UTC).isoformat(),
+            "campaigns": [e.as_dict() for e in entries], "ignored": ignored,
+            "blocked": [e.name or e.file for e in entries if e.blocked]}

@@ -2392,6 +2392,39 @@ def campaign_show(name: str, home: HomeOpt = None, as_json: JsonOpt = False) -> 
     console.print(runs)
 
 
+def _campaign_control(name: str, action: str, home: Path | None, as_json: bool) -> None:
+    json_errors(as_json)
+    with workspace(home) as ws:
+        found = ws.control_campaign(name, action)
+    if as_json:
+        emit_json(found)
+        return
+    console.print(f"[bold]{escape(name)}[/] is {found['state']}"
+                  + (f", next run {found['next_run_at'][:16]} UTC" if found["next_run_at"] else ""))
+    for item in found["released"]:
+        console.print(f"released the rest of occurrence {item['occurrence']}:")
+        _print_run(item["run"])
+
+
+@campaign_app.command("pause")
+def campaign_pause(name: str, home: HomeOpt = None, as_json: JsonOpt = False) -> None:
+    """Stop a campaign: its messages wait in the outbox and no run launches until it is resumed."""
+    _campaign_control(name, "pause", home, as_json)
+
+
+@campaign_app.command("resume")
+def campaign_resume(name: str, home: HomeOpt = None, as_json: JsonOpt = False) -> None:
+    """Start a paused campaign again; a canary a guardrail halted is released (you have looked at why).
+    Recurring runs missed while it was paused are skipped."""
+    _campaign_control(name, "resume", home, as_json)
+
+
+@campaign_app.command("cancel")
+def campaign_cancel(name: str, home: HomeOpt = None, as_json: JsonOpt = False) -> None:
+    """End a campaign: waiting messages are cancelled and no run launches again."""
+    _campaign_control(name, "cancel", home, as_json)
+
+
 @campaign_app.command("tick")
 def campaign_tick(home: HomeOpt = None, as_json: JsonOpt = False) -> None:
     """Launch every campaign run that is due now (`nudge serve` does this on its own every
@@ -2405,9 +2438,11 @@ def campaign_tick(home: HomeOpt = None, as_json: JsonOpt = False) -> None:
     if not done:
         console.print("no campaign run is due")
     for item in done:
-        console.print(f"[bold]{escape(item['campaign'])}[/] occurrence {item['occurrence']} (version "
-                      f"{item['version']}):")
-        _print_run(item["run"])
+        stage = {"canary": "canary of ", "released": "the rest of ", "halted": "halted: "}.get(item["stage"], "")
+        console.print(f"[bold]{escape(item['campaign'])}[/] {stage}occurrence {item['occurrence']}"
+                      + (f" — {escape(item['detail'])}" if item.get("detail") else ""))
+        if item["run"]:
+            _print_run(item["run"])
 
 
 @app.command()

@@ -11,14 +11,15 @@ ahead.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
-from datetime import UTC
+from datetime import UTC, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, select
 
-from nudgekit.campaigns import live, preflight, schedule
+from nudgekit.campaigns import canary, live, preflight, schedule
 from nudgekit.campaigns import spec as specs
 from nudgekit.campaigns.dry import dry_copy
 from nudgekit.campaigns.run import Outcome, Progress, launch
@@ -48,6 +49,8 @@ class Entry:
     live_version: int | None = None
     runs: list[schedule.Run] = field(default_factory=list)
     outcome: Outcome | None = None
+    rest: Outcome | None = None
+    """For a canary campaign: the rest of the audience, released after the wait if the guardrails hold."""
     checks: list[preflight.Check] = field(default_factory=list)
     note: str | None = None
     applied: dict[str, Any] | None = None
@@ -67,6 +70,7 @@ class Entry:
                                               "occurrence": r.occurrence,
                                               "wall": r.wall.isoformat() if r.wall else None} for r in self.runs]}
         out["run"] = self.outcome.as_dict() if self.outcome is not None else None
+        out["rest"] = self.rest.as_dict() if self.rest is not None else None
         out["preflight"] = [c.as_dict() for c in self.checks]
         if self.applied is not None:
             out["applied"] = self.applied
@@ -98,6 +102,9 @@ def read(ws: Workspace, directory: Path) -> tuple[list[Entry], list[str]]:
                 if data.get("kind") == "journey":
                     raise SpecError(f"{path}: journeys are not built yet (issue #8 continues); only kind: "
                                     "campaign can be applied")
+                if data.get("requires_approval"):
+                    raise SpecError(f"{path}: requires_approval: approvals are not built yet (issue #8 "
+                                    "continues); nothing with it can be applied until they are")
                 resolved = specs.pin(specs.resolve(data, path), latest)
                 entry.spec = specs.parse(resolved, str(path))
             except SpecError as exc:
@@ -146,15 +153,19 @@ def _dry_run(ws: Workspace, entry: Entry, everyone: int, progress: Progress | No
         entry.note = "no runs left in its schedule"
         return
     run = entry.runs[0]
+    keep = ws.settings.campaigns.sample
     with dry_copy(ws, max(now, run.launch)) as copy:
         try:
-            outcome = launch(copy, spec, run, part="canary" if spec.canary else "all",
-                             keep=ws.settings.campaigns.sample, progress=progress, label="planning")
+            outcome = launch(copy, spec, run, part="canary" if spec.canary else "all", keep=keep,
+                             progress=progress, label="planning")
+            if spec.canary is not None:
+                entry.rest = launch(copy, spec, run, part="rest", keep=keep, progress=progress, label="planning")
         except FieldError as exc:
             entry.error = f"{entry.file}: {exc.field}: {exc.reason}"
             return
     entry.outcome = outcome
-    entry.checks = preflight.run(spec, outcome, ws.settings, everyone)
+    whole = outcome.plus(entry.rest) if entry.rest is not None else outcome
+    entry.checks = preflight.run(spec, whole, ws.settings, everyone)
 
 
 def plan(ws: Workspace, directory: Path, *, progress: Progress | None = None) -> dict[str, Any]:
@@ -191,14 +202,45 @@ def apply(ws: Workspace, directory: Path, *, applied_by: str | None = None, prog
 
 
 def tick(ws: Workspace, *, only: str | None = None, progress: Progress | None = None) -> list[dict[str, Any]]:
-    """Launch every run that is due now; what each queued."""
+    """Launch every run that is due now, and release (or halt) every canary whose wait is over; what each
+    queued."""
     done = []
     for spec, run, version in live.due_runs(ws, only=only):
-        outcome = launch(ws, spec, run, part="canary" if spec.canary else "all", progress=progress)
-        result = outcome.as_dict()
-        live.finish(ws, spec.name, run.occurrence, result)
+        result = launch(ws, spec, run, part="canary" if spec.canary else "all", progress=progress).as_dict()
+        if spec.canary is not None:
+            release_at = ws.clock() + timedelta(minutes=spec.canary.wait_minutes)
+            live.hold_canary(ws, spec.name, run.occurrence, release_at, result)
+        else:
+            live.finish(ws, spec.name, run.occurrence, result)
         done.append({"campaign": spec.name, "version": version, "occurrence": run.occurrence,
-                     "launch": run.launch.astimezone(UTC).isoformat(), "run": result})
+                     "stage": "canary" if spec.canary else "all", "launch": run.launch.astimezone(UTC).isoformat(),
+                     "run": result})
+    return done + release(ws, only=only, progress=progress)
+
+
+def release(ws: Workspace, *, only: str | None = None, force: bool = False, progress: Progress | None = None
+            ) -> list[dict[str, Any]]:
+    """Read the guardrails of each canary whose wait is over: all within their limits, the rest of the
+    audience is queued; one over, the campaign is paused and says why. `force`: a person releases a halted
+    canary anyway."""
+    done = []
+    for spec, run, result in live.canaries_due(ws, only=only, force=force):
+        rails = canary.read(ws, spec, run.occurrence)
+        result["guardrails"] = [g.as_dict() for g in rails]
+        tripped = [g for g in rails if g.tripped]
+        item = {"campaign": spec.name, "occurrence": run.occurrence, "launch": run.launch.astimezone(UTC).isoformat(),
+                "guardrails": result["guardrails"]}
+        if tripped and not force:
+            why = "; ".join(g.said() for g in tripped)
+            with contextlib.suppress(FieldError):  # nothing of the canary left waiting: nothing to pause
+                ws.control_send(spec.name, "pause")
+            live.settle_canary(ws, spec.name, run.occurrence, result, halted=why)
+            done.append({**item, "stage": "halted", "detail": why, "run": result.get("canary")})
+            continue
+        rest = launch(ws, spec, run, part="rest", progress=progress).as_dict()
+        result["rest"] = rest
+        live.settle_canary(ws, spec.name, run.occurrence, result, halted=None)
+        done.append({**item, "stage": "released", "run": rest})
     return done
 
 

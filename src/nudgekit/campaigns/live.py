@@ -45,6 +45,11 @@ class RunState:
     LAUNCHING = "launching"
     QUEUED = "queued"
     """Its messages are in the outbox."""
+    CANARY = "canary"
+    """The canary's messages are in the outbox; the rest waits for `release_at` and the guardrails."""
+    RELEASING = "releasing"
+    HALTED = "halted"
+    """A guardrail tripped: the rest was not released and the campaign is paused."""
 
 
 @dataclass(frozen=True)
@@ -154,3 +159,61 @@ def finish(ws: Workspace, name: str, occurrence: str, result: dict[str, Any]) ->
         row = session.get(CampaignRun, (name, occurrence))
         assert row is not None
         row.state, row.finished_at, row.result = RunState.QUEUED, ws.clock(), result
+
+
+def hold_canary(ws: Workspace, name: str, occurrence: str, release_at: datetime, result: dict[str, Any]) -> None:
+    with ws.sessions.begin() as session:
+        row = session.get(CampaignRun, (name, occurrence))
+        assert row is not None
+        row.state, row.release_at, row.result = RunState.CANARY, release_at, {"canary": result}
+
+
+def canaries_due(ws: Workspace, *, only: str | None = None, force: bool = False
+                 ) -> list[tuple[CampaignSpec, Run, dict[str, Any]]]:
+    """Claim the canary runs whose wait is over (`force`: also halted ones, released by a person)."""
+    now = ws.clock()
+    states = (RunState.CANARY, RunState.HALTED) if force else (RunState.CANARY,)
+    query = select(CampaignRun).where(CampaignRun.state.in_(states))
+    if not force:
+        query = query.where(CampaignRun.release_at <= now)
+    if only is not None:
+        query = query.where(CampaignRun.campaign == only)
+    taken = []
+    with ws.sessions() as session:
+        candidates = [(r.campaign, r.occurrence, r.state) for r in session.scalars(query)]
+    for name, occurrence, state in candidates:
+        with ws.sessions.begin() as session:
+            got = session.execute(update(CampaignRun).where(
+                CampaignRun.campaign == name, CampaignRun.occurrence == occurrence, CampaignRun.state == state)
+                .values(state=RunState.RELEASING, started_at=now).returning(CampaignRun.version)).scalar()
+            if got is None:
+                continue
+            row = session.get(CampaignRun, (name, occurrence))
+            version = session.get(CampaignVersion, (name, got))
+            assert row is not None and version is not None
+            spec = CampaignSpec.model_validate(version.spec)
+            wall = row.due_at.astimezone(schedule.EARLIEST).replace(tzinfo=None) if spec.schedule.local_time \
+                else None
+            taken.append((spec, Run(row.due_at, occurrence, wall), dict(row.result or {})))
+    return taken
+
+
+def settle_canary(ws: Workspace, name: str, occurrence: str, result: dict[str, Any], *, halted: str | None) -> None:
+    """The canary run released (its result gains the rest), or halted with why (the campaign paused)."""
+    now = ws.clock()
+    with ws.sessions.begin() as session:
+        row = session.get(CampaignRun, (name, occurrence))
+        assert row is not None
+        row.result = result
+        row.detail = halted
+        row.state = RunState.HALTED if halted else RunState.QUEUED
+        row.finished_at = None if halted else now
+        if halted:
+            session.execute(update(Campaign).where(Campaign.name == name).values(
+                state=State.PAUSED, detail=f"canary guardrail: {halted}", updated_at=now))
+
+
+def set_state(ws: Workspace, name: str, state: str, detail: str | None) -> None:
+    with ws.sessions.begin() as session:
+        session.execute(update(Campaign).where(Campaign.name == name).values(
+            state=state, detail=detail, updated_at=ws.clock()))

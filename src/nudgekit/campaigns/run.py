@@ -87,6 +87,15 @@ class Outcome(planning.Tally):
                     self.samples.append({"user": row.profile_id, "channel": row.channel, "variant": row.variant,
                                          "fields": row.fields})
 
+    def plus(self, other: Outcome) -> Outcome:
+        """Both parts together (a canary and the rest), for preflight."""
+        both = Outcome(audience=self.audience + other.audience, queued=self.queued + other.queued,
+                       deferred=self.deferred + other.deferred, skipped=self.skipped + other.skipped,
+                       existing=self.existing + other.existing, cost_krw=self.cost_krw + other.cost_krw,
+                       purposes=self.purposes + other.purposes, rendered=self.rendered + other.rendered,
+                       short_krw=self.short_krw + other.short_krw, examples={**other.examples, **self.examples})
+        return both
+
     def as_dict(self) -> dict[str, Any]:
         return {"audience": self.audience, "queued": self.queued, "deferred": dict(self.deferred),
                 "skipped": dict(self.skipped), "existing": self.existing,

@@ -2295,7 +2295,12 @@ def _print_plan(result: dict[str, Any], applying: bool) -> None:
         if entry["note"]:
             console.print(f"  {escape(entry['note'])}")
         if entry["run"]:
+            if entry.get("rest"):
+                console.print("  [bold]canary[/] (first):")
             _print_run(entry["run"])
+        if entry.get("rest"):
+            console.print("  [bold]the rest[/], after the canary's wait if its guardrails hold:")
+            _print_run(entry["rest"])
         for check in entry["preflight"]:
             if check["level"] != "ok" or entry["blocked"]:
                 console.print(f"  {marks[check['level']]} {check['check']}: {escape(check['message'])}")

@@ -93,9 +93,23 @@ def test_advertising_in_the_night_window_stops_it_but_information_may_go(shop: W
     clock.now = datetime(2026, 11, 24, 13, 30, tzinfo=UTC)  # 22:30 in Seoul
     write(tmp_path / "c", "c", campaign("c"))
     found = checks(shop, tmp_path / "c")["night"]
-    assert found["level"] == "error" and "12 advertisements" in found["message"]
+    assert found["level"] == "error" and "goes at 22:30" in found["message"]
     write(tmp_path / "c", "c", campaign("c", purpose="informational"))
     assert checks(shop, tmp_path / "c")["night"]["level"] == "ok"
+
+
+def test_people_abroad_at_night_are_a_warning_not_a_stop(shop: Workspace, tmp_path: Path) -> None:
+    shop.identify("u003", {"timezone": "America/New_York"})  # noon in Seoul is 22:00 there
+    shop.flush()
+    write(tmp_path / "c", "c", campaign("c"))
+    found = checks(shop, tmp_path / "c")["night"]
+    assert found["level"] == "warning" and "1 people" in found["message"]
+
+
+def test_an_advertisement_scheduled_for_each_persons_night_stops_it(shop: Workspace, tmp_path: Path) -> None:
+    write(tmp_path / "c", "c", campaign("c", schedule={"at": "2026-12-01T07:30:00", "local_time": True}))
+    found = checks(shop, tmp_path / "c")["night"]
+    assert found["level"] == "error" and "goes at 07:30" in found["message"]
 
 
 def test_a_budget_too_small_for_the_audience_stops_it(shop: Workspace, tmp_path: Path) -> None:

@@ -165,7 +165,8 @@ def _dry_run(ws: Workspace, entry: Entry, everyone: int, progress: Progress | No
             return
     entry.outcome = outcome
     whole = outcome.plus(entry.rest) if entry.rest is not None else outcome
-    entry.checks = preflight.run(spec, whole, ws.settings, everyone)
+    sends_at = run.wall or max(now, run.launch).astimezone(ws.settings.zone)
+    entry.checks = preflight.run(spec, whole, ws.settings, everyone, sends_at)
 
 
 def plan(ws: Workspace, directory: Path, *, progress: Progress | None = None) -> dict[str, Any]:

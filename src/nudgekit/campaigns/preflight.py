@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import datetime, time
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -30,6 +31,8 @@ MESSAGE_FAULTS = {
 """Skip reasons that are the message's fault, not the person's: one is enough to stop the campaign."""
 SPECIFIC = ("template_error", "message_refused", "refused_after_label", "label_look_alike")
 """Faults whose first detail says more than the description (which field, what the channel said)."""
+NIGHT_FROM, NIGHT_UNTIL = time(20, 50), time(8, 0)
+"""The night window for advertising (21:00-08:00 in Korea), from Kakao's earlier 20:50 cut-off."""
 NIGHT = ("night", "kakao_ad_hours", "night_dropped", "kakao_ad_hours_dropped")
 BUDGET = ("over_budget", "no_balance")
 URL = re.compile(r"\b[a-z][a-z0-9+.\-]*://[^\s\"'<>)\]]+", re.IGNORECASE)
@@ -58,11 +61,12 @@ def _warning(name: str, message: str) -> Check:
     return Check(name, "warning", message)
 
 
-def run(spec: CampaignSpec, outcome: Outcome, settings: Settings, everyone: int) -> list[Check]:
-    """Every check, in the order a marketer would fix them."""
+def run(spec: CampaignSpec, outcome: Outcome, settings: Settings, everyone: int, sends_at: datetime) -> list[Check]:
+    """Every check, in the order a marketer would fix them. `sends_at`: the run's wall-clock time where it
+    goes (the workspace's zone, or each person's with local_time)."""
     return [_goal(spec), *_audience(spec, outcome, settings, everyone), _messages(outcome),
-            _purpose(spec, outcome), _links(outcome, settings), _night(spec, outcome), _budget(spec, outcome),
-            *_data(outcome)]
+            _purpose(spec, outcome), _links(outcome, settings), _night(spec, outcome, sends_at),
+            _budget(spec, outcome), *_data(outcome)]
 
 
 def blocking(checks: list[Check]) -> list[Check]:
@@ -148,14 +152,20 @@ def _urls(value: Any) -> list[str]:
     return []
 
 
-def _night(spec: CampaignSpec, outcome: Outcome) -> Check:
+def _night(spec: CampaignSpec, outcome: Outcome, sends_at: datetime) -> Check:
+    """An advertisement scheduled in the night window is an error; people abroad for whom the daytime send
+    falls at night (they wait until their morning) are a warning."""
     if spec.purpose != MessagePurpose.ADVERTISING:
         return _ok("night", "informational: any hour")
+    clock = sends_at.time()
+    if clock >= NIGHT_FROM or clock < NIGHT_UNTIL:
+        return _error("night", f"it goes at {clock:%H:%M}, in the night window for advertising (21:00-08:00, "
+                      "Kakao from 20:50): schedule it between 08:00 and 20:50")
     held = sum(n for r, n in (*outcome.deferred.items(), *outcome.skipped.items()) if r in NIGHT)
     if held:
-        return _error("night", f"{held:,} advertisements would fall in the night window (21:00-08:00 where the "
-                      "person is, or Kakao's 20:50 cut-off) and wait or be dropped: schedule it in the daytime")
-    return _ok("night", "sent in the hours advertising may go")
+        return _warning("night", f"{held:,} people are where it is night then: they wait until their morning "
+                        "(or are dropped with night: drop)")
+    return _ok("night", f"goes at {clock:%H:%M}, in the hours advertising may go")
 
 
 def _budget(spec: CampaignSpec, outcome: Outcome) -> Check:

@@ -313,3 +313,29 @@ class CampaignSendState(StrEnum):
     """Workers leave its messages in the outbox until it is resumed."""
     CANCELLED = "cancelled"
     """Its messages still waiting were cancelled; nothing more of it goes."""
+
+
+class CampaignState(StrEnum):
+    """Where an applied campaign stands (campaigns/live.py)."""
+
+    SCHEDULED = "scheduled"
+    """Its next run waits for its time."""
+    FINISHED = "finished"
+    """Every run it will have has launched."""
+    PAUSED = "paused"
+    """Nothing of it goes, and no run launches, until it is resumed (by a person, or a canary guardrail)."""
+    CANCELLED = "cancelled"
+
+
+class RunState(StrEnum):
+    """Where one run (occurrence) of a campaign stands."""
+
+    LAUNCHING = "launching"
+    """Claimed by a scheduler that is queueing it (relaunched if left so: the process died)."""
+    QUEUED = "queued"
+    """Its messages are in the outbox."""
+    CANARY = "canary"
+    """The canary's messages are in the outbox; the rest waits for `release_at` and the guardrails."""
+    RELEASING = "releasing"
+    HALTED = "halted"
+    """A guardrail tripped: the rest was not released and the campaign is paused."""

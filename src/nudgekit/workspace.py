@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import itertools
 import uuid
@@ -17,7 +16,7 @@ from typing import Any
 import orjson
 import pyarrow as pa
 from pydantic import ValidationError
-from sqlalchemy import select, update
+from sqlalchemy import select
 
 from nudgekit.apikeys import Keys
 from nudgekit.channels.numbers import sender_number
@@ -918,39 +917,9 @@ class Workspace:
         """pause | resume | cancel an applied campaign: pause stops its sending and its schedule; resume
         starts both again and releases a canary a guardrail halted (a person has looked); cancel ends it
         (its waiting messages are cancelled, no run launches again)."""
-        from nudgekit.campaigns import code, live
+        from nudgekit.campaigns import code
 
-        if action not in ("pause", "resume", "cancel"):
-            raise FieldError("action", "say pause, resume or cancel")
-        with self.sessions() as session:
-            now = live.current(session, name)
-        if now is None:
-            raise FieldError("campaign", f"no campaign called {name!r} has been applied (nudge campaign list)")
-        if now.state == live.State.CANCELLED:
-            raise FieldError("campaign", f"{name!r} was cancelled: apply it under a new name to send it again")
-        released: list[dict[str, Any]] = []
-        if action == "resume":
-            released = code.release(self, only=name, force=True)
-        with contextlib.suppress(FieldError):  # nothing queued yet: only the schedule changes
-            self.control_send(name, action)
-        state = {"pause": live.State.PAUSED, "cancel": live.State.CANCELLED}.get(
-            action, live.State.SCHEDULED if now.next_run_at is not None else live.State.FINISHED)
-        live.set_state(self, name, state, None)
-        if action == "cancel" or (action == "resume" and now.next_run_at is not None):
-            from nudgekit.campaigns import schedule
-            from nudgekit.campaigns.spec import CampaignSpec
-            from nudgekit.store.state import Campaign
-
-            following = None
-            spec = CampaignSpec.model_validate(now.spec)
-            if action == "resume" and spec.schedule.kind == "cron" and now.next_run_at is not None \
-                    and now.next_run_at < self.clock():  # runs missed while paused are skipped, not caught up
-                run = schedule.after(spec.schedule, self.settings.zone, self.clock())
-                following = run.launch if run else None
-            elif action == "resume":
-                following = now.next_run_at
-            with self.sessions.begin() as session:
-                session.execute(update(Campaign).where(Campaign.name == name).values(next_run_at=following))
+        released = code.control(self, name, action)
         return {**self.campaign(name), "released": released}
 
     def campaigns(self) -> list[dict[str, Any]]:

@@ -118,4 +118,3 @@ def test_a_run_a_dead_process_left_launching_is_finished_later(shop: Workspace, 
     assert shop.campaign("later")["runs"][0]["state"] == "queued"
     clock.advance(minutes=30)
     assert shop.tick_campaigns() == []
-

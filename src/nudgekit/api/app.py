@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -27,44 +27,36 @@ from nudgekit.workspace import Workspace
 log = logging.getLogger("nudgekit.api")
 
 
-class Drainer(threading.Thread):
-    """Moves spooled events into the event store every few hundred milliseconds."""
+class Every(threading.Thread):
+    """Runs `step` every `interval` seconds until stopped (and once more on stopping when `last` is set). A
+    step that fails is logged with `failed` and tried again next time."""
 
-    def __init__(self, ws: Workspace, interval: float) -> None:
-        super().__init__(name="nudge-drain", daemon=True)
-        self.ws = ws
-        self.interval = interval
+    def __init__(self, name: str, interval: float, step: Callable[[], object], failed: str, *,
+                 last: bool = False) -> None:
+        super().__init__(name=name, daemon=True)
+        self.interval, self.step, self.failed, self.last = interval, step, failed, last
         self.stopping = threading.Event()
 
     def run(self) -> None:
         while not self.stopping.wait(self.interval):
-            self.drain_once()
-        self.drain_once()
+            self._once()
+        if self.last:
+            self._once()
 
-    def drain_once(self) -> None:
+    def _once(self) -> None:
         try:
-            while self.ws.events.drain().received:
-                pass
-        except Exception:  # keep draining next time; the spool keeps the events safe meanwhile
-            log.exception("moving spooled events into the event store failed; will retry")
+            self.step()
+        except Exception:  # the work stays where it is (spool, due runs): next time picks it up
+            log.exception(self.failed)
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.join(timeout=30)
 
 
-class Scheduler(threading.Thread):
-    """Launches the campaign runs that are due every `[campaigns] tick_seconds` (campaigns/live.py: any number
-    of servers may tick; each run is launched once)."""
-
-    def __init__(self, ws: Workspace, interval: float) -> None:
-        super().__init__(name="nudge-schedule", daemon=True)
-        self.ws = ws
-        self.interval = interval
-        self.stopping = threading.Event()
-
-    def run(self) -> None:
-        while not self.stopping.wait(self.interval):
-            try:
-                self.ws.tick_campaigns()
-            except Exception:  # the run stays due (or launching, relaunched later): try again next tick
-                log.exception("launching due campaign runs failed; will retry")
+def _drain(ws: Workspace) -> None:
+    while ws.events.drain().received:
+        pass
 
 
 def create_app(ws: Workspace, *, drain: bool = True, worker: bool = False) -> FastAPI:
@@ -73,11 +65,13 @@ def create_app(ws: Workspace, *, drain: bool = True, worker: bool = False) -> Fa
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        drainer = Drainer(ws, ws.settings.ingest.flush_interval_seconds) if drain else None
-        scheduler = Scheduler(ws, ws.settings.campaigns.tick_seconds) if drain else None
-        if drainer and scheduler:
-            drainer.start()
-            scheduler.start()
+        # the process that drains owns the event store, which launching campaign runs reads (audiences)
+        helpers = [Every("nudge-drain", ws.settings.ingest.flush_interval_seconds, lambda: _drain(ws),
+                         "moving spooled events into the event store failed; will retry", last=True),
+                   Every("nudge-schedule", ws.settings.campaigns.tick_seconds, ws.tick_campaigns,
+                         "launching due campaign runs failed; will retry")] if drain else []
+        for helper in helpers:
+            helper.start()
         batcher = IngestBatcher(ws)
         batcher.start()
         app.state.batcher = batcher
@@ -90,12 +84,8 @@ def create_app(ws: Workspace, *, drain: bool = True, worker: bool = False) -> Fa
             if sender:
                 sender.stop()
             batcher.stop()
-            if scheduler:
-                scheduler.stopping.set()
-                scheduler.join(timeout=30)
-            if drainer:
-                drainer.stopping.set()
-                drainer.join(timeout=30)
+            for helper in reversed(helpers):  # the scheduler first; the drainer last, draining once more
+                helper.stop()
 
     app = FastAPI(
         title="nudgekit",

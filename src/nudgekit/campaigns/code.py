@@ -27,6 +27,7 @@ from nudgekit.campaigns.spec import CampaignSpec, SpecError
 from nudgekit.profiles.contacts import FieldError
 from nudgekit.store.state import Profile
 from nudgekit.templates import store as templates
+from nudgekit.vocabulary import CampaignState
 
 if TYPE_CHECKING:
     from nudgekit.workspace import Workspace
@@ -192,11 +193,11 @@ def apply(ws: Workspace, directory: Path, *, applied_by: str | None = None, prog
             continue
         assert entry.spec is not None and entry.stored is not None and entry.digest is not None
         first = entry.runs[0] if entry.runs else None
-        state = live.State.SCHEDULED if first is not None else live.State.FINISHED
+        state = CampaignState.SCHEDULED if first is not None else CampaignState.FINISHED
         with ws.sessions.begin() as session:
             version = live.store(session, entry.spec.name, entry.stored, entry.digest, entry.file, applied_by,
                                  ws.clock(), state, first.launch if first else None)
-        entry.applied = {"version": version, "state": state, "runs": []}
+        entry.applied = {"version": version, "state": state.value, "runs": []}
         if first is not None and first.launch <= ws.clock():
             entry.applied["runs"] = tick(ws, only=entry.spec.name, progress=progress)
     return _report(ws, directory, entries, ignored)
@@ -249,3 +250,31 @@ def _report(ws: Workspace, directory: Path, entries: list[Entry], ignored: list[
     return {"directory": str(directory), "at": ws.clock().astimezone(UTC).isoformat(),
             "campaigns": [e.as_dict() for e in entries], "ignored": ignored,
             "blocked": [e.name or e.file for e in entries if e.blocked]}
+
+
+def control(ws: Workspace, name: str, action: str) -> list[dict[str, Any]]:
+    """pause | resume | cancel a campaign: its sending (delivery's campaign state) and its schedule together.
+    Resume releases a canary a guardrail halted and skips recurring runs missed while paused; returns what
+    it released."""
+    if action not in ("pause", "resume", "cancel"):
+        raise FieldError("action", "say pause, resume or cancel")
+    with ws.sessions() as session:
+        now = live.current(session, name)
+    if now is None:
+        raise FieldError("campaign", f"no campaign called {name!r} has been applied (nudge campaign list)")
+    if now.state == CampaignState.CANCELLED:
+        raise FieldError("campaign", f"{name!r} was cancelled: apply it under a new name to send it again")
+    released = release(ws, only=name, force=True) if action == "resume" else []
+    with contextlib.suppress(FieldError):  # nothing queued yet: only the schedule changes
+        ws.control_send(name, action)
+    following = now.next_run_at
+    spec = CampaignSpec.model_validate(now.spec)
+    if action == "cancel":
+        following = None
+    elif action == "resume" and spec.schedule.kind == "cron" and following is not None and following < ws.clock():
+        run = schedule.after(spec.schedule, ws.settings.zone, ws.clock())
+        following = run.launch if run else None
+    state = {"pause": CampaignState.PAUSED, "cancel": CampaignState.CANCELLED}.get(
+        action, CampaignState.SCHEDULED if following is not None else CampaignState.FINISHED)
+    live.set_state(ws, name, state, following)
+    return released

@@ -21,35 +21,12 @@ from nudgekit.campaigns import schedule
 from nudgekit.campaigns.schedule import Run
 from nudgekit.campaigns.spec import CampaignSpec
 from nudgekit.store.state import Campaign, CampaignRun, CampaignVersion
+from nudgekit.vocabulary import CampaignState, RunState
 
 if TYPE_CHECKING:
     from nudgekit.workspace import Workspace
 
 RELAUNCH_AFTER = timedelta(minutes=10)
-
-
-class State:
-    """Where a campaign stands."""
-
-    SCHEDULED = "scheduled"
-    """Its next run is waiting for its time."""
-    AWAITING_APPROVAL = "awaiting_approval"
-    """This version needs an approver before it can go."""
-    FINISHED = "finished"
-    """Every run it will have has launched."""
-    PAUSED = "paused"
-    CANCELLED = "cancelled"
-
-
-class RunState:
-    LAUNCHING = "launching"
-    QUEUED = "queued"
-    """Its messages are in the outbox."""
-    CANARY = "canary"
-    """The canary's messages are in the outbox; the rest waits for `release_at` and the guardrails."""
-    RELEASING = "releasing"
-    HALTED = "halted"
-    """A guardrail tripped: the rest was not released and the campaign is paused."""
 
 
 @dataclass(frozen=True)
@@ -73,7 +50,7 @@ def current(session: Session, name: str) -> Live | None:
 
 
 def store(session: Session, name: str, spec: dict[str, Any], digest: str, source: str | None, applied_by: str | None,
-          now: datetime, state: str, next_run_at: datetime | None) -> int:
+          now: datetime, state: CampaignState, next_run_at: datetime | None) -> int:
     """Add a version and make it the live one; returns its number."""
     latest = session.scalar(select(func.max(CampaignVersion.version)).where(CampaignVersion.name == name)) or 0
     version = latest + 1
@@ -81,10 +58,10 @@ def store(session: Session, name: str, spec: dict[str, Any], digest: str, source
                                 applied_by=applied_by, applied_at=now))
     row = session.get(Campaign, name, with_for_update=True)
     if row is None:
-        session.add(Campaign(name=name, kind=spec.get("kind", "campaign"), version=version, state=state,
+        session.add(Campaign(name=name, kind=spec.get("kind", "campaign"), version=version, state=state.value,
                              next_run_at=next_run_at, created_at=now, updated_at=now))
     else:
-        row.version, row.state, row.next_run_at, row.updated_at, row.detail = version, state, next_run_at, now, None
+        row.version, row.state, row.next_run_at, row.updated_at, row.detail = version, state.value, next_run_at, now, None
     session.flush()
     return version
 
@@ -111,13 +88,14 @@ def _take(session: Session, row: Campaign, now: datetime, zone: Any) -> tuple[Ca
         return None
     following = schedule.after(spec.schedule, zone, run.launch)
     taken = session.execute(update(Campaign).where(
-        Campaign.name == row.name, Campaign.next_run_at == due, Campaign.state == State.SCHEDULED).values(
-        next_run_at=following.launch if following else None,
-        state=State.SCHEDULED if following else State.FINISHED, updated_at=now).returning(Campaign.name)).scalar()
+        Campaign.name == row.name, Campaign.next_run_at == due, Campaign.state == CampaignState.SCHEDULED.value,
+    ).values(next_run_at=following.launch if following else None, updated_at=now,
+             state=(CampaignState.SCHEDULED if following else CampaignState.FINISHED).value,
+             ).returning(Campaign.name)).scalar()
     if taken is None or has_run(session, row.name, run.occurrence) is not None:
         return None
     session.add(CampaignRun(campaign=row.name, occurrence=run.occurrence, version=row.version,
-                            state=RunState.LAUNCHING, due_at=run.launch, started_at=now))
+                            state=RunState.LAUNCHING.value, due_at=run.launch, started_at=now))
     return spec, run
 
 
@@ -125,7 +103,7 @@ def due_runs(ws: Workspace, *, only: str | None = None) -> list[tuple[CampaignSp
     """Claim every run due now (and relaunch those a dead process left launching)."""
     now = ws.clock()
     taken: list[tuple[CampaignSpec, Run, int]] = []
-    query = select(Campaign).where(Campaign.next_run_at <= now, Campaign.state == State.SCHEDULED)
+    query = select(Campaign).where(Campaign.next_run_at <= now, Campaign.state == CampaignState.SCHEDULED.value)
     if only is not None:
         query = query.where(Campaign.name == only)
     with ws.sessions() as session:
@@ -138,7 +116,7 @@ def due_runs(ws: Workspace, *, only: str | None = None) -> list[tuple[CampaignSp
             got = _take(session, row, now, ws.settings.zone)
             if got is not None:
                 taken.append((*got, row.version))
-    stale = select(CampaignRun).where(CampaignRun.state == RunState.LAUNCHING,
+    stale = select(CampaignRun).where(CampaignRun.state == RunState.LAUNCHING.value,
                                       CampaignRun.started_at < now - RELAUNCH_AFTER)
     if only is not None:
         stale = stale.where(CampaignRun.campaign == only)
@@ -154,25 +132,26 @@ def due_runs(ws: Workspace, *, only: str | None = None) -> list[tuple[CampaignSp
     return taken
 
 
+def set_run(session: Session, name: str, occurrence: str, **values: Any) -> None:
+    session.execute(update(CampaignRun).where(CampaignRun.campaign == name, CampaignRun.occurrence == occurrence)
+                    .values(**values))
+
+
 def finish(ws: Workspace, name: str, occurrence: str, result: dict[str, Any]) -> None:
     with ws.sessions.begin() as session:
-        row = session.get(CampaignRun, (name, occurrence))
-        assert row is not None
-        row.state, row.finished_at, row.result = RunState.QUEUED, ws.clock(), result
+        set_run(session, name, occurrence, state=RunState.QUEUED.value, finished_at=ws.clock(), result=result)
 
 
 def hold_canary(ws: Workspace, name: str, occurrence: str, release_at: datetime, result: dict[str, Any]) -> None:
     with ws.sessions.begin() as session:
-        row = session.get(CampaignRun, (name, occurrence))
-        assert row is not None
-        row.state, row.release_at, row.result = RunState.CANARY, release_at, {"canary": result}
+        set_run(session, name, occurrence, state=RunState.CANARY.value, release_at=release_at, result={"canary": result})
 
 
 def canaries_due(ws: Workspace, *, only: str | None = None, force: bool = False
                  ) -> list[tuple[CampaignSpec, Run, dict[str, Any]]]:
     """Claim the canary runs whose wait is over (`force`: also halted ones, released by a person)."""
     now = ws.clock()
-    states = (RunState.CANARY, RunState.HALTED) if force else (RunState.CANARY,)
+    states = [RunState.CANARY.value, *([RunState.HALTED.value] if force else [])]
     query = select(CampaignRun).where(CampaignRun.state.in_(states))
     if not force:
         query = query.where(CampaignRun.release_at <= now)
@@ -185,7 +164,7 @@ def canaries_due(ws: Workspace, *, only: str | None = None, force: bool = False
         with ws.sessions.begin() as session:
             got = session.execute(update(CampaignRun).where(
                 CampaignRun.campaign == name, CampaignRun.occurrence == occurrence, CampaignRun.state == state)
-                .values(state=RunState.RELEASING, started_at=now).returning(CampaignRun.version)).scalar()
+                .values(state=RunState.RELEASING.value, started_at=now).returning(CampaignRun.version)).scalar()
             if got is None:
                 continue
             row = session.get(CampaignRun, (name, occurrence))
@@ -202,18 +181,14 @@ def settle_canary(ws: Workspace, name: str, occurrence: str, result: dict[str, A
     """The canary run released (its result gains the rest), or halted with why (the campaign paused)."""
     now = ws.clock()
     with ws.sessions.begin() as session:
-        row = session.get(CampaignRun, (name, occurrence))
-        assert row is not None
-        row.result = result
-        row.detail = halted
-        row.state = RunState.HALTED if halted else RunState.QUEUED
-        row.finished_at = None if halted else now
+        set_run(session, name, occurrence, result=result, detail=halted,
+                state=(RunState.HALTED if halted else RunState.QUEUED).value, finished_at=None if halted else now)
         if halted:
             session.execute(update(Campaign).where(Campaign.name == name).values(
-                state=State.PAUSED, detail=f"canary guardrail: {halted}", updated_at=now))
+                state=CampaignState.PAUSED.value, detail=f"canary guardrail: {halted}", updated_at=now))
 
 
-def set_state(ws: Workspace, name: str, state: str, detail: str | None) -> None:
+def set_state(ws: Workspace, name: str, state: CampaignState, next_run_at: datetime | None) -> None:
     with ws.sessions.begin() as session:
         session.execute(update(Campaign).where(Campaign.name == name).values(
-            state=state, detail=detail, updated_at=ws.clock()))
+            state=state.value, next_run_at=next_run_at, detail=None, updated_at=ws.clock()))

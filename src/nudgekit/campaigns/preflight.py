@@ -127,7 +127,7 @@ def _links(outcome: Outcome, settings: Settings) -> Check:
                     bad[url] = f"{parts.scheme}:// is neither the web nor the app's scheme ([links] app_scheme)"
                 continue
             host = (parts.hostname or "").lower()
-            if not host or "." not in host or " " in url:
+            if "." not in host:
                 bad[url] = "no web address in it"
             elif own and not any(host == d or host.endswith("." + d) for d in own):
                 unknown.add(host)

@@ -33,7 +33,7 @@ SAMPLES = 3
 
 
 @dataclass
-class Outcome(planning.Tally):
+class Outcome:
     """What a run did (or, planned on a dry copy, would do): the numbers `nudge plan` shows."""
 
     audience: int = 0

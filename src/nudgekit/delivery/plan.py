@@ -9,7 +9,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from nudgekit.delivery import outbox
 from nudgekit.delivery.outbox import Planned
@@ -70,12 +70,11 @@ class Request:
     """The person is in the campaign's own control group: a row skipped as `campaign_control`, no gate."""
 
 
-class Tally:
+class Tally(Protocol):
     """Sees every row planning adds, with the price the chain put on it (nothing for a row that was not
     judged): campaigns/ sums these into what a plan shows."""
 
-    def add(self, row: Planned, cost_krw: float) -> None:  # pragma: no cover - an interface
-        raise NotImplementedError
+    def add(self, row: Planned, cost_krw: float) -> None: ...
 
 
 def split(options_and_fields: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:

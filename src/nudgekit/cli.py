@@ -2284,17 +2284,24 @@ def _print_plan(result: dict[str, Any], applying: bool) -> None:
         if entry["error"]:
             console.print(f"[bold red]✗ {title}[/] — cannot be read:\n  {escape(entry['error'])}")
             continue
-        schedule = entry["schedule"]
-        when = {"now": "once, at apply", "at": "once", "cron": "recurring"}[schedule["type"]]
-        if schedule["next_runs"]:
-            when += " · next " + ", ".join(r["wall"] or r["launch"][:16] for r in schedule["next_runs"])
-            when += " (each person's local time)" if schedule["local_time"] else " UTC"
+        if entry["kind"] == "journey":
+            when = "journey"
+        else:
+            schedule = entry["schedule"]
+            when = {"now": "once, at apply", "at": "once", "cron": "recurring"}[schedule["type"]]
+            if schedule["next_runs"]:
+                when += " · next " + ", ".join(r["wall"] or r["launch"][:16] for r in schedule["next_runs"])
+                when += " (each person's local time)" if schedule["local_time"] else " UTC"
         console.print(f"[bold]{title}[/] — {entry['change']}" + (f" (live: version {entry['live_version']})"
                                                                  if entry["live_version"] else "")
                       + f" · {entry['purpose']} · {when}")
         if entry["note"]:
             console.print(f"  {escape(entry['note'])}")
+        if entry.get("journey"):
+            _print_journey_plan(entry["journey"])
         if entry["run"]:
+            if entry.get("journey"):
+                console.print("  [bold]sample sends[/] (every send step, for a sample of people):")
             if entry.get("rest"):
                 console.print("  [bold]canary[/] (first):")
             _print_run(entry["run"])
@@ -2307,12 +2314,27 @@ def _print_plan(result: dict[str, Any], applying: bool) -> None:
         applied = entry.get("applied")
         if applied:
             console.print(f"  [green]applied[/] as version {applied['version']} ({applied['state']})"
-                          + (f", launched {len(applied['runs'])} run(s)" if applied["runs"] else ""))
+                          + (f", launched {len(applied['runs'])} run(s)" if applied.get("runs") else "")
+                          + (f", {applied['entered']['entered']:,} entered" if applied.get("entered") else ""))
         elif applying and entry["change"] != "unchanged":
             console.print("  [red]not applied[/]: fix what preflight says, then apply again")
     if result["ignored"]:
         console.print(f"[dim]{len(result['ignored'])} file(s) are not campaigns (no kind: campaign) and were "
                       "left alone[/]")
+
+
+def _print_journey_plan(plan: dict[str, Any]) -> None:
+    console.print(f"  enters {escape(plan['entry'])}")
+    console.print(f"  {escape(plan['reentry'])} {escape(plan['exits'])}")
+    for line in plan["steps"]:
+        console.print(f"    {escape(line)}")
+    if plan["recent_triggers"] is not None:
+        console.print(f"  {plan['recent_triggers']:,} people triggered it in the last 7 days")
+    if plan["entering_now"]:
+        console.print(f"  {plan['entering_now']['entered']:,} enter as it goes live")
+    if plan["in_flight"]:
+        console.print("  in flight, finishing on the version they entered: "
+                      + ", ".join(f"{n:,} on version {v}" for v, n in sorted(plan["in_flight"].items())))
 
 
 @app.command("plan")
@@ -2389,6 +2411,15 @@ def campaign_show(name: str, home: HomeOpt = None, as_json: JsonOpt = False) -> 
         versions.add_row(str(v["version"]), v["applied_at"][:16], escape(v["applied_by"] or ""),
                          escape(v["approved_by"] or ""), escape(v["source"] or ""))
     console.print(versions)
+    if found.get("journey") is not None:
+        standing = found["journey"]
+        console.print(f"{standing['in_flight']:,} in the journey, {standing['finished']:,} finished"
+                      + "".join(f", {n:,} left ({escape(why)})" for why, n in sorted(standing["exited"].items())))
+        steps = Table("step", "people")
+        for step, count in sorted(standing["steps"].items()):
+            steps.add_row(escape(step), f"{count:,}")
+        console.print(steps)
+        return
     runs = Table("occurrence", "version", "state", "launch (UTC)", "queued", "deferred", "skipped")
     for r in found["runs"]:
         result = r["result"] or {}
@@ -2443,11 +2474,70 @@ def campaign_tick(home: HomeOpt = None, as_json: JsonOpt = False) -> None:
     if not done:
         console.print("no campaign run is due")
     for item in done:
+        if "journeys" in item:
+            walked = item["journeys"]
+            for name, entered in walked["entered"].items():
+                console.print(f"[bold]{escape(name)}[/]: {entered['entered']:,} entered")
+            if walked["steps"]:
+                console.print("journeys walked: " + ", ".join(f"{k} {v:,}" for k, v in sorted(walked["steps"].items())))
+            continue
         stage = {"canary": "canary of ", "released": "the rest of ", "halted": "halted: "}.get(item["stage"], "")
         console.print(f"[bold]{escape(item['campaign'])}[/] {stage}occurrence {item['occurrence']}"
                       + (f" — {escape(item['detail'])}" if item.get("detail") else ""))
         if item["run"]:
             _print_run(item["run"])
+
+
+@campaign_app.command("enter")
+def campaign_enter(
+    journey: str,
+    user: str,
+    key: Annotated[str | None, typer.Option(help="Makes a retried call enter once.")] = None,
+    properties: Annotated[str | None, typer.Option(help="JSON: what the journey's messages read as event.")] = None,
+    home: HomeOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Put a user in a journey that starts on a call (entry: {api: true}); its re-entry rules decide."""
+    import orjson
+
+    json_errors(as_json)
+    try:
+        props = orjson.loads(properties) if properties else None
+    except orjson.JSONDecodeError as exc:
+        raise FieldError("properties", f"not JSON: {exc}") from None
+    with workspace(home) as ws:
+        done = ws.enter_journey(journey, user, properties=props, key=key)
+    if as_json:
+        emit_json(done)
+        return
+    if done["entered"]:
+        entry = done["entries"][0]
+        console.print(f"{escape(user)} entered {escape(journey)}: now at {entry['step'] or 'the end'}"
+                      + (f", waiting until {entry['due_at'][:16]} UTC" if entry["waiting"] and entry["due_at"] else ""))
+    else:
+        console.print(f"{escape(user)} did not enter {escape(journey)}: "
+                      + ", ".join(f"{escape(k)}" for k in done["skipped"]))
+
+
+@campaign_app.command("walks")
+def campaign_walks(journey: str, user: str, home: HomeOpt = None, as_json: JsonOpt = False) -> None:
+    """A user's walks through a journey: the version they entered, the steps taken, where they are now."""
+    json_errors(as_json)
+    with workspace(home) as ws:
+        found = ws.journey_entries(journey, user)
+    if as_json:
+        emit_json(found)
+        return
+    if not found:
+        console.print(f"{escape(user)} has not entered {escape(journey)}")
+    for walk in found:
+        where = walk["step"] if walk["state"] == "active" else walk["exit_reason"] or walk["state"]
+        console.print(f"[bold]entry {walk['id']}[/] (version {walk['version']}, entered {walk['entered_at'][:16]} UTC):"
+                      f" {escape(str(where))}" + (f", waiting until {walk['due_at'][:16]} UTC"
+                                                  if walk["waiting"] and walk["due_at"] else ""))
+        for step in walk["path"]:
+            note = f" ({escape(str(step[2]))})" if len(step) > 2 else ""
+            console.print(f"    {escape(step[0])} at {step[1][:16]}{note}")
 
 
 @app.command()

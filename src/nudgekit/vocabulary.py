@@ -320,11 +320,24 @@ class CampaignState(StrEnum):
 
     SCHEDULED = "scheduled"
     """Its next run waits for its time."""
+    LIVE = "live"
+    """A journey taking people in."""
     FINISHED = "finished"
     """Every run it will have has launched."""
     PAUSED = "paused"
     """Nothing of it goes, and no run launches, until it is resumed (by a person, or a canary guardrail)."""
     CANCELLED = "cancelled"
+
+
+class JourneyState(StrEnum):
+    """Where one person's walk through a journey stands."""
+
+    ACTIVE = "active"
+    """On a step, or waiting for its time or an event."""
+    FINISHED = "finished"
+    """Walked to the end."""
+    EXITED = "exited"
+    """Taken out: an exit event, the goal, entering again (restart), the journey cancelled."""
 
 
 class RunState(StrEnum):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import itertools
+import logging
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -66,6 +67,7 @@ from nudgekit.vocabulary import (
     TemplateStatus,
 )
 
+log = logging.getLogger("nudgekit")
 PYTHON_BUFFER_ROWS = 2000
 
 
@@ -138,6 +140,7 @@ class Workspace:
                                  memory_limit=settings.events_memory_limit)
         self.events.on_activity = resurrect.listener(self.engine, clock)
         self.events.wants_activity = lambda: resurrect.anyone_gone(self.engine)
+        self.events.on_rows = self._journey_events
         self.backend = EventsBackend(settings, self.events, events_connection)
         """Where lifecycle and segments read behaviour: the DuckDB file, or a warehouse (NUDGE_EVENTS_URL)."""
         self.validator = Validator(
@@ -268,10 +271,27 @@ class Workspace:
         """Store what identify()/track() buffered, and drain the spool the HTTP server left behind."""
         result = AppendResult(0, 0)
         if self._buffer:
-            result = self.events.append(pa.concat_tables(self._buffer))
-            self._buffer, self._buffered = [], 0
+            buffer, self._buffer, self._buffered = self._buffer, [], 0
+            try:
+                result = self.events.append(pa.concat_tables(buffer))
+            except BaseException:
+                self._buffer, self._buffered = buffer + self._buffer, sum(t.num_rows for t in buffer + self._buffer)
+                raise
         drained = self.events.drain()
         return AppendResult(result.received + drained.received, result.inserted + drained.inserted)
+
+    def _journey_events(self, rows: pa.Table) -> None:
+        """Events just stored: the journeys they start, end or wake are recorded (a failure raises, and a
+        drain tries the same events again), then the people they moved walk on (a failure is only logged:
+        their steps are due, and the next tick walks them)."""
+        from nudgekit.campaigns import engine
+
+        due = engine.on_rows(self, rows)
+        if due and not _in_event_loop():  # a delivery worker draining its own events: the next tick walks them
+            try:
+                engine.advance(self, ids=due)
+            except Exception:
+                log.exception("walking people journeys just moved failed; the next tick walks them")
 
     def import_events(self, path: Path | str, **kwargs: Any) -> Any:
         from nudgekit.ingest.bulk import import_events
@@ -922,6 +942,40 @@ class Workspace:
         released = code.control(self, name, action)
         return {**self.campaign(name), "released": released}
 
+    def enter_journey(self, name: str, user: str, *, properties: dict[str, Any] | None = None,
+                      key: str | None = None) -> dict[str, Any]:
+        """Put a user in a journey whose entry is `api: true` (the journey's rules decide): `key` makes a
+        retried call enter once; `properties` are what its messages read as `event`."""
+        from nudgekit.campaigns import engine
+
+        check_user_id(user)
+        if properties is not None and not isinstance(properties, dict):
+            raise FieldError("properties", "a mapping of names to values")
+        with self.sessions() as session:
+            live = next((j for j in engine.live_journeys(session) if j.name == name), None)
+        if live is None:
+            raise FieldError("journey", f"no live journey called {name!r} (nudge campaign list)")
+        if not live.spec.entry.api:
+            raise FieldError("journey", f"{name!r} starts on {live.spec.entry.kind}, not on a call: its file "
+                             "says entry: {api: true} for that")
+        profile_id = self.resolve(user)
+        if profile_id is None:
+            raise FieldError("user", f"no user {user!r} is known here (identify them first)")
+        entry_key = f"api:{key}" if key else f"api:{uuid.uuid4().hex}"
+        done = engine.enter(self, live, [engine.Entering(profile_id, entry_key, {
+            "event": "journey_entered", "properties": properties or {}})])
+        walked = engine.advance(self, ids=done.entered) if done.entered else {}
+        answer = done.as_dict()
+        return {"journey": name, "user": user, **answer, "steps": dict(walked),
+                "entries": engine.entries_of(self, name, profile_id)[-1:]}
+
+    def journey_entries(self, name: str, user: str) -> list[dict[str, Any]]:
+        """A user's walks through a journey: version, step, timer, path, how each ended."""
+        from nudgekit.campaigns import engine
+
+        profile_id = self.resolve(user) or user
+        return engine.entries_of(self, name, profile_id)
+
     def campaigns(self) -> list[dict[str, Any]]:
         """Every applied campaign: live version, state, next run."""
         from nudgekit.store.state import Campaign
@@ -944,8 +998,13 @@ class Workspace:
             versions = session.scalars(select(CampaignVersion).where(CampaignVersion.name == name)
                                        .order_by(CampaignVersion.version)).all()
             runs = live.runs(session, name)
-            return {"name": name, "version": now.version, "state": now.state, "next_run_at": _iso(now.next_run_at),
-                    "spec": now.spec,
+            standing = None
+            if now.kind == "journey":
+                from nudgekit.campaigns import engine
+
+                standing = engine.standing(self, name)
+            return {"name": name, "kind": now.kind, "version": now.version, "state": now.state,
+                    "next_run_at": _iso(now.next_run_at), "spec": now.spec, "journey": standing,
                     "versions": [{"version": v.version, "digest": v.digest, "source": v.source,
                                   "applied_by": v.applied_by, "applied_at": _iso(v.applied_at),
                                   "approved_by": v.approved_by, "approved_at": _iso(v.approved_at)} for v in versions],
@@ -1684,6 +1743,14 @@ class Workspace:
 
         return notices.send(self, dry_run=dry_run, within_days=within_days, lead_days=lead_days, limit=limit,
                             progress=progress).as_dict()
+
+
+def _in_event_loop() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
 
 
 def _unsubscribed_text(answer: dict[str, Any]) -> str:

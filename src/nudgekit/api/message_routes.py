@@ -84,6 +84,31 @@ async def control(campaign: str, action: Literal["pause", "resume", "cancel"], w
         raise ApiError(404 if "no campaign" in exc.reason else 409, exc.field, exc.reason) from None
 
 
+class JourneyEntryBody(BaseModel):
+    """A user to put in a journey that starts on a call (entry: {api: true})."""
+
+    model_config = ConfigDict(populate_by_name=True, extra="forbid")
+
+    user_id: str = Field(alias="userId", min_length=1, max_length=255)
+    properties: dict[str, Any] | None = Field(None, description="What the journey's messages read as "
+                                              "event.properties.")
+
+
+@router.post("/journeys/{journey}/entries", summary="Put a user in a journey (its re-entry rules decide)",
+             tags=["journeys"])
+async def enter_journey(journey: str, body: JourneyEntryBody, ws: AdminWorkspace,
+                        idempotency_key: str | None = Header(None, alias="Idempotency-Key",
+                                                             max_length=255)) -> dict[str, Any]:
+    """The answer says whether they entered (`entered`: 1) or why not (`skipped`: entered_before,
+    still_in_journey, not_in_audience, already_seen ...); the same Idempotency-Key enters once."""
+    try:
+        return await run_in_threadpool(lambda: ws.enter_journey(journey, body.user_id, properties=body.properties,
+                                                                key=idempotency_key))
+    except FieldError as exc:
+        raise ApiError(404 if exc.field == "journey" and "no live journey" in exc.reason else 400,
+                       exc.field, exc.reason) from None
+
+
 class CouponCodes(BaseModel):
     """Codes to add to a pool; one the pool has already is left alone, a bad one is reported by position."""
 

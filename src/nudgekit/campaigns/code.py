@@ -19,9 +19,11 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, select
 
-from nudgekit.campaigns import canary, live, preflight, schedule
+from nudgekit.campaigns import canary, engine, journey_plan, live, preflight, schedule
+from nudgekit.campaigns import journey as journeys
 from nudgekit.campaigns import spec as specs
 from nudgekit.campaigns.dry import dry_copy
+from nudgekit.campaigns.journey import JourneySpec
 from nudgekit.campaigns.run import Outcome, Progress, launch
 from nudgekit.campaigns.spec import CampaignSpec, SpecError
 from nudgekit.profiles.contacts import FieldError
@@ -44,7 +46,7 @@ class Entry:
     change: str = "invalid"
     """new | changed | unchanged | invalid"""
     error: str | None = None
-    spec: CampaignSpec | None = None
+    spec: CampaignSpec | JourneySpec | None = None
     stored: dict[str, Any] | None = None
     digest: str | None = None
     live_version: int | None = None
@@ -53,6 +55,7 @@ class Entry:
     rest: Outcome | None = None
     """For a canary campaign: the rest of the audience, released after the wait if the guardrails hold."""
     checks: list[preflight.Check] = field(default_factory=list)
+    journey: journey_plan.JourneyPlan | None = None
     note: str | None = None
     applied: dict[str, Any] | None = None
 
@@ -63,7 +66,11 @@ class Entry:
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"file": self.file, "name": self.name, "change": self.change, "error": self.error,
                                "live_version": self.live_version, "blocked": self.blocked, "note": self.note}
-        if self.spec is not None:
+        if isinstance(self.spec, JourneySpec):
+            out["kind"] = self.spec.kind
+            out["purpose"] = self.spec.purpose.value
+            out["journey"] = self.journey.as_dict() if self.journey is not None else None
+        elif self.spec is not None:
             out["kind"] = self.spec.kind
             out["purpose"] = self.spec.purpose.value
             out["schedule"] = {"type": self.spec.schedule.kind, "local_time": self.spec.schedule.local_time,
@@ -100,14 +107,12 @@ def read(ws: Workspace, directory: Path) -> tuple[list[Entry], list[str]]:
                 if data is None:
                     ignored.append(str(path))
                     continue
-                if data.get("kind") == "journey":
-                    raise SpecError(f"{path}: journeys are not built yet (issue #8 continues); only kind: "
-                                    "campaign can be applied")
                 if data.get("requires_approval"):
                     raise SpecError(f"{path}: requires_approval: approvals are not built yet (issue #8 "
                                     "continues); nothing with it can be applied until they are")
                 resolved = specs.pin(specs.resolve(data, path), latest)
-                entry.spec = specs.parse(resolved, str(path))
+                entry.spec = journeys.parse(resolved, str(path)) if data.get("kind") == "journey" \
+                    else specs.parse(resolved, str(path))
             except SpecError as exc:
                 entry.error = str(exc)
                 entries.append(entry)
@@ -123,7 +128,8 @@ def read(ws: Workspace, directory: Path) -> tuple[list[Entry], list[str]]:
                 entry.error = f"{path}: no saved template called {', '.join(missing)} (nudge template list)"
                 entries.append(entry)
                 continue
-            entry.stored = {**entry.spec.model_dump(mode="json"), "channels": [c.value for c in entry.spec.order]}
+            entry.stored = entry.spec.model_dump(mode="json", by_alias=True) if isinstance(entry.spec, JourneySpec) \
+                else {**entry.spec.model_dump(mode="json"), "channels": [c.value for c in entry.spec.order]}
             entry.digest = specs.digest(entry.stored)
             now = live.current(session, entry.name)
             entry.live_version = now.version if now else None
@@ -141,6 +147,16 @@ def _dry_run(ws: Workspace, entry: Entry, everyone: int, progress: Progress | No
     """The entry's next run on a dry copy, and preflight on it."""
     spec = entry.spec
     assert spec is not None
+    if isinstance(spec, JourneySpec):
+        assert entry.stored is not None and entry.digest is not None
+        try:
+            entry.journey, entry.outcome = journey_plan.plan(ws, spec, entry.stored, entry.digest,
+                                                             ws.settings.campaigns.sample)
+        except FieldError as exc:
+            entry.error = f"{entry.file}: {exc.field}: {exc.reason}"
+            return
+        entry.checks = journey_plan.checks(spec, entry.outcome, ws.settings)
+        return
     now = ws.clock()
     entry.runs = schedule.upcoming(spec.schedule, spec.occurrence, ws.settings.zone, now)
     with ws.sessions() as session:
@@ -192,6 +208,9 @@ def apply(ws: Workspace, directory: Path, *, applied_by: str | None = None, prog
         if entry.blocked:
             continue
         assert entry.spec is not None and entry.stored is not None and entry.digest is not None
+        if isinstance(entry.spec, JourneySpec):
+            entry.applied = _go_live(ws, entry, applied_by)
+            continue
         first = entry.runs[0] if entry.runs else None
         state = CampaignState.SCHEDULED if first is not None else CampaignState.FINISHED
         with ws.sessions.begin() as session:
@@ -201,6 +220,21 @@ def apply(ws: Workspace, directory: Path, *, applied_by: str | None = None, prog
         if first is not None and first.launch <= ws.clock():
             entry.applied["runs"] = tick(ws, only=entry.spec.name, progress=progress)
     return _report(ws, directory, entries, ignored)
+
+
+def _go_live(ws: Workspace, entry: Entry, applied_by: str | None) -> dict[str, Any]:
+    """A journey's new version takes new entrants; people in flight finish on the version they entered."""
+    spec = entry.spec
+    assert isinstance(spec, JourneySpec) and entry.stored is not None and entry.digest is not None
+    now = ws.clock()
+    with ws.sessions.begin() as session:
+        before = live.current(session, spec.name)
+        version = live.store(session, spec.name, entry.stored, entry.digest, entry.file, applied_by, now,
+                             CampaignState.LIVE, None)
+        if before is None or before.kind != "journey" or JourneySpec.model_validate(before.spec).entry != spec.entry:
+            live.set_cursor(session, spec.name, engine.start_cursor(ws, spec))
+    went = engine.went_live(ws, spec)
+    return {"version": version, "state": CampaignState.LIVE.value, **went}
 
 
 def tick(ws: Workspace, *, only: str | None = None, progress: Progress | None = None) -> list[dict[str, Any]]:
@@ -217,7 +251,12 @@ def tick(ws: Workspace, *, only: str | None = None, progress: Progress | None = 
         done.append({"campaign": spec.name, "version": version, "occurrence": run.occurrence,
                      "stage": "canary" if spec.canary else "all", "launch": run.launch.astimezone(UTC).isoformat(),
                      "run": result})
-    return done + release(ws, only=only, progress=progress)
+    done += release(ws, only=only, progress=progress)
+    if only is None:
+        walked = engine.tick(ws)
+        if walked["entered"] or walked["steps"]:
+            done.append({"journeys": walked})
+    return done
 
 
 def release(ws: Workspace, *, only: str | None = None, force: bool = False, progress: Progress | None = None
@@ -264,6 +303,8 @@ def control(ws: Workspace, name: str, action: str) -> list[dict[str, Any]]:
         raise FieldError("campaign", f"no campaign called {name!r} has been applied (nudge campaign list)")
     if now.state == CampaignState.CANCELLED:
         raise FieldError("campaign", f"{name!r} was cancelled: apply it under a new name to send it again")
+    if now.kind == "journey":
+        return _control_journey(ws, name, action)
     released = release(ws, only=name, force=True) if action == "resume" else []
     with contextlib.suppress(FieldError):  # nothing queued yet: only the schedule changes
         ws.control_send(name, action)
@@ -278,3 +319,17 @@ def control(ws: Workspace, name: str, action: str) -> list[dict[str, Any]]:
         action, CampaignState.SCHEDULED if following is not None else CampaignState.FINISHED)
     live.set_state(ws, name, state, following)
     return released
+
+
+def _control_journey(ws: Workspace, name: str, action: str) -> list[dict[str, Any]]:
+    """pause: nobody enters or walks on (exits still count); resume: both again, the waits that ran out
+    meanwhile walk at once; cancel: everyone in it leaves, for good."""
+    with contextlib.suppress(FieldError):
+        ws.control_send(name, action)
+    state = {"pause": CampaignState.PAUSED, "resume": CampaignState.LIVE, "cancel": CampaignState.CANCELLED}[action]
+    live.set_state(ws, name, state, None)
+    if action == "cancel":
+        return [{"journey": name, "exited": engine.cancel(ws, name)}]
+    if action == "resume":
+        return [{"journey": name, "steps": dict(engine.advance(ws))}]
+    return []

@@ -32,6 +32,7 @@ RELAUNCH_AFTER = timedelta(minutes=10)
 @dataclass(frozen=True)
 class Live:
     name: str
+    kind: str
     version: int
     state: str
     next_run_at: datetime | None
@@ -46,7 +47,7 @@ def current(session: Session, name: str) -> Live | None:
         return None
     version = session.get(CampaignVersion, (name, row.version))
     assert version is not None
-    return Live(name, row.version, row.state, row.next_run_at, version.digest, version.spec, version.approved_by)
+    return Live(name, row.kind, row.version, row.state, row.next_run_at, version.digest, version.spec, version.approved_by)
 
 
 def store(session: Session, name: str, spec: dict[str, Any], digest: str, source: str | None, applied_by: str | None,
@@ -62,6 +63,7 @@ def store(session: Session, name: str, spec: dict[str, Any], digest: str, source
                              next_run_at=next_run_at, created_at=now, updated_at=now))
     else:
         row.version, row.state, row.next_run_at, row.updated_at, row.detail = version, state.value, next_run_at, now, None
+        row.kind = spec.get("kind", "campaign")  # a name may change from campaign to journey
     session.flush()
     return version
 
@@ -192,3 +194,7 @@ def set_state(ws: Workspace, name: str, state: CampaignState, next_run_at: datet
     with ws.sessions.begin() as session:
         session.execute(update(Campaign).where(Campaign.name == name).values(
             state=state.value, next_run_at=next_run_at, detail=None, updated_at=ws.clock()))
+
+
+def set_cursor(session: Session, name: str, cursor: str | None) -> None:
+    session.execute(update(Campaign).where(Campaign.name == name).values(cursor=cursor))

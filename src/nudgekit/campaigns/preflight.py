@@ -64,16 +64,16 @@ def _warning(name: str, message: str) -> Check:
 def run(spec: CampaignSpec, outcome: Outcome, settings: Settings, everyone: int, sends_at: datetime) -> list[Check]:
     """Every check, in the order a marketer would fix them. `sends_at`: the run's wall-clock time where it
     goes (the workspace's zone, or each person's with local_time)."""
-    return [_goal(spec), *_audience(spec, outcome, settings, everyone), _messages(outcome),
-            _purpose(spec, outcome), _links(outcome, settings), _night(spec, outcome, sends_at),
-            _budget(spec, outcome), *_data(outcome)]
+    return [goal(spec), *_audience(spec, outcome, settings, everyone), messages(outcome),
+            purpose(spec, outcome), links(outcome, settings), _night(spec, outcome, sends_at),
+            budget(spec, outcome), *data(outcome)]
 
 
 def blocking(checks: list[Check]) -> list[Check]:
     return [c for c in checks if c.level == "error"]
 
 
-def _goal(spec: CampaignSpec) -> Check:
+def goal(spec: CampaignSpec) -> Check:
     if spec.goal is None:
         return _error("goal", "no goal: say which event counts as success (goal: {events: [order_completed]}) "
                       "so the campaign can be measured")
@@ -94,7 +94,7 @@ def _audience(spec: CampaignSpec, outcome: Outcome, settings: Settings, everyone
     return [_ok("audience", f"{size:,} people ({share:.1f}% of everyone)")]
 
 
-def _messages(outcome: Outcome) -> Check:
+def messages(outcome: Outcome) -> Check:
     faults = {reason: count for reason, count in outcome.skipped.items() if reason in MESSAGE_FAULTS}
     if not faults:
         return _ok("messages", "every message renders and passes its channel's checks")
@@ -104,7 +104,7 @@ def _messages(outcome: Outcome) -> Check:
     return _error("messages", said)
 
 
-def _purpose(spec: CampaignSpec, outcome: Outcome) -> Check:
+def purpose(spec: CampaignSpec, outcome: Outcome) -> Check:
     other = {p: n for p, n in outcome.purposes.items() if p != spec.purpose.value}
     if other:
         return _error("purpose", f"the campaign says {spec.purpose.value} but {sum(other.values()):,} of its "
@@ -112,7 +112,7 @@ def _purpose(spec: CampaignSpec, outcome: Outcome) -> Check:
     return _ok("purpose", f"{spec.purpose.value}")
 
 
-def _links(outcome: Outcome, settings: Settings) -> Check:
+def links(outcome: Outcome, settings: Settings) -> Check:
     own = [d.lower().lstrip(".") for d in (*settings.links.domains, *settings.campaigns.link_domains)]
     scheme = (settings.links.app_scheme or "").lower()
     bad: dict[str, str] = {}
@@ -168,7 +168,7 @@ def _night(spec: CampaignSpec, outcome: Outcome, sends_at: datetime) -> Check:
     return _ok("night", f"goes at {clock:%H:%M}, in the hours advertising may go")
 
 
-def _budget(spec: CampaignSpec, outcome: Outcome) -> Check:
+def budget(spec: CampaignSpec, outcome: Outcome) -> Check:
     short = {r: n for r, n in outcome.skipped.items() if r in BUDGET}
     if not short:
         return _ok("budget", f"costs {outcome.cost_krw:,.0f} KRW"
@@ -181,7 +181,7 @@ def _budget(spec: CampaignSpec, outcome: Outcome) -> Check:
                   f"needs about {needed:,.0f} KRW (budget_krw: {spec.budget_krw:,.0f})")
 
 
-def _data(outcome: Outcome) -> list[Check]:
+def data(outcome: Outcome) -> list[Check]:
     out = []
     for reason, what in (("missing_data", "have no value the message needs"),
                          ("no_coupon", "find no coupon code left in the pool")):

@@ -113,16 +113,7 @@ def _iso(moment: datetime | None) -> str | None:
 
 def audience(ws: Workspace, spec: CampaignSpec) -> list[str]:
     """The people it is for, sorted (profile ids): the segment's members in the stages named."""
-    from nudgekit.segments import model as segments
-
-    where: list[Any] = []
-    if spec.audience.segment is not None:
-        assert isinstance(spec.audience.segment, dict)
-        where.append(spec.audience.segment["where"])
-    if spec.audience.stages:
-        where.append({"stage": [s.value for s in spec.audience.stages]})
-    segment = segments.parse({"name": spec.name, "where": where[0] if len(where) == 1 else {"all": where}},
-                             f"{spec.name}: audience")
+    segment = spec.audience.segment_of(spec.name)
     return sorted(str(p) for p in ws.segment_members(segment).column("person_id").to_pylist())
 
 
@@ -170,35 +161,44 @@ def in_canary(spec: CampaignSpec, profile_id: str) -> bool:
     return spec.canary is not None and control.held_out(profile_id, spec.canary.percent, f"{spec.name}\x00canary")
 
 
-def _fields(spec: CampaignSpec, channel: MessageChannel, written: dict[str, Any]) -> tuple[dict[str, Any], Any]:
+def _fields(purpose: MessagePurpose, channel: MessageChannel, written: dict[str, Any]) -> tuple[dict[str, Any], Any]:
     """(fields, template options) for queueing: a saved template by name and version, or the fields with the
     campaign's purpose as their `ad` flag (on channels that have one)."""
     if "template" in written:
         return {}, {"from_template": written["template"], "template_version": written.get("template_version")}
     fields = dict(written)
     if "ad" in CHANNELS[channel].model.model_fields:
-        fields["ad"] = spec.purpose == MessagePurpose.ADVERTISING
+        fields["ad"] = purpose == MessagePurpose.ADVERTISING
     return fields, {"from_template": None, "template_version": None}
 
 
 def prepare(ws: Workspace, spec: CampaignSpec) -> dict[tuple[str | None, MessageChannel], tuple[dict[str, Any], Any]]:
     """Each (variant, channel) message ready to queue: its fields and the template to render (or None)."""
+    ready = {}
+    for name, _, messages in spec.variant_messages:
+        where = f"{'variants.' + name + '.' if name else ''}messages"
+        for channel, made in prepare_messages(ws, spec.purpose, messages, where).items():
+            ready[(name, channel)] = made
+    return ready
+
+
+def prepare_messages(ws: Workspace, purpose: MessagePurpose, messages: dict[MessageChannel, dict[str, Any]],
+                     where: str) -> dict[MessageChannel, tuple[dict[str, Any], Any]]:
+    """Each channel's message ready to queue: its fields and the template to render (or None); a fault
+    raises FieldError naming its place (`where`.channel.field)."""
     from nudgekit.channels.registry import parse_message
 
     ready = {}
     with ws.sessions() as session:
-        for name, _, messages in spec.variant_messages:
-            for channel, written in messages.items():
-                fields, source = _fields(spec, channel, written)
-                where = f"{'variants.' + name + '.' if name else ''}messages.{channel.value}"
-                try:
-                    prepared = ws._prepared(session, channel, fields, source["from_template"],
-                                            source["template_version"])
-                    if prepared is None:
-                        parse_message(channel, fields)
-                except FieldError as exc:
-                    raise FieldError(f"{where}.{exc.field}", exc.reason) from None
-                ready[(name, channel)] = (fields, prepared)
+        for channel, written in messages.items():
+            fields, source = _fields(purpose, channel, written)
+            try:
+                prepared = ws._prepared(session, channel, fields, source["from_template"], source["template_version"])
+                if prepared is None:
+                    parse_message(channel, fields)
+            except FieldError as exc:
+                raise FieldError(f"{where}.{channel.value}.{exc.field}", exc.reason) from None
+            ready[channel] = (fields, prepared)
     return ready
 
 

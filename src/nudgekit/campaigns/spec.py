@@ -25,7 +25,7 @@ import hashlib
 import re
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import orjson
 import yaml
@@ -37,6 +37,9 @@ from nudgekit.vocabulary import MessageChannel, MessagePurpose, Stage
 NAME = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}$"
 SENSITIVE_CHANNELS = (MessageChannel.INAPP, MessageChannel.CARD)
 MAX_GOALS = 4
+
+
+M = TypeVar("M", bound=BaseModel)
 
 
 class SpecError(ValueError):
@@ -59,6 +62,17 @@ class Audience(Strict):
         if self.segment is None and not self.stages:
             raise ValueError("say who it is for: a segment, lifecycle stages, or both")
         return self
+
+    def segment_of(self, name: str) -> segments.Segment:
+        """The audience as one segment: the (resolved) segment's members in the stages named."""
+        where: list[Any] = []
+        if self.segment is not None:
+            assert isinstance(self.segment, dict), "resolve() reads a segment file into the spec"
+            where.append(self.segment["where"])
+        if self.stages:
+            where.append({"stage": [s.value for s in self.stages]})
+        return segments.parse({"name": name, "where": where[0] if len(where) == 1 else {"all": where}},
+                              f"{name}: audience")
 
 
 class Schedule(Strict):
@@ -179,27 +193,13 @@ class CampaignSpec(Strict):
             raise ValueError("channels: each channel once")
         for i, messages in enumerate(sets):
             where = "messages" if self.messages is not None else f"variants.{i}.messages"
-            missing = [c.value for c in order if c not in messages]
-            extra = [c.value for c in messages if c not in order]
-            if missing:
-                raise ValueError(f"{where}: no message for {', '.join(missing)} (channels lists it)")
-            if extra:
-                raise ValueError(f"{where}: {', '.join(extra)} is not in channels: add it there or remove it")
-            for channel, fields in messages.items():
-                _check_message(f"{where}.{channel.value}", channel, fields, self.purpose)
+            check_messages(where, order, messages, self.purpose, self.sensitive)
         if self.variants is not None:
             names = [v.name for v in self.variants]
             if len(set(names)) != len(names):
                 raise ValueError("variants: each name once")
             if abs(sum(v.split for v in self.variants) - 100) > 1e-6:
                 raise ValueError(f"variants: the splits add up to {sum(v.split for v in self.variants):g}, not 100")
-        if self.sensitive:
-            others = [c.value for c in order if c not in SENSITIVE_CHANNELS]
-            if others:
-                raise ValueError(f"sensitive: a private topic goes to in-app messages and content cards only, "
-                                 f"where nobody else can read it; remove {', '.join(others)}")
-        if self.purpose == MessagePurpose.INFORMATIONAL and MessageChannel.BRAND_MESSAGE in order:
-            raise ValueError("a Brand Message is advertising by nature: this campaign says informational")
         if self.canary is not None and self.schedule.kind == "cron":
             raise ValueError("canary: a staged send is for a one-off campaign; a recurring one is tested once "
                              "as its own one-off")
@@ -211,12 +211,42 @@ class CampaignSpec(Strict):
         return self.channels or list(sets)
 
     @property
+    def message_sets(self) -> list[tuple[str, Messages]]:
+        """(where in the file, messages) of every message set."""
+        return [(f"variants.{n}.messages" if n else "messages", m) for n, _, m in self.variant_messages]
+
+    @property
     def variant_messages(self) -> list[tuple[str | None, float, Messages]]:
         """(variant name, split percent, messages): one unnamed entry for a campaign without variants."""
         if self.variants is None:
             assert self.messages is not None
             return [(None, 100.0, self.messages)]
         return [(v.name, v.split, v.messages) for v in self.variants]
+
+
+def check_messages(where: str, order: list[MessageChannel], messages: Messages, purpose: MessagePurpose,
+                   sensitive: bool) -> None:
+    """One message per channel of the order, each fit for the purpose; a sensitive one on in-app and cards
+    only."""
+    if not order:
+        raise ValueError(f"{where}: at least one channel")
+    if len(set(order)) != len(order):
+        raise ValueError("channels: each channel once")
+    missing = [c.value for c in order if c not in messages]
+    extra = [c.value for c in messages if c not in order]
+    if missing:
+        raise ValueError(f"{where}: no message for {', '.join(missing)} (channels lists it)")
+    if extra:
+        raise ValueError(f"{where}: {', '.join(extra)} is not in channels: add it there or remove it")
+    for channel, fields in messages.items():
+        _check_message(f"{where}.{channel.value}", channel, fields, purpose)
+    if sensitive:
+        others = [c.value for c in order if c not in SENSITIVE_CHANNELS]
+        if others:
+            raise ValueError(f"sensitive: a private topic goes to in-app messages and content cards only, "
+                             f"where nobody else can read it; remove {', '.join(others)}")
+    if purpose == MessagePurpose.INFORMATIONAL and MessageChannel.BRAND_MESSAGE in order:
+        raise ValueError("a Brand Message is advertising by nature: this one says informational")
 
 
 def _check_message(where: str, channel: MessageChannel, fields: dict[str, Any], purpose: MessagePurpose) -> None:
@@ -238,8 +268,13 @@ def _check_message(where: str, channel: MessageChannel, fields: dict[str, Any], 
 def parse(data: Any, source: str) -> CampaignSpec:
     if not isinstance(data, dict):
         raise SpecError(f"{source}: a campaign is a mapping (kind: campaign, name, purpose, audience, ...)")
+    return validated(CampaignSpec, data, source)
+
+
+def validated(model: type[M], data: dict[str, Any], source: str) -> M:
+    """The file's mapping as `model`, or SpecError listing every problem with its place."""
     try:
-        return CampaignSpec.model_validate(data)
+        return model.model_validate(data)
     except ValidationError as exc:
         problems = []
         for e in exc.errors():
@@ -264,33 +299,34 @@ def read(path: Path) -> dict[str, Any] | None:
 
 
 def resolve(data: dict[str, Any], path: Path) -> dict[str, Any]:
-    """The spec with its segment file read into it (checked), so the stored spec holds all it depends on."""
-    audience = data.get("audience")
-    if isinstance(audience, dict) and isinstance(audience.get("segment"), str):
-        file = (path.parent / audience["segment"]).resolve()
-        try:
-            segment = segments.load(file)
-        except segments.SegmentError as exc:
-            raise SpecError(f"{path}: audience.segment: {exc}") from None
-        data = {**data, "audience": {**audience, "segment": segment.model_dump(mode="json", by_alias=True,
-                                                                               exclude_none=True)}}
-    elif isinstance(audience, dict) and isinstance(audience.get("segment"), dict):
-        written = {"name": data.get("name", "audience"), **audience["segment"]}
-        try:
-            segment = segments.parse(written, f"{path}: audience.segment")
-        except segments.SegmentError as exc:
-            raise SpecError(str(exc)) from None
-        data = {**data, "audience": {**audience, "segment": segment.model_dump(mode="json", by_alias=True,
-                                                                               exclude_none=True)}}
+    """The spec with its segment files read into it (checked), so the stored spec holds all it depends on:
+    the audience's segment, and a journey's entry segment."""
+    for key in ("audience", "entry"):
+        part = data.get(key)
+        if isinstance(part, dict) and isinstance(part.get("segment"), str | dict):
+            data = {**data, key: {**part, "segment": _segment(part["segment"], path, f"{key}.segment",
+                                                              data.get("name", key))}}
     return data
+
+
+def _segment(value: str | dict[str, Any], path: Path, where: str, name: Any) -> dict[str, Any]:
+    try:
+        if isinstance(value, str):
+            segment = segments.load((path.parent / value).resolve())
+        else:
+            segment = segments.parse({"name": name, **value}, f"{path}: {where}")
+    except segments.SegmentError as exc:
+        raise SpecError(f"{path}: {where}: {exc}" if isinstance(value, str) else str(exc)) from None
+    return segment.model_dump(mode="json", by_alias=True, exclude_none=True)
 
 
 def digest(spec: dict[str, Any]) -> str:
     return hashlib.sha256(orjson.dumps(spec, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
-def templates_named(spec: CampaignSpec) -> set[str]:
-    return {fields["template"] for _, _, messages in spec.variant_messages for fields in messages.values()
+def templates_named(spec: Any) -> set[str]:
+    """The saved templates a campaign or journey names."""
+    return {fields["template"] for _, messages in spec.message_sets for fields in messages.values()
             if "template" in fields}
 
 
@@ -308,4 +344,8 @@ def pin(data: dict[str, Any], latest: dict[str, int]) -> dict[str, Any]:
     if isinstance(out.get("variants"), list):
         out["variants"] = [{**v, "messages": pinned(v["messages"])} if isinstance(v, dict)
                            and isinstance(v.get("messages"), dict) else v for v in out["variants"]]
+    if isinstance(out.get("steps"), list):
+        out["steps"] = [{**s, "send": {**s["send"], "messages": pinned(s["send"]["messages"])}}
+                        if isinstance(s, dict) and isinstance(s.get("send"), dict)
+                        and isinstance(s["send"].get("messages"), dict) else s for s in out["steps"]]
     return out

@@ -552,6 +552,8 @@ class Worker:
             self.ws.events.drain()
         except EventStoreBusy:
             log.info("delivery worker %s: the event store is busy; its events wait in the spool", self.name)
+        except Exception:  # e.g. journeys could not record what the events did: the parts stay for the next drain
+            log.exception("delivery worker %s: draining the spool failed; its events wait there", self.name)
         finally:
             self.ws.events.lock_timeout = lock_timeout
 

@@ -146,6 +146,9 @@ class EventStore:
         self.on_activity: ActivityListener | None = None
         """Called after every insert that committed activity (the lifecycle's at-once resurrection)."""
         self.wants_activity: Callable[[], bool] = lambda: self.on_activity is not None
+        self.on_rows: Callable[[pa.Table], None] | None = None
+        """Called with every appended batch, duplicates included, after it is stored (journeys' triggers). It
+        may raise: a drain then keeps its spool parts for the next try (their events are stored once)."""
         """Whether anyone could be resurrected now; when not, inserts skip working out who was active."""
 
     # -- connections ---------------------------------------------------------------------------
@@ -279,6 +282,8 @@ class EventStore:
         with self.writer() as con:
             result = insert_new(con, rows, self.rollup, self.wants_activity())
         self.notify(result)
+        if self.on_rows is not None:
+            self.on_rows(rows)
         return result
 
     def insert(self, con: duckdb.DuckDBPyConnection, relation: str, where: str = "true") -> AppendResult:

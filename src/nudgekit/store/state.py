@@ -7,6 +7,7 @@ migrations in `store/migrations`; these models mirror it.
 
 from __future__ import annotations
 
+import weakref
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -433,13 +434,17 @@ def limit_page_cache(engine: Engine, mib: int) -> None:
     """Keep each of the engine's SQLite connections to a page cache of `mib` MiB (the default, 64 MiB, is
     for large imports): a long-running process with a few pooled connections would otherwise grow by their
     caches as the database grows."""
-    if engine.dialect.name != "sqlite":
-        return
+    if engine.dialect.name != "sqlite" or engine in _PAGE_CACHE_LIMITED:
+        return  # once per engine: every transactional send makes a worker, and the server serves many at once
+    _PAGE_CACHE_LIMITED.add(engine)
 
     def small(dbapi_conn: Any, _record: Any, _proxy: Any) -> None:
         dbapi_conn.execute(f"PRAGMA cache_size=-{int(mib) * 1024}")
 
     event.listen(engine, "checkout", small)
+
+
+_PAGE_CACHE_LIMITED: weakref.WeakSet[Engine] = weakref.WeakSet()
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker:
@@ -750,6 +755,9 @@ class Campaign(Base):
     detail: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
+    cursor: Mapped[str | None] = mapped_column(String(255))
+    """A journey's place in what it watches: the last lifecycle transition read, the last day dated entries
+    were made for."""
 
 
 class CampaignVersion(Base):
@@ -784,3 +792,48 @@ class CampaignRun(Base):
     """For a canary run: when its guardrails are read and the rest released."""
     result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     detail: Mapped[str | None] = mapped_column(Text)
+
+
+class JourneyEntry(Base):
+    """One person's walk through a journey, from entering to finishing or leaving: the version they entered
+    (they finish on it), the step they are on and, while waiting, when the wait is over. The due index is
+    the journeys' timer wheel."""
+
+    __tablename__ = "journey_entries"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    journey: Mapped[str] = mapped_column(String(100))
+    version: Mapped[int] = mapped_column(Integer)
+    profile_id: Mapped[str] = mapped_column(String(255))
+    entry_key: Mapped[str] = mapped_column(String(255))
+    """What started it (the event's id, the API call's key, the transition, the day): the same trigger
+    seen twice enters once."""
+    state: Mapped[str] = mapped_column(String(16))
+    step: Mapped[str | None] = mapped_column(String(64))
+    waiting: Mapped[bool] = mapped_column(Boolean, default=False)
+    """In its wait step, until `due_at` (or the event it waits for)."""
+    waiting_for: Mapped[str | None] = mapped_column(String(255))
+    due_at: Mapped[datetime | None]
+    claimed_until: Mapped[datetime | None]
+    entered_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    context: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    """The trigger (event name, properties, time): what the messages read as `event`."""
+    path: Mapped[list[Any]] = mapped_column(JSON)
+    """The steps taken, with when."""
+    exit_reason: Mapped[str | None] = mapped_column(String(255))
+
+    __table_args__ = (
+        Index("ux_journey_entry_key", "journey", "entry_key", unique=True),
+        Index("ux_journey_in_flight", "journey", "profile_id", unique=True,
+              sqlite_where=text("state = 'active'"), postgresql_where=text("state = 'active'")),
+        Index("ix_journey_due", "state", "due_at"),
+        Index("ix_journey_person", "profile_id", "state"),
+    )
+
+
+class JourneyMember(Base):
+    """Who was in a segment-entry journey's segment at its last check: joining it is entering."""
+
+    __tablename__ = "journey_members"
+    journey: Mapped[str] = mapped_column(String(100), primary_key=True)
+    profile_id: Mapped[str] = mapped_column(String(255), primary_key=True)

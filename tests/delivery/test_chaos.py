@@ -58,8 +58,9 @@ def make_shop(home: Path, solapi: FakeSolapi) -> None:
     write_section(home, "delivery", {"lease_seconds": 10.0, "batch_size": 25, "poll_seconds": 0.2,
                                      "receipts_seconds": 3600.0})
     users = home.parent / "users.csv"
-    lines = ["user_id,phone,consent_sms_advertising,consent_at"]
-    lines += [f"c{i:06d},010{40000000 + i:08d},true,2026-01-05T09:00:00+09:00" for i in range(MESSAGES)]
+    # night consent too: the workers use the real clock, and CI may run between 21:00 and 08:00 in Seoul
+    lines = ["user_id,phone,consent_sms_advertising,consent_sms_night,consent_at"]
+    lines += [f"c{i:06d},010{40000000 + i:08d},true,true,2026-01-05T09:00:00+09:00" for i in range(MESSAGES)]
     users.write_text("\n".join(lines) + "\n", encoding="utf-8")
     ws = Workspace.open(home)
     ws.import_users(users)

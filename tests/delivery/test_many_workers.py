@@ -37,8 +37,9 @@ def test_four_workers_on_postgresql_share_the_work_and_respect_the_cap(tmp_path:
         write_section(home, "delivery", {"batch_size": 25, "receipts_seconds": 3600.0})
         write_section(home, "policy", {"control_group_percent": 0.0})
         users = tmp_path / "users.csv"
-        users.write_text("user_id,phone,consent_sms_advertising,consent_at\n" + "".join(
-            f"p{i:04d},010{50000000 + i:08d},true,2026-01-05T09:00:00+09:00\n" for i in range(PEOPLE)),
+        # night consent too: the workers use the real clock, and CI may run between 21:00 and 08:00 in Seoul
+        users.write_text("user_id,phone,consent_sms_advertising,consent_sms_night,consent_at\n" + "".join(
+            f"p{i:04d},010{50000000 + i:08d},true,true,2026-01-05T09:00:00+09:00\n" for i in range(PEOPLE)),
             encoding="utf-8")
         ws = Workspace.open(home, database_url=url)
         ws.import_users(users)

@@ -2316,6 +2316,9 @@ def _print_plan(result: dict[str, Any], applying: bool) -> None:
             console.print(f"  [green]applied[/] as version {applied['version']} ({applied['state']})"
                           + (f", launched {len(applied['runs'])} run(s)" if applied.get("runs") else "")
                           + (f", {applied['entered']['entered']:,} entered" if applied.get("entered") else ""))
+            if applied["state"] == "awaiting_approval":
+                console.print(f"  [yellow]waits for approval[/]: one of the approvers runs nudge campaign approve "
+                              f"{escape(entry['name'])} --version {applied['version']}")
         elif applying and entry["change"] != "unchanged":
             console.print("  [red]not applied[/]: fix what preflight says, then apply again")
     if result["ignored"]:
@@ -2459,6 +2462,63 @@ def campaign_resume(name: str, home: HomeOpt = None, as_json: JsonOpt = False) -
 def campaign_cancel(name: str, home: HomeOpt = None, as_json: JsonOpt = False) -> None:
     """End a campaign: waiting messages are cancelled and no run launches again."""
     _campaign_control(name, "cancel", home, as_json)
+
+
+@campaign_app.command("test")
+def campaign_test(
+    directory: Annotated[Path, typer.Argument(help="A folder of campaign files, or one file.")],
+    name: Annotated[str | None, typer.Option("--name", help="Only the campaign called this.")] = None,
+    to: Annotated[list[str] | None, typer.Option("--to", help="Only this test user (repeat); each must be on "
+                                                 "the test list.")] = None,
+    home: HomeOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Send every message of the campaigns — each variant, each journey send step, every channel — now to the
+    internal test users ([policy] test_list; add yourself with `nudge list add test_users FILE`). They go
+    through consent and the night rule like any message, outside the campaign's budget and results. Exit 1
+    when one did not go."""
+    json_errors(as_json)
+    with workspace(home) as ws:
+        result = ws.test_send_campaigns(directory, name=name, to=to)
+    if as_json:
+        emit_json(result)
+    else:
+        table = Table("campaign", "message", "channel", "to", "state", "why")
+        for s in result["sends"]:
+            colour = "green" if s["state"] == "sent" else "yellow" if s["state"] in ("deferred", "queued") else "red"
+            table.add_row(escape(s["campaign"]), escape(s["message"]), s["channel"], escape(s["user"]),
+                          f"[{colour}]{s['state']}[/]", escape(s["detail"] or s["reason"] or ""))
+        console.print(table)
+    if any(s["state"] != "sent" for s in result["sends"]):
+        raise typer.Exit(1)
+
+
+@campaign_app.command("approve")
+def campaign_approve(
+    name: str,
+    version: Annotated[int, typer.Option("--version", help="The version you reviewed (nudge campaign show NAME); "
+                                         "a later edit is a new version and needs its own approval.")],
+    by: Annotated[str | None, typer.Option("--as", envvar="NUDGE_USER",
+                                           help="Who is approving (default: your login name).")] = None,
+    home: HomeOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Approve a campaign or journey that waits for it: you must be in [campaigns] approvers and not the person
+    who applied it. Preflight runs again on today's data; passing, it goes live as apply would have made it."""
+    import getpass
+
+    json_errors(as_json)
+    with workspace(home) as ws, progress_tasks(as_json) as progress:
+        result = ws.approve_campaign(name, version, by or getpass.getuser(), progress=progress)
+    if as_json:
+        emit_json(result)
+        return
+    console.print(f"[green]approved[/] version {version} of [bold]{escape(name)}[/] as {escape(result['approved_by'])}: "
+                  f"{result['state']}" + (f", {result['entered']['entered']:,} entered" if result.get("entered") else ""))
+    for item in result.get("runs", []):
+        if "run" in item:
+            console.print(f"launched occurrence {item['occurrence']}:")
+            _print_run(item["run"])
 
 
 @campaign_app.command("tick")

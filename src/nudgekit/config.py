@@ -114,6 +114,39 @@ class CommerceSettings(BaseModel):
     """How many products a recommendation list holds."""
 
 
+class ApprovalRule(BaseModel):
+    """A kind of campaign that only goes live once a second person approves it (docs/campaigns.md#approval):
+    every condition given must hold, e.g. purpose = "advertising", audience_over = 50000."""
+
+    model_config = {"extra": "forbid"}
+
+    purpose: Literal["advertising", "informational"] | None = None
+    audience_over: int | None = Field(None, ge=0)
+    """More people than this in a run's audience (a journey: in its audience segment, or everyone when it
+    has none — who could ever enter it)."""
+    channels: list[str] = Field(default_factory=list)
+    """Any of these channels among its messages."""
+
+    @field_validator("channels")
+    @classmethod
+    def _known_channels(cls, value: list[str]) -> list[str]:
+        from nudgekit.vocabulary import MessageChannel
+
+        known = [c.value for c in MessageChannel]
+        for channel in value:
+            if channel not in known:
+                raise ValueError(f"unknown channel {channel!r}; use one of {', '.join(known)}")
+        return value
+
+    def said(self) -> str:
+        what = f"{self.purpose} campaigns" if self.purpose else "campaigns"
+        if self.channels:
+            what += f" on {' or '.join(self.channels)}"
+        if self.audience_over is not None:
+            what += f" to more than {self.audience_over:,} people"
+        return what
+
+
 class CampaignSettings(BaseModel):
     """Campaigns as code (docs/campaigns.md): what preflight holds them to and how often the scheduler looks."""
 
@@ -127,6 +160,12 @@ class CampaignSettings(BaseModel):
     """How many people preflight renders each message for."""
     tick_seconds: float = Field(10.0, gt=0)
     """How often `nudge serve` launches the runs that are due."""
+    approvers: list[str] = Field(default_factory=list)
+    """Who may approve a campaign that needs it (their login name, or NUDGE_USER / --as); never the person
+    who applied that version."""
+    approval: list[ApprovalRule] = Field(default_factory=list)
+    """Campaigns that need approval besides those saying `requires_approval`, e.g. [[campaigns.approval]]
+    purpose = "advertising", audience_over = 50000."""
 
 
 class LinkSettings(BaseModel):

@@ -322,6 +322,9 @@ class CampaignState(StrEnum):
     """Its next run waits for its time."""
     LIVE = "live"
     """A journey taking people in."""
+    AWAITING_APPROVAL = "awaiting_approval"
+    """Applied, and waits for a second person to approve this version: nothing of it launches and nobody
+    enters (people already in a journey walk on, on the version they entered)."""
     FINISHED = "finished"
     """Every run it will have has launched."""
     PAUSED = "paused"

@@ -927,6 +927,22 @@ class Workspace:
 
         return code.apply(self, Path(directory), applied_by=applied_by, progress=progress)
 
+    def test_send_campaigns(self, directory: Path | str, *, name: str | None = None, to: list[str] | None = None
+                            ) -> dict[str, Any]:
+        """Send every message of the folder's campaign files (or of the one called `name`) now to the internal
+        test users ([policy] test_list; `to`: some of them), through the policy chain, outside the campaign;
+        what happened to each."""
+        from nudgekit.campaigns import proof
+
+        return proof.send(self, Path(directory), name=name, to=to)
+
+    def approve_campaign(self, name: str, version: int, by: str, *, progress: Any = None) -> dict[str, Any]:
+        """A second person (one of [campaigns] approvers, not who applied it) approves exactly this version of
+        a campaign waiting for approval; it passes preflight again and goes live as apply would have made it."""
+        from nudgekit.campaigns import code
+
+        return code.approve(self, name, version, by, progress=progress)
+
     def tick_campaigns(self, *, progress: Any = None) -> list[dict[str, Any]]:
         """Launch every campaign run that is due (what `nudge serve` does every `[campaigns] tick_seconds`)."""
         from nudgekit.campaigns import code

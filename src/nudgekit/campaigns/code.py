@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, select
 
-from nudgekit.campaigns import canary, engine, journey_plan, live, preflight, schedule
+from nudgekit.campaigns import approval, canary, engine, journey_plan, live, preflight, schedule
 from nudgekit.campaigns import journey as journeys
 from nudgekit.campaigns import spec as specs
 from nudgekit.campaigns.dry import dry_copy
@@ -58,6 +58,8 @@ class Entry:
     journey: journey_plan.JourneyPlan | None = None
     note: str | None = None
     applied: dict[str, Any] | None = None
+    approval: list[str] = field(default_factory=list)
+    """Why this version waits for a second person's approval (empty: it goes live on apply)."""
 
     @property
     def blocked(self) -> bool:
@@ -80,6 +82,7 @@ class Entry:
         out["run"] = self.outcome.as_dict() if self.outcome is not None else None
         out["rest"] = self.rest.as_dict() if self.rest is not None else None
         out["preflight"] = [c.as_dict() for c in self.checks]
+        out["approval"] = self.approval
         if self.applied is not None:
             out["applied"] = self.applied
         return out
@@ -107,9 +110,6 @@ def read(ws: Workspace, directory: Path) -> tuple[list[Entry], list[str]]:
                 if data is None:
                     ignored.append(str(path))
                     continue
-                if data.get("requires_approval"):
-                    raise SpecError(f"{path}: requires_approval: approvals are not built yet (issue #8 "
-                                    "continues); nothing with it can be applied until they are")
                 resolved = specs.pin(specs.resolve(data, path), latest)
                 entry.spec = journeys.parse(resolved, str(path)) if data.get("kind") == "journey" \
                     else specs.parse(resolved, str(path))
@@ -156,6 +156,8 @@ def _dry_run(ws: Workspace, entry: Entry, everyone: int, progress: Progress | No
             entry.error = f"{entry.file}: {exc.field}: {exc.reason}"
             return
         entry.checks = journey_plan.checks(spec, entry.outcome, ws.settings)
+        reach = len(ws.segment_members(spec.audience.segment_of(spec.name))) if spec.audience else everyone
+        _needs_approval(ws, entry, reach)
         return
     now = ws.clock()
     entry.runs = schedule.upcoming(spec.schedule, spec.occurrence, ws.settings.zone, now)
@@ -184,6 +186,20 @@ def _dry_run(ws: Workspace, entry: Entry, everyone: int, progress: Progress | No
     whole = outcome.plus(entry.rest) if entry.rest is not None else outcome
     sends_at = run.wall or max(now, run.launch).astimezone(ws.settings.zone)
     entry.checks = preflight.run(spec, whole, ws.settings, everyone, sends_at)
+    _needs_approval(ws, entry, whole.audience)
+
+
+def _needs_approval(ws: Workspace, entry: Entry, reach: int) -> None:
+    assert entry.spec is not None
+    entry.approval = approval.reasons(entry.spec, reach, ws.settings)
+    if not entry.approval:
+        return
+    approvers = ws.settings.campaigns.approvers
+    why = "; ".join(entry.approval)
+    entry.checks.append(
+        preflight.Check("approval", "warning", f"waits for approval by one of {', '.join(approvers)} ({why})")
+        if approvers else preflight.Check("approval", "error", f"needs approval ({why}) but [campaigns] "
+                                          "approvers in nudge.toml names nobody who could give it"))
 
 
 def plan(ws: Workspace, directory: Path, *, progress: Progress | None = None) -> dict[str, Any]:
@@ -208,6 +224,12 @@ def apply(ws: Workspace, directory: Path, *, applied_by: str | None = None, prog
         if entry.blocked:
             continue
         assert entry.spec is not None and entry.stored is not None and entry.digest is not None
+        if entry.approval:
+            with ws.sessions.begin() as session:
+                version = live.store(session, entry.spec.name, entry.stored, entry.digest, entry.file, applied_by,
+                                     ws.clock(), CampaignState.AWAITING_APPROVAL, None)
+            entry.applied = {"version": version, "state": CampaignState.AWAITING_APPROVAL.value}
+            continue
         if isinstance(entry.spec, JourneySpec):
             entry.applied = _go_live(ws, entry, applied_by)
             continue
@@ -235,6 +257,36 @@ def _go_live(ws: Workspace, entry: Entry, applied_by: str | None) -> dict[str, A
             live.set_cursor(session, spec.name, engine.start_cursor(ws, spec))
     went = engine.went_live(ws, spec)
     return {"version": version, "state": CampaignState.LIVE.value, **went}
+
+
+def approve(ws: Workspace, name: str, version: int, by: str, *, progress: Progress | None = None
+            ) -> dict[str, Any]:
+    """A second person approves exactly this version: preflight runs again on today's data and, passing, the
+    version goes live as apply would have made it (its due run launched, a journey taking people in from
+    now: nobody entered while it waited)."""
+    stored = approval.claim(ws, name, version, by)
+    entry = Entry(f"version {version}", name, "approving", stored=stored, digest=specs.digest(stored),
+                  live_version=version)
+    entry.spec = JourneySpec.model_validate(stored) if stored.get("kind") == "journey" \
+        else CampaignSpec.model_validate(stored)
+    _dry_run(ws, entry, _everyone(ws), progress)
+    errors = [c.message for c in preflight.blocking(entry.checks)] + ([entry.error] if entry.error else [])
+    if errors:
+        raise FieldError("preflight", f"version {version} of {name!r} fails preflight on today's data, so it "
+                         "cannot go live: " + "; ".join(errors))
+    result = {"campaign": name, "version": version, "approved_by": by}
+    if isinstance(entry.spec, JourneySpec):
+        if not approval.record(ws, name, version, by, CampaignState.LIVE, None, engine.start_cursor(ws, entry.spec)):
+            raise FieldError("version", f"version {version} of {name!r} stopped waiting while it was checked")
+        return {**result, "state": CampaignState.LIVE.value, **engine.went_live(ws, entry.spec)}
+    first = entry.runs[0] if entry.runs else None
+    state = CampaignState.SCHEDULED if first is not None else CampaignState.FINISHED
+    if not approval.record(ws, name, version, by, state, first.launch if first else None):
+        raise FieldError("version", f"version {version} of {name!r} stopped waiting while it was checked")
+    result.update(state=state.value, note=entry.note, runs=[])
+    if first is not None and first.launch <= ws.clock():
+        result["runs"] = tick(ws, only=name, progress=progress)
+    return result
 
 
 def tick(ws: Workspace, *, only: str | None = None, progress: Progress | None = None) -> list[dict[str, Any]]:
@@ -303,6 +355,9 @@ def control(ws: Workspace, name: str, action: str) -> list[dict[str, Any]]:
         raise FieldError("campaign", f"no campaign called {name!r} has been applied (nudge campaign list)")
     if now.state == CampaignState.CANCELLED:
         raise FieldError("campaign", f"{name!r} was cancelled: apply it under a new name to send it again")
+    if now.state == CampaignState.AWAITING_APPROVAL and action != "cancel":
+        raise FieldError("campaign", f"version {now.version} of {name!r} waits for approval (nudge campaign approve); "
+                         "until then nothing of it runs")
     if now.kind == "journey":
         return _control_journey(ws, name, action)
     released = release(ws, only=name, force=True) if action == "resume" else []

@@ -51,6 +51,11 @@ CLAIM = 500
 MAX_HOPS = 200
 """Steps one walk takes per person at most (a journey's loops must pass a wait; this is the backstop)."""
 PATH_KEEP = 100
+WATCHING = (CampaignState.LIVE.value, CampaignState.PAUSED.value, CampaignState.AWAITING_APPROVAL.value)
+"""Journey states whose people's exits still count."""
+WALKING = (CampaignState.LIVE.value, CampaignState.AWAITING_APPROVAL.value)
+"""Journey states whose people walk on: a new version waiting for approval takes nobody in, and those in
+walk on their (approved) version."""
 OPENED = (EventName.MESSAGE_OPENED.value, "In-App Message Shown", "Content Card Viewed")
 CLICKED = (EventName.MESSAGE_CLICKED.value, "In-App Message Clicked", "Content Card Clicked")
 
@@ -82,10 +87,10 @@ class Live:
 
 
 def live_journeys(session: Any) -> list[Live]:
-    """Journeys taking people in (or paused: they still watch exits)."""
+    """Journeys taking people in (or paused, or waiting for approval: they still watch exits)."""
     rows = session.execute(select(Campaign.name, Campaign.version, Campaign.state, Campaign.cursor,
-                                  Campaign.next_run_at).where(
-        Campaign.kind == "journey", Campaign.state.in_((CampaignState.LIVE.value, CampaignState.PAUSED.value)))).all()
+                                  Campaign.next_run_at).where(Campaign.kind == "journey", Campaign.state.in_(WATCHING))
+                           ).all()
     return [Live(n, v, s, spec_of(session, n, v), c, at) for n, v, s, c, at in rows]
 
 
@@ -135,7 +140,7 @@ def enter(ws: Workspace, live: Live, people_in: list[Entering]) -> Entered:
     spec, now = live.spec, ws.clock()
     done = Entered()
     if live.state != CampaignState.LIVE.value:
-        done.skipped["journey_paused"] += len(people_in)
+        done.skipped["journey_paused" if live.state == CampaignState.PAUSED else "awaiting_approval"] += len(people_in)
         return done
     firsts: dict[str, Entering] = {}
     for item in people_in:  # one entry per person per call: their earliest trigger
@@ -342,7 +347,7 @@ class Walker:
 
 
 def _claim(ws: Workspace, now: datetime, ids: list[int] | None) -> list[Walker]:
-    paused = select(Campaign.name).where(Campaign.kind == "journey", Campaign.state != CampaignState.LIVE.value)
+    paused = select(Campaign.name).where(Campaign.kind == "journey", Campaign.state.not_in(WALKING))
     free = or_(JourneyEntry.claimed_until.is_(None), JourneyEntry.claimed_until < now)
     due = and_(JourneyEntry.state == JourneyState.ACTIVE.value, JourneyEntry.due_at <= now, free,
                JourneyEntry.journey.not_in(paused))

@@ -38,6 +38,7 @@ class Live:
     next_run_at: datetime | None
     digest: str
     spec: dict[str, Any]
+    applied_by: str | None
     approved_by: str | None
 
 
@@ -47,7 +48,8 @@ def current(session: Session, name: str) -> Live | None:
         return None
     version = session.get(CampaignVersion, (name, row.version))
     assert version is not None
-    return Live(name, row.kind, row.version, row.state, row.next_run_at, version.digest, version.spec, version.approved_by)
+    return Live(name, row.kind, row.version, row.state, row.next_run_at, version.digest, version.spec,
+                version.applied_by, version.approved_by)
 
 
 def store(session: Session, name: str, spec: dict[str, Any], digest: str, source: str | None, applied_by: str | None,

@@ -21,7 +21,7 @@ CONSENTED = datetime(2026, 1, 5, tzinfo=UTC)
 def open_shop(path: Path, state_url: str, clock: Any, **settings: Any) -> Workspace:
     ws, _ = Workspace.init(path, database_url=state_url, clock=clock, sender=SENDER,
                            policy={"control_group_percent": 0.0, **settings.pop("policy", {})},
-                           links={"domains": ["shop.example"]}, **settings)
+                           links=settings.pop("links", {"domains": ["shop.example"]}), **settings)
     return ws
 
 

@@ -238,7 +238,15 @@ def on_rows(ws: Workspace, rows: pa.Table) -> list[int]:
     who = ws.resolve_many([i for e in events for i in (e["user_id"], e["anonymous_id"]) if i])
     for e in events:
         e["person"] = who.get(e["user_id"] or "") or who.get(e["anonymous_id"] or "")
-        e["properties"] = _json(e["properties"])
+        e["properties"] = properties_of(e["properties"])
+    starts = {j.spec.entry.event for j in lives if j.state == CampaignState.LIVE.value and j.spec.entry.event}
+    strangers = sorted({e["anonymous_id"] for e in events if e["person"] is None and not e["user_id"]
+                        and e["anonymous_id"] and e["event"] in starts})
+    if strangers:
+        made = _visitors(ws, strangers)
+        for e in events:
+            if e["person"] is None and not e["user_id"]:
+                e["person"] = made.get(e["anonymous_id"] or "")
     events = sorted((e for e in events if e["person"]), key=lambda e: e["timestamp"])
     due: list[int] = []
     now = ws.clock()
@@ -261,7 +269,23 @@ def on_rows(ws: Workspace, rows: pa.Table) -> list[int]:
     return due + _react(ws, versions, events, now)
 
 
-def _json(value: Any) -> dict[str, Any]:
+def _visitors(ws: Workspace, anonymous_ids: list[str]) -> dict[str, str]:
+    """Anonymous visitors whose event starts a journey before anything identified them: their anonymous
+    profile, made as an identify without traits makes it, so the journey can reach them where they are (an
+    in-app or in-browser message fetched by anonymousId)."""
+    from nudgekit.profiles import identify
+    from nudgekit.profiles.traits import TraitRegistry
+
+    now = ws.clock()
+    with ws.sessions.begin() as session:
+        registry = TraitRegistry(session, ws.settings.traits)
+        made = identify.apply_many(session, [identify.IdentifyPlan(None, a, now, None) for a in anonymous_ids],
+                                   registry, now)
+    return {a: r.profile_id for a, r in zip(anonymous_ids, made, strict=True)}
+
+
+def properties_of(value: Any) -> dict[str, Any]:
+    """An event's properties as a dict, from the store's JSON text (anything else: empty)."""
     if isinstance(value, str | bytes):
         try:
             value = orjson.loads(value)
@@ -687,7 +711,7 @@ def _dated(ws: Workspace, spec: JourneySpec, today: date) -> list[Entering]:
             "SELECT person_id, event_id, properties FROM events_resolved WHERE event = ? AND timestamp >= ? "
             "AND timestamp < ? ORDER BY timestamp", [dated.event, start, start + timedelta(days=1)])
         for r in rows:
-            if journeys.matches(dated.where, _json(r["properties"])):
+            if journeys.matches(dated.where, properties_of(r["properties"])):
                 found.append((r["person_id"], f"{dated.event}:{r['event_id']}"))
     at = journeys.clock_time(dated.at, "date.at")
     with ws.sessions() as session:

@@ -463,9 +463,23 @@ def parse(data: Any, source: str) -> JourneySpec:
     return validated(JourneySpec, data, source)
 
 
+NEGATIVE = (segments.Op.NE, segments.Op.NOT_IN, segments.Op.NOT_EXISTS)
+
+
 def matches(filters: list[segments.PropertyFilter], properties: dict[str, Any]) -> bool:
-    """Do the event's properties pass every filter."""
-    return all(_passes(f.op, properties.get(f.property), f.value, f.property in properties) for f in filters)
+    """Do the event's properties pass every filter. `products[].sku` reads each item of the `products` list:
+    eq, in, contains, lt … pass when any item does; ne, not_in, not_exists when every item does (an order
+    without that product)."""
+    return all(_item_passes(f, properties) if "[]." in f.property
+               else _passes(f.op, properties.get(f.property), f.value, f.property in properties) for f in filters)
+
+
+def _item_passes(f: segments.PropertyFilter, properties: dict[str, Any]) -> bool:
+    listed, _, field_name = f.property.partition("[].")
+    items = properties.get(listed)
+    items = [i for i in items if isinstance(i, dict)] if isinstance(items, list) else []
+    results = (_passes(f.op, i.get(field_name), f.value, field_name in i) for i in items)
+    return all(results) if f.op in NEGATIVE else any(results)
 
 
 def _passes(op: segments.Op, have: Any, want: Any, present: bool) -> bool:

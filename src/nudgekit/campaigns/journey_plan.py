@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import select, update
 
 from nudgekit.campaigns import engine, live, preflight
+from nudgekit.campaigns import journey as journeys
 from nudgekit.campaigns.dry import dry_copy
 from nudgekit.campaigns.journey import JourneySpec, clock_time
 from nudgekit.campaigns.preflight import NIGHT_FROM, NIGHT_UNTIL, Check
@@ -144,10 +145,29 @@ def plan(ws: Workspace, spec: JourneySpec, stored: dict[str, Any], digest: str, 
     return result, outcome
 
 
+def _triggers(ws: Workspace, spec: JourneySpec, sample: list[str]) -> dict[str, dict[str, Any]]:
+    """Each sampled person's latest trigger event, as the walk would give it to the messages (`event`)."""
+    name = spec.entry.event
+    if name is None or not sample:
+        return {}
+    marks = ", ".join("?" for _ in sample)
+    rows = ws.events.query(
+        f"SELECT person_id, event, properties, timestamp FROM events_resolved WHERE event = ? AND person_id IN "
+        f"({marks}) ORDER BY timestamp DESC", [name, *sample])
+    found: dict[str, dict[str, Any]] = {}
+    for r in rows:
+        properties = engine.properties_of(r["properties"])
+        if r["person_id"] not in found and journeys.matches(spec.entry.where, properties):
+            found[r["person_id"]] = {"event": r["event"], "properties": properties,
+                                     "timestamp": r["timestamp"].isoformat()}
+    return found
+
+
 def _sample_sends(ws: Workspace, spec: JourneySpec, sample: list[str], outcome: Outcome) -> None:
     advertising = spec.purpose == MessagePurpose.ADVERTISING
     with ws.sessions() as session:
         persons = people.load_many(session, ws.settings, sample)
+    triggers = _triggers(ws, spec, sample)
     options = engine.options_of(spec)
     for step in spec.steps:
         if step.send is None:
@@ -160,7 +180,8 @@ def _sample_sends(ws: Workspace, spec: JourneySpec, sample: list[str], outcome: 
             fields, prepared = ready[channel]
             requests.append((planning.Request(f"plan/{spec.name}/{step.id}/{profile_id}", channel, fields, options,
                                               spec.name, None, "hold" if advertising else "resend", None, prepared,
-                                              None, step.id, False), profile_id if person is not None else None))
+                                              triggers.get(profile_id), step.id, False),
+                             profile_id if person is not None else None))
         planning.plan(ws, requests, campaign=spec.name, tally=outcome)
 
 

@@ -1,0 +1,200 @@
+"""The playbooks shipped in examples/playbooks (src/nudgekit/demo/playbooks), each applied as shipped and driven
+step by step on a controllable clock with deterministic people: who gets which message when, and who does
+not."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from campaigns.helpers import CONSENTED, NOON_KST, open_shop, shoppers
+from nudgekit.demo import PLAYBOOKS
+from nudgekit.store.state import OutboxMessage
+from nudgekit.workspace import Workspace
+
+LINKS = {"domains": ["healthyday.example"], "app_scheme": "healthyday", "web_url": "https://healthyday.example"}
+PROBIOTICS = {"sku": "P-PROBIO-30", "name": "프로바이오틱스 30일분", "price": 32900}
+
+
+@pytest.fixture
+def shop(tmp_path: Path, clock: Any) -> Iterator[Workspace]:
+    clock.now = NOON_KST
+    ws = open_shop(tmp_path / "ws", f"sqlite:///{tmp_path / 'state.db'}", clock, links=LINKS)
+    shoppers(ws, 6)  # u000, u002, u004 have push tokens; everyone consented to SMS and push advertising
+    for user in ("u000", "u001"):
+        ws.set_consent(user, channel="kakao", purpose="advertising", granted=True, source="signup_form",
+                       at=CONSENTED)
+    for user in ("u000", "u001", "u002", "u003", "u004", "u005"):
+        ws.track("signed_up", user, {}, timestamp=NOON_KST - timedelta(days=40))
+    ws.flush()
+    ws.load_coupons("welcome", [f"WELCOME-{i:04d}" for i in range(20)])
+    yield ws
+    ws.close()
+
+
+def apply(ws: Workspace, tmp_path: Path, name: str) -> dict[str, Any]:
+    """Apply the shipped playbook as it is; it must pass preflight."""
+    folder = tmp_path / "playbooks"
+    folder.mkdir(exist_ok=True)
+    shutil.copy(PLAYBOOKS / f"{name}.yaml", folder / f"{name}.yaml")
+    entry = next(e for e in ws.apply_campaigns(folder)["campaigns"] if e["name"] == name)
+    assert not entry["blocked"], entry
+    return entry
+
+
+def sent(ws: Workspace, journey: str) -> list[tuple[str, str | None, str, str]]:
+    """(person, step, channel, state) of every message the journey queued, in order."""
+    with ws.sessions() as session:
+        rows = session.scalars(select(OutboxMessage).where(OutboxMessage.campaign == journey)
+                               .order_by(OutboxMessage.created_at, OutboxMessage.profile_id)).all()
+        return [(r.profile_id, r.variant, r.channel, r.state) for r in rows]
+
+
+def fields_of(ws: Workspace, journey: str, person: str, step: str) -> dict[str, Any]:
+    with ws.sessions() as session:
+        row = session.scalars(select(OutboxMessage).where(
+            OutboxMessage.campaign == journey, OutboxMessage.profile_id == person,
+            OutboxMessage.variant == step)).one()
+        return dict(row.fields)
+
+
+def later(ws: Workspace, clock: Any, **delta: float) -> None:
+    clock.advance(**delta)
+    ws.tick_campaigns()
+
+
+def test_every_shipped_playbook_passes_plan_on_a_small_shop(shop: Workspace) -> None:
+    result = shop.plan_campaigns(PLAYBOOKS)
+    assert result["blocked"] == [] and result["ignored"] == []
+    assert {"cart_abandoned", "checkout_abandoned", "repurchase_due", "signup_prompt", "viewed_and_left",
+            "welcome"} <= {c["name"] for c in result["campaigns"]}
+
+
+def test_an_anonymous_visitor_gets_the_sign_up_prompt_and_signing_up_ends_it(shop: Workspace, tmp_path: Path,
+                                                                            clock: Any) -> None:
+    apply(shop, tmp_path, "signup_prompt")
+    shop.track("product_viewed", None, PROBIOTICS, anonymous_id="visitor-1")  # never identified before
+    shop.track("product_viewed", "u001", PROBIOTICS)  # a member (signed up long ago): never prompted
+    shop.flush()
+    later(shop, clock, minutes=1)
+    assert sent(shop, "signup_prompt") == []
+    later(shop, clock, minutes=2)
+    prompts = sent(shop, "signup_prompt")
+    assert [(step, channel) for _, step, channel, _ in prompts] == [("prompt", "inapp")]
+    visitor = prompts[0][0]
+    assert visitor == "anon:visitor-1" and shop.resolve("visitor-1") == visitor
+    assert "프로바이오틱스 30일분" in fields_of(shop, "signup_prompt", visitor, "prompt")["text"]
+    shop.track("product_viewed", None, PROBIOTICS, anonymous_id="visitor-1")  # within the week: no new prompt
+    shop.flush()
+    later(shop, clock, minutes=5)
+    assert len(sent(shop, "signup_prompt")) == 1
+
+
+def test_welcome_sends_the_coupon_at_once_and_nudges_only_those_who_did_not_look(shop: Workspace, tmp_path: Path,
+                                                                               clock: Any) -> None:
+    apply(shop, tmp_path, "welcome")
+    for user in ("u000", "u001", "u002", "u003"):
+        shop.track("signed_up", user, {"method": "kakao"})
+    shop.flush()
+    welcomed = sent(shop, "welcome")  # each by the first channel that reaches them: push, Kakao, text
+    assert {(p, s, c) for p, s, c, _ in welcomed} == {("u000", "welcome", "push"), ("u001", "welcome", "brand_message"),
+                                                      ("u002", "welcome", "push"), ("u003", "welcome", "sms")}
+    assert "WELCOME-" in fields_of(shop, "welcome", "u000", "welcome")["text"]
+    clock.advance(hours=5)
+    shop.track("product_viewed", "u000", PROBIOTICS)  # u000 looked around
+    shop.track("order_completed", "u002", {"order_id": "O-1", "revenue": 32900})  # u002 bought: out
+    shop.flush()
+    later(shop, clock, days=1)
+    assert len(sent(shop, "welcome")) == 4
+    later(shop, clock, days=1, hours=4)  # 19:00 two days later, in Seoul
+    nudged = [(p, s) for p, s, _, _ in sent(shop, "welcome") if s == "nudge"]
+    assert nudged == [("u001", "nudge"), ("u003", "nudge")]
+    assert shop.journey_entries("welcome", "u002")[0]["exit_reason"] == "exit_event:order_completed"
+    shop.track("signed_up", "u001", {})  # once ever
+    shop.flush()
+    assert len(shop.journey_entries("welcome", "u001")) == 1
+
+
+def test_viewed_and_left_leads_with_reviews_when_they_come_back(shop: Workspace, tmp_path: Path,
+                                                               clock: Any) -> None:
+    apply(shop, tmp_path, "viewed_and_left")
+    for user in ("u000", "u001", "u002"):
+        shop.track("product_viewed", user, PROBIOTICS)
+    shop.flush()
+    clock.advance(minutes=20)
+    shop.track("added_to_cart", "u002", PROBIOTICS)  # did not leave
+    shop.flush()
+    later(shop, clock, hours=1)
+    assert sent(shop, "viewed_and_left") == []  # nobody is back yet
+    later(shop, clock, days=2)
+    shop.track("app_opened", "u000", {})
+    shop.flush()
+    later(shop, clock, minutes=1)
+    assert [(p, s, c) for p, s, c, _ in sent(shop, "viewed_and_left")] == [("u000", "reviews", "inapp")]
+    assert fields_of(shop, "viewed_and_left", "u000", "reviews")["buttons"][0]["url"].startswith(
+        "https://healthyday.example/products/P-PROBIO-30")
+    later(shop, clock, days=6)  # u001 never came back within the week
+    assert shop.journey_entries("viewed_and_left", "u001")[0]["state"] == "finished"
+    assert len(sent(shop, "viewed_and_left")) == 1
+    assert shop.journey_entries("viewed_and_left", "u002")[0]["exit_reason"] == "exit_event:added_to_cart"
+
+
+def test_cart_abandoned_pushes_after_an_hour_then_kakao_next_morning(shop: Workspace, tmp_path: Path,
+                                                                    clock: Any) -> None:
+    apply(shop, tmp_path, "cart_abandoned")
+    shop.track("added_to_cart", "u000", {**PROBIOTICS, "quantity": 1})
+    shop.track("added_to_cart", "u001", {**PROBIOTICS, "quantity": 1})
+    shop.track("added_to_cart", "u002", {**PROBIOTICS, "quantity": 1})
+    shop.flush()
+    later(shop, clock, minutes=30)
+    shop.track("checkout_started", "u002", {"cart_value": 32900})  # moved on to checkout
+    shop.flush()
+    later(shop, clock, minutes=31)
+    assert [(p, s, c) for p, s, c, _ in sent(shop, "cart_abandoned")] == [("u000", "push", "push"),
+                                                                          ("u001", "push", "push")]
+    assert [st for p, _, _, st in sent(shop, "cart_abandoned") if p == "u001"] == ["skipped"]  # no push token
+    later(shop, clock, hours=20)  # 09:01 next day
+    assert len(sent(shop, "cart_abandoned")) == 2
+    later(shop, clock, hours=1)  # 10:01
+    kakao = {(p, c) for p, s, c, _ in sent(shop, "cart_abandoned") if s == "kakao"}
+    assert kakao == {("u000", "brand_message"), ("u001", "brand_message")}
+    fields = fields_of(shop, "cart_abandoned", "u000", "kakao")
+    assert "https://healthyday.example/cart" in fields["fallback_text"]  # the LMS where Kakao cannot reach them
+    assert shop.journey_entries("cart_abandoned", "u002")[0]["exit_reason"] == "exit_event:checkout_started"
+
+
+def test_checkout_abandoned_and_an_order_in_between(shop: Workspace, tmp_path: Path, clock: Any) -> None:
+    apply(shop, tmp_path, "checkout_abandoned")
+    shop.track("checkout_started", "u000", {"cart_value": 65800})
+    shop.track("checkout_started", "u002", {"cart_value": 32900})
+    shop.flush()
+    later(shop, clock, minutes=31)
+    assert "65,800원" in fields_of(shop, "checkout_abandoned", "u000", "push")["text"]
+    shop.track("order_completed", "u000", {"order_id": "O-2", "revenue": 65800})
+    shop.flush()
+    later(shop, clock, days=1)  # 12:31 next day: past 11:00
+    texts = [(p, s) for p, s, _, _ in sent(shop, "checkout_abandoned") if s == "text"]
+    assert texts == [("u002", "text")]
+
+
+def test_repurchase_due_27_days_after_an_order_with_the_30_day_probiotics(shop: Workspace, tmp_path: Path,
+                                                                         clock: Any) -> None:
+    apply(shop, tmp_path, "repurchase_due")
+    shop.track("order_completed", "u000", {"order_id": "O-3", "revenue": 32900,
+                                           "products": [{"sku": "P-PROBIO-30", "price": 32900, "quantity": 1}]})
+    shop.track("order_completed", "u001", {"order_id": "O-4", "revenue": 29900,
+                                           "products": [{"sku": "P-PROTEIN-14", "price": 29900, "quantity": 1}]})
+    shop.flush()
+    later(shop, clock, days=26, hours=21)  # 09:00 on day 27 (Seoul): not yet 10:00
+    assert sent(shop, "repurchase_due") == []
+    later(shop, clock, hours=1, minutes=1)
+    assert [(p, s, c) for p, s, c, _ in sent(shop, "repurchase_due")] == [("u000", "kakao", "brand_message")]
+    assert "고객0님" in fields_of(shop, "repurchase_due", "u000", "kakao")["text"]
+    later(shop, clock, days=1)
+    assert len(sent(shop, "repurchase_due")) == 1

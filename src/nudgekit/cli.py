@@ -203,9 +203,12 @@ def demo(
     days: Annotated[int, typer.Option(min=30, max=730, help="How many days of history.")] = 180,
     as_of: Annotated[datetime | None, typer.Option(
         help="The demo's 'now' (default: the start of today in the workspace time zone).", formats=TIME_FORMATS)] = None,
+    playbooks: Annotated[bool, typer.Option(help="Apply the ready playbooks (examples/playbooks) to the shop.")] = True,
     as_json: JsonOpt = False,
 ) -> None:
-    """Generate a health-food shop's users and behaviour, ingest it through the normal import, summarise it."""
+    """Generate a health-food shop's users and behaviour, ingest it through the normal import, summarise it, and
+    apply the ready playbooks (the commerce funnel journeys) to it. A new demo workspace sends through the
+    sandbox (nothing leaves the machine) with made-up sender numbers and the shop healthyday.example."""
     json_errors(as_json)
     from nudgekit.config import CONFIG_FILE
     from nudgekit.demo.generator import generate
@@ -217,7 +220,7 @@ def demo(
         ws = open_workspace(target)
     else:
         try:
-            ws, key = Workspace.init(target, brand="건강한하루")
+            ws, key = Workspace.init(target, brand="건강한하루", sender=DEMO_SENDER, links=DEMO_LINKS)
         except ValidationError as exc:
             fail(settings_problem(exc), 2)
     try:
@@ -233,14 +236,36 @@ def demo(
         with progress_bar("importing events", files.events_count, as_json) as advance:
             event_report = ws.import_events(files.events, progress=advance)
         summary = summarize(ws, as_of=moment)
+        applied = _demo_playbooks(ws) if playbooks else None
     finally:
         ws.close()
     result = {"workspace": str(target.resolve()), "write_key": key, "as_of": moment.isoformat(), "seed": seed,
-              "imports": {"users": user_report.as_dict(), "events": event_report.as_dict()}, "summary": summary}
+              "imports": {"users": user_report.as_dict(), "events": event_report.as_dict()}, "summary": summary,
+              "playbooks": applied}
     if as_json:
         emit_json(result)
         return
     _print_demo(result)
+
+
+DEMO_SENDER = {"name": "건강한하루", "optout_080": "0801234567", "sms_numbers": ["0212345678"],
+               "push_optout": "수신거부: 마이 > 설정 > 알림", "email_from": "news@healthyday.example",
+               "kakao_sender_key": "d" * 40, "kakao_channel": "@healthyday"}
+"""Made-up sender settings for the demo shop: the sandbox sends nothing, and preflight needs them there."""
+DEMO_LINKS = {"domains": ["healthyday.example"], "app_scheme": "healthyday", "web_url": "https://healthyday.example"}
+DEMO_COUPONS = 2000
+
+
+def _demo_playbooks(ws: Workspace) -> list[dict[str, Any]]:
+    """Apply the shipped playbooks to the demo shop (with the coupon pools they read); what each did."""
+    from nudgekit.demo import PLAYBOOKS
+
+    for pool in ("welcome", "winback"):
+        ws.load_coupons(pool, [f"{pool.upper()}-{i:05d}" for i in range(DEMO_COUPONS)])
+    result = ws.apply_campaigns(PLAYBOOKS, applied_by="nudge demo")
+    return [{"name": c["name"] or c["file"], "kind": c.get("kind"), "change": c["change"], "blocked": c["blocked"],
+             "error": c["error"], "state": (c.get("applied") or {}).get("state"),
+             "problems": [p["message"] for p in c["preflight"] if p["level"] == "error"]} for c in result["campaigns"]]
 
 
 def _print_demo(result: dict[str, Any]) -> None:
@@ -271,7 +296,15 @@ def _print_demo(result: dict[str, Any]) -> None:
     for source, count in list(s["acquisition"].items())[:8]:
         sources.add_row(source, f"{count:,}")
     console.print(sources)
-    console.print("next: [bold]nudge users show u0000001[/], [bold]nudge events tail[/], [bold]nudge serve[/]")
+    if result["playbooks"] is not None:
+        books = Table("playbook", "kind", "state", title="playbooks applied (examples/playbooks)")
+        for b in result["playbooks"]:
+            state = b["state"] or ("unchanged" if b["change"] == "unchanged" else
+                                   "[red]not applied[/]: " + escape("; ".join(b["problems"]) or b["error"] or ""))
+            books.add_row(escape(b["name"]), b["kind"] or "", state)
+        console.print(books)
+    console.print("next: [bold]nudge users show u0000001[/], [bold]nudge events tail[/], [bold]nudge serve[/] "
+                  "(takes the events and walks the journeys), [bold]nudge campaign list[/]")
 
 
 # -- serve ---------------------------------------------------------------------------------------

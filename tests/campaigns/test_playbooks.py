@@ -11,11 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from delivery.helpers import drain
 from sqlalchemy import select
 
 from campaigns.helpers import CONSENTED, NOON_KST, open_shop, shoppers
 from nudgekit.demo import PLAYBOOKS
-from nudgekit.store.state import OutboxMessage
+from nudgekit.store.state import LifecycleTransition, OutboxMessage
 from nudgekit.workspace import Workspace
 
 LINKS = {"domains": ["healthyday.example"], "app_scheme": "healthyday", "web_url": "https://healthyday.example"}
@@ -34,6 +35,7 @@ def shop(tmp_path: Path, clock: Any) -> Iterator[Workspace]:
         ws.track("signed_up", user, {}, timestamp=NOON_KST - timedelta(days=40))
     ws.flush()
     ws.load_coupons("welcome", [f"WELCOME-{i:04d}" for i in range(20)])
+    ws.load_coupons("winback", [f"WINBACK-{i:04d}" for i in range(20)])
     yield ws
     ws.close()
 
@@ -72,8 +74,9 @@ def later(ws: Workspace, clock: Any, **delta: float) -> None:
 def test_every_shipped_playbook_passes_plan_on_a_small_shop(shop: Workspace) -> None:
     result = shop.plan_campaigns(PLAYBOOKS)
     assert result["blocked"] == [] and result["ignored"] == []
-    assert {"cart_abandoned", "checkout_abandoned", "repurchase_due", "signup_prompt", "viewed_and_left",
-            "welcome"} <= {c["name"] for c in result["campaigns"]}
+    assert {c["name"] for c in result["campaigns"]} == {
+        "signup_prompt", "welcome", "viewed_and_left", "cart_abandoned", "checkout_abandoned", "repurchase_due",
+        "new_onboarding", "power_thanks", "resurrected_welcome_back", "churn_winback", "uninstall_reach"}
 
 
 def test_an_anonymous_visitor_gets_the_sign_up_prompt_and_signing_up_ends_it(shop: Workspace, tmp_path: Path,
@@ -198,3 +201,79 @@ def test_repurchase_due_27_days_after_an_order_with_the_30_day_probiotics(shop: 
     assert "고객0님" in fields_of(shop, "repurchase_due", "u000", "kakao")["text"]
     later(shop, clock, days=1)
     assert len(sent(shop, "repurchase_due")) == 1
+
+
+def moved(ws: Workspace, clock: Any, person: str, to: str, frm: str | None) -> None:
+    """A lifecycle transition as `nudge lifecycle run` stores it."""
+    with ws.sessions.begin() as session:
+        session.add(LifecycleTransition(profile_id=person, from_stage=frm, to_stage=to, at=clock.now,
+                                        detected_at=clock.now, source="run"))
+
+
+def test_new_onboarding_teaches_then_picks_or_quizzes(shop: Workspace, tmp_path: Path, clock: Any) -> None:
+    apply(shop, tmp_path, "new_onboarding")
+    moved(shop, clock, "u000", "new", None)
+    moved(shop, clock, "u001", "new", None)
+    moved(shop, clock, "u002", "current", "new")  # not new: never onboarded
+    later(shop, clock, hours=22, minutes=1)  # 10:01 next day
+    assert sent(shop, "new_onboarding") == []
+    later(shop, clock, hours=1)  # 11:01
+    assert {(p, s) for p, s, _, _ in sent(shop, "new_onboarding")} == {("u000", "howto"), ("u001", "howto")}
+    shop.track("product_viewed", "u000", PROBIOTICS)
+    shop.flush()
+    later(shop, clock, days=3)
+    after = {(p, s) for p, s, _, _ in sent(shop, "new_onboarding") if s != "howto"}
+    assert after == {("u000", "pick"), ("u001", "quiz")}
+
+
+def test_power_users_are_thanked_once_a_quarter(shop: Workspace, tmp_path: Path, clock: Any) -> None:
+    apply(shop, tmp_path, "power_thanks")
+    moved(shop, clock, "u001", "power", "current")
+    later(shop, clock, minutes=1)  # 12:01: today's noon has passed, so tomorrow's
+    assert sent(shop, "power_thanks") == []
+    later(shop, clock, days=1)
+    assert [(p, s, c) for p, s, c, _ in sent(shop, "power_thanks")] == [("u001", "thanks", "brand_message")]
+    moved(shop, clock, "u001", "power", "current")  # back to power within 90 days: not thanked again
+    later(shop, clock, days=2)
+    assert len(sent(shop, "power_thanks")) == 1
+
+
+def test_resurrected_people_are_welcomed_back_in_the_app(shop: Workspace, tmp_path: Path, clock: Any) -> None:
+    apply(shop, tmp_path, "resurrected_welcome_back")
+    moved(shop, clock, "u003", "resurrected", "churn")
+    later(shop, clock, seconds=1)
+    assert [(p, s, c) for p, s, c, _ in sent(shop, "resurrected_welcome_back")] == [
+        ("u003", "welcome_back", "inapp")]
+    drain(shop, clock)
+    assert [m["title"] for m in shop.inbox(user_id="u003")] == ["고객3님, 다시 만나 반가워요"]
+
+
+def test_churn_winback_offers_a_coupon_then_a_last_call_unless_they_come_back(shop: Workspace, tmp_path: Path,
+                                                                              clock: Any) -> None:
+    apply(shop, tmp_path, "churn_winback")
+    for person in ("u000", "u001", "u003"):
+        moved(shop, clock, person, "churn", "current")
+    later(shop, clock, days=1)  # noon next day
+    offers = {(p, c) for p, s, c, _ in sent(shop, "churn_winback") if s == "offer"}
+    assert offers == {("u000", "push"), ("u001", "brand_message"), ("u003", "sms")}
+    assert "WINBACK-" in fields_of(shop, "churn_winback", "u003", "offer")["text"]
+    shop.track("app_opened", "u000", {})  # u000 is back
+    shop.flush()
+    later(shop, clock, days=7)
+    calls = {(p, c) for p, s, c, _ in sent(shop, "churn_winback") if s == "last_call"}
+    assert calls == {("u001", "brand_message"), ("u003", "sms")}
+    assert shop.journey_entries("churn_winback", "u000")[0]["exit_reason"] == "exit_event:app_opened"
+
+
+def test_uninstalled_people_are_reached_by_kakao_or_text_not_push(shop: Workspace, tmp_path: Path,
+                                                                 clock: Any) -> None:
+    apply(shop, tmp_path, "uninstall_reach")
+    moved(shop, clock, "u000", "uninstall", "current")  # push token, Kakao consent: Kakao
+    moved(shop, clock, "u002", "uninstall", "current")  # push token, no Kakao consent: text
+    moved(shop, clock, "u004", "uninstall", "current")
+    shop.tick_campaigns()  # they enter
+    clock.advance(hours=3)
+    shop.track("app_installed", "u004", {})  # came back before the message
+    shop.flush()
+    later(shop, clock, days=1)
+    assert {(p, c) for p, _, c, _ in sent(shop, "uninstall_reach")} == {("u000", "brand_message"), ("u002", "sms")}

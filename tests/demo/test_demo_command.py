@@ -25,6 +25,9 @@ def test_demo_ingests_the_shop_and_a_rerun_adds_nothing(tmp_path) -> None:
     assert {"signed_up", "product_viewed", "order_completed", "app_uninstalled"} <= set(summary["events_by_name"])
     assert 0 < summary["consent_granted"]["sms"]["night"] < summary["consent_granted"]["sms"]["advertising"]
     assert report["write_key"].startswith("nk_write_")
+    books = {b["name"]: b for b in report["playbooks"]}
+    assert {"welcome", "cart_abandoned", "repurchase_due", "signup_prompt"} <= set(books)
+    assert all(b["state"] == "live" and not b["blocked"] for b in books.values()), report["playbooks"]
 
     again = json.loads(runner.invoke(app, args).stdout)
     assert again["imports"]["users"]["stored"] == 0  # the same rows: no second identify event
@@ -32,3 +35,4 @@ def test_demo_ingests_the_shop_and_a_rerun_adds_nothing(tmp_path) -> None:
     assert again["imports"]["events"]["duplicates"] == events["rows"]
     assert again["summary"]["events_by_name"] == summary["events_by_name"]
     assert again["write_key"] is None
+    assert {b["change"] for b in again["playbooks"]} == {"unchanged"}

@@ -72,10 +72,13 @@ def later(ws: Workspace, clock: Any, **delta: float) -> None:
 
 
 def test_every_shipped_playbook_passes_plan_on_a_small_shop(shop: Workspace) -> None:
+    shop.track("product_viewed", "u000", {"sku": "P-OMEGA3-90", "name": "오메가3 90일분"})  # back_in_stock's audience
+    shop.flush()
     result = shop.plan_campaigns(PLAYBOOKS)
     assert result["blocked"] == [] and result["ignored"] == []
     assert {c["name"] for c in result["campaigns"]} == {
         "signup_prompt", "welcome", "viewed_and_left", "cart_abandoned", "checkout_abandoned", "repurchase_due",
+        "back_in_stock", "points_expiring", "basket_coupon",
         "new_onboarding", "power_thanks", "resurrected_welcome_back", "churn_winback", "uninstall_reach"}
 
 
@@ -277,3 +280,56 @@ def test_uninstalled_people_are_reached_by_kakao_or_text_not_push(shop: Workspac
     shop.flush()
     later(shop, clock, days=1)
     assert {(p, c) for p, _, c, _ in sent(shop, "uninstall_reach")} == {("u000", "brand_message"), ("u002", "sms")}
+
+
+OMEGA = {"sku": "P-OMEGA3-90", "name": "오메가3 90일분", "price": 45900}
+
+
+def test_back_in_stock_goes_first_to_those_who_viewed_or_wished_for_it(shop: Workspace, tmp_path: Path,
+                                                                       clock: Any) -> None:
+    shop.track("product_viewed", "u000", OMEGA, timestamp=clock.now - timedelta(days=3))
+    shop.track("wishlist_added", "u002", OMEGA, timestamp=clock.now - timedelta(days=45))
+    shop.track("product_viewed", "u004", OMEGA, timestamp=clock.now - timedelta(days=40))  # too long ago
+    shop.track("product_viewed", "u003", PROBIOTICS)  # another product
+    shop.track("product_viewed", "u001", OMEGA)  # no push token: push cannot reach them
+    shop.flush()
+    entry = apply(shop, tmp_path, "back_in_stock")
+    assert entry["run"]["audience"] == 3
+    got = {(p, c, st) for p, _, c, st in sent(shop, "back_in_stock")}
+    assert got == {("u000", "push", "queued"), ("u002", "push", "queued"), ("u001", "push", "skipped")}
+    with shop.sessions() as session:
+        options = session.scalars(select(OutboxMessage.options).where(
+            OutboxMessage.campaign == "back_in_stock", OutboxMessage.state == "queued")).all()
+    assert [o["priority"] for o in options] == [10, 10]  # ahead of other campaigns under a frequency cap
+    assert "고객0님이 기다리던 상품" in fields_of(shop, "back_in_stock", "u000", None)["text"]
+
+
+def test_points_expiring_is_an_informational_notice_seven_days_ahead(shop: Workspace, tmp_path: Path,
+                                                                      clock: Any) -> None:
+    shop.identify("u005", {"points": 4200, "points_expire_at": "2026-12-04"})
+    shop.identify("u003", {"points": 800, "points_expire_at": "2026-12-20"})
+    shop.identify("u001", {"points": 0, "points_expire_at": "2026-12-04"})  # nothing to lose
+    shop.set_consent("u005", channel="sms", purpose="advertising", granted=False, source="sms_reply",
+                     at=clock.now)  # no advertising consent: a notice still goes
+    shop.flush()
+    apply(shop, tmp_path, "points_expiring")
+    later(shop, clock, days=2, hours=21)  # 09:00 on 27 November in Seoul: 7 days before 4 December, not 10:00
+    assert sent(shop, "points_expiring") == []
+    later(shop, clock, hours=1, minutes=1)
+    assert [(p, s, c, st) for p, s, c, st in sent(shop, "points_expiring")] == [("u005", "notice", "sms", "queued")]
+    text = fields_of(shop, "points_expiring", "u005", "notice")["text"]
+    assert "4,200원" in text and not text.startswith("(광고)")
+
+
+def test_basket_coupon_fits_what_each_buyer_usually_spends(shop: Workspace, tmp_path: Path, clock: Any) -> None:
+    orders = {"u000": [70000, 80000], "u001": [30000, 45000], "u002": [19900], "u003": []}
+    for person, amounts in orders.items():
+        for i, revenue in enumerate(amounts):
+            shop.track("order_completed", person, {"order_id": f"{person}-{i}", "revenue": revenue},
+                       timestamp=clock.now - timedelta(days=10 + i))
+    shop.flush()
+    entry = apply(shop, tmp_path, "basket_coupon")
+    assert entry["applied"]["entered"]["entered"] == 3  # the buyers of the last 90 days
+    later(shop, clock, days=1)  # the next noon
+    got = {(p, s) for p, s, _, _ in sent(shop, "basket_coupon")}
+    assert got == {("u000", "coupon_10000"), ("u001", "coupon_5000"), ("u002", "coupon_3000")}

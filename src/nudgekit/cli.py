@@ -211,6 +211,7 @@ def demo(
     sandbox (nothing leaves the machine) with made-up sender numbers and the shop healthyday.example."""
     json_errors(as_json)
     from nudgekit.config import CONFIG_FILE
+    from nudgekit.demo import LINKS, SENDER, apply_playbooks
     from nudgekit.demo.generator import generate
     from nudgekit.demo.summary import summarize
 
@@ -220,7 +221,7 @@ def demo(
         ws = open_workspace(target)
     else:
         try:
-            ws, key = Workspace.init(target, brand="건강한하루", sender=DEMO_SENDER, links=DEMO_LINKS)
+            ws, key = Workspace.init(target, brand="건강한하루", sender=SENDER, links=LINKS)
         except ValidationError as exc:
             fail(settings_problem(exc), 2)
     try:
@@ -236,7 +237,7 @@ def demo(
         with progress_bar("importing events", files.events_count, as_json) as advance:
             event_report = ws.import_events(files.events, progress=advance)
         summary = summarize(ws, as_of=moment)
-        applied = _demo_playbooks(ws) if playbooks else None
+        applied = apply_playbooks(ws) if playbooks else None
     finally:
         ws.close()
     result = {"workspace": str(target.resolve()), "write_key": key, "as_of": moment.isoformat(), "seed": seed,
@@ -246,26 +247,6 @@ def demo(
         emit_json(result)
         return
     _print_demo(result)
-
-
-DEMO_SENDER = {"name": "건강한하루", "optout_080": "0801234567", "sms_numbers": ["0212345678"],
-               "push_optout": "수신거부: 마이 > 설정 > 알림", "email_from": "news@healthyday.example",
-               "kakao_sender_key": "d" * 40, "kakao_channel": "@healthyday"}
-"""Made-up sender settings for the demo shop: the sandbox sends nothing, and preflight needs them there."""
-DEMO_LINKS = {"domains": ["healthyday.example"], "app_scheme": "healthyday", "web_url": "https://healthyday.example"}
-DEMO_COUPONS = 2000
-
-
-def _demo_playbooks(ws: Workspace) -> list[dict[str, Any]]:
-    """Apply the shipped playbooks to the demo shop (with the coupon pools they read); what each did."""
-    from nudgekit.demo import PLAYBOOKS
-
-    for pool in ("welcome", "winback"):
-        ws.load_coupons(pool, [f"{pool.upper()}-{i:05d}" for i in range(DEMO_COUPONS)])
-    result = ws.apply_campaigns(PLAYBOOKS, applied_by="nudge demo")
-    return [{"name": c["name"] or c["file"], "kind": c.get("kind"), "change": c["change"], "blocked": c["blocked"],
-             "error": c["error"], "state": (c.get("applied") or {}).get("state"),
-             "problems": [p["message"] for p in c["preflight"] if p["level"] == "error"]} for c in result["campaigns"]]
 
 
 def _print_demo(result: dict[str, Any]) -> None:

@@ -15,11 +15,10 @@ from delivery.helpers import drain
 from sqlalchemy import select
 
 from campaigns.helpers import CONSENTED, NOON_KST, open_shop, shoppers
-from nudgekit.demo import PLAYBOOKS
+from nudgekit.demo import LINKS, PLAYBOOKS
 from nudgekit.store.state import LifecycleTransition, OutboxMessage
 from nudgekit.workspace import Workspace
 
-LINKS = {"domains": ["healthyday.example"], "app_scheme": "healthyday", "web_url": "https://healthyday.example"}
 PROBIOTICS = {"sku": "P-PROBIO-30", "name": "프로바이오틱스 30일분", "price": 32900}
 
 

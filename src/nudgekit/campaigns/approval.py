@@ -10,6 +10,7 @@ authentication — anyone who can write the state database can write anything.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -27,20 +28,23 @@ if TYPE_CHECKING:
     from nudgekit.workspace import Workspace
 
 
-def reasons(spec: CampaignSpec | JourneySpec, reach: int, settings: Settings) -> list[str]:
-    """Why this version needs a second person's approval (empty: it does not). `reach`: a campaign run's
-    audience, or everyone who could enter a journey."""
+def reasons(spec: CampaignSpec | JourneySpec, reach: Callable[[], int], settings: Settings) -> list[str]:
+    """Why this version needs a second person's approval (empty: it does not). `reach` counts a campaign
+    run's audience, or everyone who could enter a journey — only when a rule asks how many."""
     out = ["the file says requires_approval"] if spec.requires_approval else []
     channels = {c.value for _, messages in spec.message_sets for c in messages}
+    counted: list[int] = []
     for rule in settings.campaigns.approval:
         if rule.purpose is not None and rule.purpose != spec.purpose.value:
             continue
         if rule.channels and not channels & set(rule.channels):
             continue
-        if rule.audience_over is not None and reach <= rule.audience_over:
+        if rule.audience_over is None:
+            out.append(f"the workspace's rule for {rule.said()}")
             continue
-        out.append(f"the workspace's rule for {rule.said()}" + (f" ({reach:,})" if rule.audience_over is not None
-                                                                else ""))
+        counted = counted or [reach()]
+        if counted[0] > rule.audience_over:
+            out.append(f"the workspace's rule for {rule.said()} ({counted[0]:,})")
     return out
 
 

@@ -12,6 +12,7 @@ ahead.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, timedelta
 from pathlib import Path
@@ -156,8 +157,9 @@ def _dry_run(ws: Workspace, entry: Entry, everyone: int, progress: Progress | No
             entry.error = f"{entry.file}: {exc.field}: {exc.reason}"
             return
         entry.checks = journey_plan.checks(spec, entry.outcome, ws.settings)
-        reach = len(ws.segment_members(spec.audience.segment_of(spec.name))) if spec.audience else everyone
-        _needs_approval(ws, entry, reach)
+        audience = spec.audience
+        _needs_approval(ws, entry, lambda: len(ws.segment_members(audience.segment_of(spec.name))) if audience
+                        else everyone)
         return
     now = ws.clock()
     entry.runs = schedule.upcoming(spec.schedule, spec.occurrence, ws.settings.zone, now)
@@ -186,10 +188,10 @@ def _dry_run(ws: Workspace, entry: Entry, everyone: int, progress: Progress | No
     whole = outcome.plus(entry.rest) if entry.rest is not None else outcome
     sends_at = run.wall or max(now, run.launch).astimezone(ws.settings.zone)
     entry.checks = preflight.run(spec, whole, ws.settings, everyone, sends_at)
-    _needs_approval(ws, entry, whole.audience)
+    _needs_approval(ws, entry, lambda: whole.audience)
 
 
-def _needs_approval(ws: Workspace, entry: Entry, reach: int) -> None:
+def _needs_approval(ws: Workspace, entry: Entry, reach: Callable[[], int]) -> None:
     assert entry.spec is not None
     entry.approval = approval.reasons(entry.spec, reach, ws.settings)
     if not entry.approval:

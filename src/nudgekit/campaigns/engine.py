@@ -35,11 +35,11 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from nudgekit.campaigns import journey as journeys
 from nudgekit.campaigns.journey import END, JourneySpec
-from nudgekit.campaigns.run import choose, prepare_messages
+from nudgekit.campaigns.run import choose, held_out, prepare_messages
 from nudgekit.delivery import plan as planning
 from nudgekit.policy import control, people
 from nudgekit.store.state import Campaign, CampaignVersion, JourneyEntry, JourneyMember, LifecycleTransition, in_batches
-from nudgekit.vocabulary import CampaignState, EventName, JourneyState, MessagePurpose
+from nudgekit.vocabulary import CampaignState, EventName, JourneyState
 
 if TYPE_CHECKING:
     from nudgekit.workspace import Workspace
@@ -480,12 +480,6 @@ def _save(ws: Workspace, group: list[Walker], now: datetime) -> None:
                             .execution_options(synchronize_session=False), chunk)
 
 
-def options_of(spec: JourneySpec) -> dict[str, Any]:
-    return {k: v for k, v in {"priority": spec.priority, "night": spec.night, "window": spec.window,
-                              "once_per_hours": spec.once_per_hours, "budget_krw": spec.budget_krw,
-                              "goods": list(spec.goods)}.items() if v}
-
-
 def _send(ws: Workspace, spec: JourneySpec, digest: str, step: journeys.Step, here: list[Walker],
           persons: dict[str, Any], now: datetime, tally: Counter[str]) -> None:
     """Queue the step's message for each walker: the first channel of its order that reaches them."""
@@ -495,9 +489,7 @@ def _send(ws: Workspace, spec: JourneySpec, digest: str, step: journeys.Step, he
     if key not in cache:
         cache[key] = prepare_messages(ws, spec.purpose, step.send.messages, f"steps.{step.id}.send.messages")
     ready = cache[key]
-    advertising = spec.purpose == MessagePurpose.ADVERTISING
-    in_doubt = "hold" if advertising else "resend"
-    options = options_of(spec)
+    options = spec.options()
     with ws.sessions.begin() as session:
         from nudgekit.delivery import outbox
 
@@ -505,14 +497,14 @@ def _send(ws: Workspace, spec: JourneySpec, digest: str, step: journeys.Step, he
     requests = []
     for w in here:
         person = persons.get(w.profile_id)
-        channel = choose(step.send.order, person, advertising) if person is not None else step.send.order[0]
+        channel = choose(step.send.order, person, spec.advertising)
         fields, prepared = ready[channel]
         visit = w.visits(step.id or "")
         message_key = "/".join((spec.name, step.id or "", w.profile_id, str(w.id))) + (f"#{visit + 1}" if visit else "")
         event = w.context  # what the template reads as event: {event, properties, timestamp}
-        held = control.held_out(w.profile_id, spec.control_percent, f"{spec.name}\x00control")
-        requests.append((planning.Request(message_key, channel, fields, options, spec.name, None, in_doubt, None, prepared,
-                                          event, step.id, held), w.profile_id if person is not None else None))
+        requests.append((planning.Request(message_key, channel, fields, options, spec.name, None, spec.in_doubt, None,
+                                          prepared, event, step.id, held_out(spec, w.profile_id)),
+                         w.profile_id if person is not None else None))
     queued = planning.plan(ws, requests, campaign=spec.name)
     tally["queued"] += queued.queued
     tally["deferred"] += queued.deferred

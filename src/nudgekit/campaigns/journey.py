@@ -30,9 +30,9 @@ from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from nudgekit.campaigns.spec import NAME, Audience, Goal, Messages, SpecError, check_messages, validated
+from nudgekit.campaigns.spec import Audience, Messages, Sending, SpecError, check_messages, validated
 from nudgekit.segments import model as segments
-from nudgekit.vocabulary import MessageChannel, MessagePurpose, Stage
+from nudgekit.vocabulary import MessageChannel, Stage
 
 END = "end"
 STEP_ID = r"^[A-Za-z][A-Za-z0-9_\-]{0,63}$"
@@ -334,28 +334,14 @@ class Step(Strict):
         return next(k for k in ("send", "wait", "branch", "split", "end") if getattr(self, k))
 
 
-class JourneySpec(Strict):
+class JourneySpec(Sending):
     kind: Literal["journey"] = "journey"
-    name: str = Field(pattern=NAME)
-    description: str | None = None
-    purpose: MessagePurpose
     entry: Entry
     audience: Audience | None = None
     """Only people in this segment and/or stages enter (checked when they would)."""
     reentry: Reentry = Field(default_factory=Reentry)
     exit: Exit = Field(default_factory=Exit)
-    goal: Goal | None = None
     steps: list[Step] = Field(min_length=1, max_length=100)
-    control_percent: float = Field(0.0, ge=0, le=50)
-    priority: int = Field(0, ge=-100, le=100)
-    budget_krw: float | None = Field(None, gt=0)
-    per_minute: float | None = Field(None, gt=0)
-    window: str | None = None
-    once_per_hours: float | None = Field(None, gt=0)
-    night: Literal["defer", "drop"] | None = None
-    goods: list[str] = Field(default_factory=list)
-    sensitive: bool = False
-    requires_approval: bool = False
 
     @model_validator(mode="before")
     @classmethod

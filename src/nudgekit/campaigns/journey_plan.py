@@ -22,7 +22,7 @@ from nudgekit.campaigns.run import Outcome, choose, prepare_messages
 from nudgekit.delivery import plan as planning
 from nudgekit.policy import people
 from nudgekit.store.state import Campaign, Profile
-from nudgekit.vocabulary import CampaignState, MessagePurpose
+from nudgekit.vocabulary import CampaignState
 
 if TYPE_CHECKING:
     from nudgekit.workspace import Workspace
@@ -164,11 +164,10 @@ def _triggers(ws: Workspace, spec: JourneySpec, sample: list[str]) -> dict[str, 
 
 
 def _sample_sends(ws: Workspace, spec: JourneySpec, sample: list[str], outcome: Outcome) -> None:
-    advertising = spec.purpose == MessagePurpose.ADVERTISING
     with ws.sessions() as session:
         persons = people.load_many(session, ws.settings, sample)
     triggers = _triggers(ws, spec, sample)
-    options = engine.options_of(spec)
+    options = spec.options()
     for step in spec.steps:
         if step.send is None:
             continue
@@ -176,10 +175,10 @@ def _sample_sends(ws: Workspace, spec: JourneySpec, sample: list[str], outcome: 
         requests = []
         for profile_id in sample:
             person = persons.get(profile_id)
-            channel = choose(step.send.order, person, advertising) if person is not None else step.send.order[0]
+            channel = choose(step.send.order, person, spec.advertising)
             fields, prepared = ready[channel]
             requests.append((planning.Request(f"plan/{spec.name}/{step.id}/{profile_id}", channel, fields, options,
-                                              spec.name, None, "hold" if advertising else "resend", None, prepared,
+                                              spec.name, None, spec.in_doubt, None, prepared,
                                               triggers.get(profile_id), step.id, False),
                              profile_id if person is not None else None))
         planning.plan(ws, requests, campaign=spec.name, tally=outcome)
@@ -188,7 +187,7 @@ def _sample_sends(ws: Workspace, spec: JourneySpec, sample: list[str], outcome: 
 def night(spec: JourneySpec) -> Check:
     """An advertising journey's fixed times (a wait until a time of day, a dated entry's hour) must not be in
     the night window; sends at the moment of a trigger at night wait for the morning (the night rule)."""
-    if spec.purpose != MessagePurpose.ADVERTISING:
+    if not spec.advertising:
         return Check("night", "ok", "informational: any hour")
     times: list[tuple[str, time]] = [(f"steps.{s.id}.wait.until", clock_time(s.wait.until, "until"))
                                      for s in spec.steps if s.wait is not None and s.wait.until]

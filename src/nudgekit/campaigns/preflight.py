@@ -14,9 +14,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from nudgekit.campaigns.run import Outcome
-from nudgekit.campaigns.spec import CampaignSpec
+from nudgekit.campaigns.spec import CampaignSpec, Sending
 from nudgekit.config import Settings
-from nudgekit.vocabulary import MessagePurpose
 
 MESSAGE_FAULTS = {
     "template_error": "the template fails to render",
@@ -73,7 +72,7 @@ def blocking(checks: list[Check]) -> list[Check]:
     return [c for c in checks if c.level == "error"]
 
 
-def goal(spec: CampaignSpec) -> Check:
+def goal(spec: Sending) -> Check:
     if spec.goal is None:
         return _error("goal", "no goal: say which event counts as success (goal: {events: [order_completed]}) "
                       "so the campaign can be measured")
@@ -104,7 +103,7 @@ def messages(outcome: Outcome) -> Check:
     return _error("messages", said)
 
 
-def purpose(spec: CampaignSpec, outcome: Outcome) -> Check:
+def purpose(spec: Sending, outcome: Outcome) -> Check:
     other = {p: n for p, n in outcome.purposes.items() if p != spec.purpose.value}
     if other:
         return _error("purpose", f"the campaign says {spec.purpose.value} but {sum(other.values()):,} of its "
@@ -155,7 +154,7 @@ def _urls(value: Any) -> list[str]:
 def _night(spec: CampaignSpec, outcome: Outcome, sends_at: datetime) -> Check:
     """An advertisement scheduled in the night window is an error; people abroad for whom the daytime send
     falls at night (they wait until their morning) are a warning."""
-    if spec.purpose != MessagePurpose.ADVERTISING:
+    if not spec.advertising:
         return _ok("night", "informational: any hour")
     clock = sends_at.time()
     if clock >= NIGHT_FROM or clock < NIGHT_UNTIL:
@@ -168,7 +167,7 @@ def _night(spec: CampaignSpec, outcome: Outcome, sends_at: datetime) -> Check:
     return _ok("night", f"goes at {clock:%H:%M}, in the hours advertising may go")
 
 
-def budget(spec: CampaignSpec, outcome: Outcome) -> Check:
+def budget(spec: Sending, outcome: Outcome) -> Check:
     short = {r: n for r, n in outcome.skipped.items() if r in BUDGET}
     if not short:
         return _ok("budget", f"costs {outcome.cost_krw:,.0f} KRW"

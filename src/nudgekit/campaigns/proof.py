@@ -22,9 +22,9 @@ from nudgekit.campaigns.journey import JourneySpec
 from nudgekit.campaigns.run import prepare_messages
 from nudgekit.delivery import outbox
 from nudgekit.delivery import plan as planning
+from nudgekit.delivery.worker import Worker
 from nudgekit.profiles.contacts import FieldError
 from nudgekit.store.state import OutboxMessage, SegmentListMember
-from nudgekit.vocabulary import MessagePurpose
 
 if TYPE_CHECKING:
     from nudgekit.workspace import Workspace
@@ -72,20 +72,17 @@ def send(ws: Workspace, directory: Path, *, name: str | None = None, to: list[st
         spec = entry.spec
         assert spec is not None and entry.digest is not None
         options = {k: v for k, v in {"night": spec.night, "goods": list(spec.goods)}.items() if v}
-        in_doubt = "hold" if spec.purpose == MessagePurpose.ADVERTISING else "resend"
         for where, messages in spec.message_sets:
             ready = prepare_messages(ws, spec.purpose, messages, where)
             for channel, (fields, prepared) in ready.items():
                 for profile_id in people:
                     key = "/".join(("test", spec.name, entry.digest[:12], where, channel.value, profile_id, stamp))
-                    wanted.append((planning.Request(key, channel, fields, options, None, None, in_doubt,
+                    wanted.append((planning.Request(key, channel, fields, options, None, None, spec.in_doubt,
                                                     template=prepared), profile_id))
                     labels[outbox.message_id_for(key)] = {
                         "campaign": spec.name, "kind": "journey" if isinstance(spec, JourneySpec) else "campaign",
                         "message": _label(where), "channel": channel.value}
     planning.plan(ws, wanted)
-    from nudgekit.delivery.worker import Worker
-
     asyncio.run(Worker(ws).once(list(labels)))
     with ws.sessions() as session:
         rows = session.scalars(select(OutboxMessage).where(OutboxMessage.message_id.in_(list(labels)))).all()

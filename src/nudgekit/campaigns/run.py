@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from nudgekit.campaigns.schedule import Run
-from nudgekit.campaigns.spec import CampaignSpec
+from nudgekit.campaigns.spec import CampaignSpec, Sending
 from nudgekit.channels.registry import CHANNELS
 from nudgekit.delivery import outbox
 from nudgekit.delivery import plan as planning
@@ -135,9 +135,11 @@ def reachable(channel: MessageChannel, person: Person, advertising: bool) -> boo
     return True
 
 
-def choose(order: list[MessageChannel], person: Person, advertising: bool) -> MessageChannel:
-    """The first channel in the campaign's order that can reach them; none can: the first (its row then
-    says why it did not go)."""
+def choose(order: list[MessageChannel], person: Person | None, advertising: bool) -> MessageChannel:
+    """The first channel in the campaign's order that can reach them; none can, or nobody known: the first
+    (its row then says why it did not go)."""
+    if person is None:
+        return order[0]
     return next((c for c in order if reachable(c, person, advertising)), order[0])
 
 
@@ -153,7 +155,7 @@ def variant_of(spec: CampaignSpec, profile_id: str) -> str | None:
     return spec.variants[-1].name
 
 
-def held_out(spec: CampaignSpec, profile_id: str) -> bool:
+def held_out(spec: Sending, profile_id: str) -> bool:
     return control.held_out(profile_id, spec.control_percent, f"{spec.name}\x00control")
 
 
@@ -215,11 +217,7 @@ def launch(ws: Workspace, spec: CampaignSpec, run: Run, *, part: str = "all", ke
         everyone = [p for p in everyone if in_canary(spec, p) == (part == "canary")]
     outcome = Outcome(audience=len(everyone), keep=keep)
     advance = progress(f"{label} {spec.name}", len(everyone)) if progress is not None else None
-    advertising = spec.purpose == MessagePurpose.ADVERTISING
-    options = {k: v for k, v in {"priority": spec.priority, "night": spec.night, "window": spec.window,
-                                 "once_per_hours": spec.once_per_hours, "budget_krw": spec.budget_krw,
-                                 "goods": list(spec.goods)}.items() if v}
-    in_doubt = "hold" if advertising else "resend"
+    options = spec.options()
     with ws.sessions.begin() as session:
         try:
             outbox.open_campaign(session, spec.name, spec.per_minute, ws.clock())
@@ -236,11 +234,11 @@ def launch(ws: Workspace, spec: CampaignSpec, run: Run, *, part: str = "all", ke
             for profile_id in chunk:
                 person = persons.get(profile_id)
                 variant = variant_of(spec, profile_id)
-                channel = choose(spec.order, person, advertising) if person is not None else spec.order[0]
+                channel = choose(spec.order, person, spec.advertising)
                 fields, prepared = ready[(variant, channel)]
                 due = run.due_for(person.zone, now) if person is not None else None
                 key = "/".join((spec.name, "-", profile_id, run.occurrence))
-                made.append((planning.Request(key, channel, fields, options, spec.name, None, in_doubt, due,
+                made.append((planning.Request(key, channel, fields, options, spec.name, None, spec.in_doubt, due,
                                               prepared, None, variant, held_out(spec, profile_id)),
                              profile_id if person is not None else None))
             made.sort(key=lambda item: item[0].due_at or now)

@@ -151,17 +151,12 @@ class Variant(Strict):
     messages: Messages
 
 
-class CampaignSpec(Strict):
-    kind: Literal["campaign"] = "campaign"
+class Sending(Strict):
+    """What campaigns and journeys both say: who sends, why, and the limits every message of theirs keeps."""
+
     name: str = Field(pattern=NAME)
     description: str | None = None
     purpose: MessagePurpose
-    audience: Audience
-    channels: list[MessageChannel] | None = None
-    """The order to try per person; default: the order `messages` are written in."""
-    messages: Messages | None = None
-    variants: list[Variant] | None = None
-    schedule: Schedule = Field(default_factory=Schedule)
     goal: Goal | None = None
     control_percent: float = Field(0.0, ge=0, le=50)
     """This share of the audience is held back (recorded as `campaign_control`) to measure the lift."""
@@ -177,6 +172,31 @@ class CampaignSpec(Strict):
     """Private topic (health, finance): in-app messages and content cards only, nothing in a push preview or
     an inbox."""
     requires_approval: bool = False
+
+    @property
+    def advertising(self) -> bool:
+        return self.purpose == MessagePurpose.ADVERTISING
+
+    @property
+    def in_doubt(self) -> str:
+        """What a message whose hand-over is in doubt does: an advertisement is held, never sent twice."""
+        return "hold" if self.advertising else "resend"
+
+    def options(self) -> dict[str, Any]:
+        """The policy options its messages are queued with (those it sets)."""
+        return {k: v for k, v in {"priority": self.priority, "night": self.night, "window": self.window,
+                                  "once_per_hours": self.once_per_hours, "budget_krw": self.budget_krw,
+                                  "goods": list(self.goods)}.items() if v}
+
+
+class CampaignSpec(Sending):
+    kind: Literal["campaign"] = "campaign"
+    audience: Audience
+    channels: list[MessageChannel] | None = None
+    """The order to try per person; default: the order `messages` are written in."""
+    messages: Messages | None = None
+    variants: list[Variant] | None = None
+    schedule: Schedule = Field(default_factory=Schedule)
     canary: Canary | None = None
     occurrence: str = Field("1", pattern=r"^[A-Za-z0-9_.:\-]{1,64}$")
     """A one-off campaign sends once per person for good; a new occurrence (e.g. a date) sends it again."""

@@ -207,11 +207,12 @@ def demo(
     as_json: JsonOpt = False,
 ) -> None:
     """Generate a health-food shop's users and behaviour, ingest it through the normal import, summarise it, and
-    apply the ready playbooks (the commerce funnel journeys) to it. A new demo workspace sends through the
-    sandbox (nothing leaves the machine) with made-up sender numbers and the shop healthyday.example."""
+    apply the ready playbooks (the commerce funnel journeys, the consent notices) to it. A new demo workspace
+    sends through the sandbox (nothing leaves the machine) with made-up sender numbers and the shop
+    healthyday.example, written to its nudge.toml."""
     json_errors(as_json)
+    from nudgekit import demo as shop
     from nudgekit.config import CONFIG_FILE
-    from nudgekit.demo import LINKS, SENDER, apply_playbooks
     from nudgekit.demo.generator import generate
     from nudgekit.demo.summary import summarize
 
@@ -221,9 +222,10 @@ def demo(
         ws = open_workspace(target)
     else:
         try:
-            ws, key = Workspace.init(target, brand="건강한하루", sender=SENDER, links=LINKS)
+            ws, key = Workspace.init(target, **shop.settings())
         except ValidationError as exc:
             fail(settings_problem(exc), 2)
+        shop.remember(ws.settings.home)
     try:
         zone = ws.settings.zone
         moment = (as_of.replace(tzinfo=as_of.tzinfo or zone) if as_of
@@ -237,7 +239,7 @@ def demo(
         with progress_bar("importing events", files.events_count, as_json) as advance:
             event_report = ws.import_events(files.events, progress=advance)
         summary = summarize(ws, as_of=moment)
-        applied = apply_playbooks(ws) if playbooks else None
+        applied = shop.apply_playbooks(ws) if playbooks else None
     finally:
         ws.close()
     result = {"workspace": str(target.resolve()), "write_key": key, "as_of": moment.isoformat(), "seed": seed,
@@ -2313,6 +2315,8 @@ def _print_plan(result: dict[str, Any], applying: bool) -> None:
             console.print(f"  {escape(entry['note'])}")
         if entry.get("journey"):
             _print_journey_plan(entry["journey"])
+        if entry.get("notices"):
+            _print_notices(entry["notices"], "would go")
         if entry["run"]:
             if entry.get("journey"):
                 console.print("  [bold]sample sends[/] (every send step, for a sample of people):")
@@ -2336,8 +2340,25 @@ def _print_plan(result: dict[str, Any], applying: bool) -> None:
         elif applying and entry["change"] != "unchanged":
             console.print("  [red]not applied[/]: fix what preflight says, then apply again")
     if result["ignored"]:
-        console.print(f"[dim]{len(result['ignored'])} file(s) are not campaigns (no kind: campaign) and were "
-                      "left alone[/]")
+        console.print(f"[dim]{len(result['ignored'])} file(s) are not campaigns (no kind: campaign, journey or "
+                      "notice) and were left alone[/]")
+
+
+def _print_notices(run: dict[str, Any], verb: str) -> None:
+    """A notice file's run (campaigns/notice.py): how many notices, by which channel, who cannot be reached."""
+    console.print(f"  [bold]{run['sent']:,}[/] notice(s) {verb} of {run['due']:,} due"
+                  + "".join(f" · {kind} {n:,}" for kind, n in sorted(run["kinds"].items()))
+                  + (f" · {run['overdue']:,} past the law's date" if run["overdue"] else "")
+                  + (f" · {run['left_for_next_run']:,} left for the next run" if run["left_for_next_run"] else ""))
+    if run["channels"]:
+        console.print("  by " + ", ".join(f"{c} {n:,}" for c, n in sorted(run["channels"].items(), key=lambda kv: -kv[1])))
+    if run["unreachable"]:
+        console.print(f"  [yellow]{run['unreachable']:,} not reached[/]: "
+                      + ", ".join(f"{escape(why)} {n:,}" for why, n in list(run["why_unreachable"].items())[:4]))
+    for sample in run["samples"]:
+        console.print(f"  [dim]{sample['kind']} by {sample['channel']} to {escape(sample['user'])}:[/] "
+                      f"{escape(sample['title'])}")
+        console.print(escape(sample["text"]), style="dim")
 
 
 def _print_journey_plan(plan: dict[str, Any]) -> None:
@@ -2436,6 +2457,14 @@ def campaign_show(name: str, home: HomeOpt = None, as_json: JsonOpt = False) -> 
         for step, count in sorted(standing["steps"].items()):
             steps.add_row(escape(step), f"{count:,}")
         console.print(steps)
+        return
+    if found["kind"] == "notice":
+        runs = Table("occurrence", "version", "state", "launch (UTC)", "due", "sent", "not reached")
+        for r in found["runs"]:
+            result = r["result"] or {}
+            runs.add_row(r["occurrence"], str(r["version"]), r["state"], r["due_at"][:16], str(result.get("due", "")),
+                         str(result.get("sent", "")), str(result.get("unreachable", "")))
+        console.print(runs)
         return
     runs = Table("occurrence", "version", "state", "launch (UTC)", "queued", "deferred", "skipped")
     for r in found["runs"]:
@@ -2558,7 +2587,9 @@ def campaign_tick(home: HomeOpt = None, as_json: JsonOpt = False) -> None:
         stage = {"canary": "canary of ", "released": "the rest of ", "halted": "halted: "}.get(item["stage"], "")
         console.print(f"[bold]{escape(item['campaign'])}[/] {stage}occurrence {item['occurrence']}"
                       + (f" — {escape(item['detail'])}" if item.get("detail") else ""))
-        if item["run"]:
+        if item.get("notices") is not None:
+            _print_notices(item["notices"], "sent")
+        elif item["run"]:
             _print_run(item["run"])
 
 

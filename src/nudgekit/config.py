@@ -663,14 +663,15 @@ def toml_string(value: str) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
-def write_section(home: Path, section: str, values: dict[str, Any]) -> None:
-    """Set keys of one [section] of the workspace's nudge.toml (None removes a key), keeping its comments and
-    everything else; written to a temporary file and renamed, so a crash leaves the old file or the new."""
+def write_section(home: Path, section: str | None, values: dict[str, Any]) -> None:
+    """Set keys of one [section] of the workspace's nudge.toml (None: the top-level keys; a value None
+    removes a key), keeping its comments and everything else; written to a temporary file and renamed, so a
+    crash leaves the old file or the new."""
     import tomlkit
 
     path = home / CONFIG_FILE
     document = tomlkit.parse(path.read_text(encoding="utf-8"))
-    table = document.get(section)
+    table = document if section is None else document.get(section)
     if table is None:
         table = tomlkit.table()
         document[section] = table

@@ -78,7 +78,8 @@ def test_every_shipped_playbook_passes_plan_on_a_small_shop(shop: Workspace) -> 
     assert {c["name"] for c in result["campaigns"]} == {
         "signup_prompt", "welcome", "viewed_and_left", "cart_abandoned", "checkout_abandoned", "repurchase_due",
         "back_in_stock", "points_expiring", "basket_coupon",
-        "new_onboarding", "power_thanks", "resurrected_welcome_back", "churn_winback", "uninstall_reach"}
+        "new_onboarding", "power_thanks", "resurrected_welcome_back", "churn_winback", "uninstall_reach",
+        "consent_reconfirmation", "consent_result"}
 
 
 def test_an_anonymous_visitor_gets_the_sign_up_prompt_and_signing_up_ends_it(shop: Workspace, tmp_path: Path,

@@ -63,6 +63,18 @@ def test_a_recurring_campaign_runs_once_per_occurrence(shop: Workspace, tmp_path
     assert outbox_count(shop, "weekly") == 20
 
 
+def test_runs_missed_while_nothing_ticked_launch_the_latest_only(shop: Workspace, tmp_path: Path,
+                                                                  clock: Any) -> None:
+    write(tmp_path / "c", "daily", campaign("daily", purpose="informational", schedule={"cron": "0 10 * * *"}))
+    shop.apply_campaigns(tmp_path / "c")
+    clock.now = datetime(2026, 12, 1, 3, 0, tzinfo=UTC)  # the server was down from the 25th to the 1st, noon
+    (run,) = shop.tick_campaigns()
+    assert (run["occurrence"], run["run"]["queued"]) == ("2026-12-01T10:00", 10)
+    assert shop.tick_campaigns() == []  # not the 25th, 26th ... one tick after another
+    assert shop.campaign("daily")["next_run_at"] == "2026-12-02T01:00:00+00:00"
+    assert outbox_count(shop, "daily") == 10
+
+
 def test_a_recurring_campaign_ends_at_until(shop: Workspace, tmp_path: Path, clock: Any) -> None:
     write(tmp_path / "c", "weekly", campaign("weekly", purpose="informational",
                                              schedule={"cron": "0 10 * * MON", "until": "2026-12-01T00:00:00"}))

@@ -7,6 +7,8 @@ import json
 from typer.testing import CliRunner
 
 from nudgekit.cli import app
+from nudgekit.demo import PUBLIC_URL, SENDER
+from nudgekit.workspace import Workspace
 
 
 def test_demo_ingests_the_shop_and_a_rerun_adds_nothing(tmp_path) -> None:
@@ -30,7 +32,14 @@ def test_demo_ingests_the_shop_and_a_rerun_adds_nothing(tmp_path) -> None:
     campaign = books.pop("back_in_stock")  # a one-off advertisement sent at once: the real clock decides
     assert campaign["state"] in ("scheduled", "finished") or (
         len(campaign["problems"]) == 1 and "in the night window for advertising" in campaign["problems"][0]), campaign
-    assert all(b["state"] == "live" and not b["blocked"] for b in books.values()), report["playbooks"]
+    assert all(b["state"] == ("scheduled" if b["kind"] == "notice" else "live") and not b["blocked"]
+               for b in books.values()), report["playbooks"]
+    assert {"consent_reconfirmation", "consent_result"} <= {n for n, b in books.items() if b["kind"] == "notice"}
+    opened = Workspace.open(tmp_path / "ws")  # the demo's settings are the workspace's from now on
+    kept = opened.settings
+    opened.close()
+    assert (kept.sender.name, kept.sender.optout_080, kept.links.domains, kept.public_url) == (
+        SENDER["name"], SENDER["optout_080"], ["healthyday.example"], PUBLIC_URL)
 
     again = json.loads(runner.invoke(app, args).stdout)
     assert again["imports"]["users"]["stored"] == 0  # the same rows: no second identify event

@@ -20,11 +20,12 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, select
 
-from nudgekit.campaigns import approval, canary, engine, journey_plan, live, preflight, schedule
+from nudgekit.campaigns import approval, canary, engine, journey_plan, live, notice, preflight, schedule
 from nudgekit.campaigns import journey as journeys
 from nudgekit.campaigns import spec as specs
 from nudgekit.campaigns.dry import dry_copy
 from nudgekit.campaigns.journey import JourneySpec
+from nudgekit.campaigns.notice import NoticeSpec
 from nudgekit.campaigns.run import Outcome, Progress, launch
 from nudgekit.campaigns.spec import CampaignSpec, SpecError
 from nudgekit.profiles.contacts import FieldError
@@ -47,7 +48,7 @@ class Entry:
     change: str = "invalid"
     """new | changed | unchanged | invalid"""
     error: str | None = None
-    spec: CampaignSpec | JourneySpec | None = None
+    spec: CampaignSpec | JourneySpec | NoticeSpec | None = None
     stored: dict[str, Any] | None = None
     digest: str | None = None
     live_version: int | None = None
@@ -61,6 +62,8 @@ class Entry:
     applied: dict[str, Any] | None = None
     approval: list[str] = field(default_factory=list)
     """Why this version waits for a second person's approval (empty: it goes live on apply)."""
+    notices: dict[str, Any] | None = None
+    """A notice file's next run (campaigns/notice.py)."""
 
     @property
     def blocked(self) -> bool:
@@ -80,6 +83,8 @@ class Entry:
                                "next_runs": [{"launch": r.launch.astimezone(UTC).isoformat(),
                                               "occurrence": r.occurrence,
                                               "wall": r.wall.isoformat() if r.wall else None} for r in self.runs]}
+        if isinstance(self.spec, NoticeSpec):
+            out["notices"] = self.notices
         out["run"] = self.outcome.as_dict() if self.outcome is not None else None
         out["rest"] = self.rest.as_dict() if self.rest is not None else None
         out["preflight"] = [c.as_dict() for c in self.checks]
@@ -112,8 +117,7 @@ def read(ws: Workspace, directory: Path) -> tuple[list[Entry], list[str]]:
                     ignored.append(str(path))
                     continue
                 resolved = specs.pin(specs.resolve(data, path), latest)
-                entry.spec = journeys.parse(resolved, str(path)) if data.get("kind") == "journey" \
-                    else specs.parse(resolved, str(path))
+                entry.spec = parse(resolved, str(path))
             except SpecError as exc:
                 entry.error = str(exc)
                 entries.append(entry)
@@ -137,6 +141,13 @@ def read(ws: Workspace, directory: Path) -> tuple[list[Entry], list[str]]:
             entry.change = "new" if now is None else "unchanged" if now.digest == entry.digest else "changed"
             entries.append(entry)
     return entries, ignored
+
+
+def parse(data: dict[str, Any], source: str) -> CampaignSpec | JourneySpec | NoticeSpec:
+    """A campaign, journey or notice file's spec, by its kind."""
+    kind = data.get("kind")
+    return journeys.parse(data, source) if kind == "journey" else notice.parse(data, source) if kind == "notice" \
+        else specs.parse(data, source)
 
 
 def _everyone(ws: Workspace) -> int:
@@ -163,6 +174,9 @@ def _dry_run(ws: Workspace, entry: Entry, everyone: int, progress: Progress | No
         return
     now = ws.clock()
     entry.runs = schedule.upcoming(spec.schedule, spec.occurrence, ws.settings.zone, now)
+    if isinstance(spec, NoticeSpec):
+        _plan_notices(ws, entry, spec)
+        return
     with ws.sessions() as session:
         sent = live.has_run(session, spec.name, spec.occurrence) if spec.schedule.kind != "cron" else None
     if sent is not None:
@@ -189,6 +203,18 @@ def _dry_run(ws: Workspace, entry: Entry, everyone: int, progress: Progress | No
     sends_at = run.wall or max(now, run.launch).astimezone(ws.settings.zone)
     entry.checks = preflight.run(spec, whole, ws.settings, everyone, sends_at)
     _needs_approval(ws, entry, lambda: whole.audience)
+
+
+def _plan_notices(ws: Workspace, entry: Entry, spec: NoticeSpec) -> None:
+    """A notice file's next run, dry, on the workspace as it will be when the run launches."""
+    if not entry.runs:
+        entry.note = "no runs left in its schedule"
+        return
+    launch = entry.runs[0].launch
+    with dry_copy(ws, launch) as copy:
+        found = notice.send(copy, spec, dry_run=True)
+    entry.notices = notice.summary(found)
+    entry.checks = notice.checks(spec, found, ws.settings, launch)
 
 
 def _needs_approval(ws: Workspace, entry: Entry, reach: Callable[[], int]) -> None:
@@ -296,6 +322,12 @@ def tick(ws: Workspace, *, only: str | None = None, progress: Progress | None = 
     queued."""
     done = []
     for spec, run, version in live.due_runs(ws, only=only):
+        if isinstance(spec, NoticeSpec):
+            sent = notice.summary(notice.send(ws, spec, progress=progress))
+            live.finish(ws, spec.name, run.occurrence, sent)
+            done.append({"campaign": spec.name, "kind": spec.kind, "version": version, "occurrence": run.occurrence,
+                         "stage": "all", "launch": run.launch.astimezone(UTC).isoformat(), "notices": sent})
+            continue
         result = launch(ws, spec, run, part="canary" if spec.canary else "all", progress=progress).as_dict()
         if spec.canary is not None:
             release_at = ws.clock() + timedelta(minutes=spec.canary.wait_minutes)
@@ -366,7 +398,7 @@ def control(ws: Workspace, name: str, action: str) -> list[dict[str, Any]]:
     with contextlib.suppress(FieldError):  # nothing queued yet: only the schedule changes
         ws.control_send(name, action)
     following = now.next_run_at
-    spec = CampaignSpec.model_validate(now.spec)
+    spec = live.scheduled(now.spec)
     if action == "cancel":
         following = None
     elif action == "resume" and spec.schedule.kind == "cron" and following is not None and following < ws.clock():

@@ -5,7 +5,8 @@ tick, which launches the runs that are due.
 taken by moving the campaign's `next_run_at` on with a compare-and-set UPDATE and inserting the run's row in
 the same transaction: only one process wins it. A process that dies while queueing leaves the run
 `launching`; a later tick relaunches a run left that way for `RELAUNCH_AFTER`, which adds only the messages
-the first launch did not (their keys are in the outbox already).
+the first launch did not (their keys are in the outbox already). A recurring campaign whose runs were missed
+while nothing ticked (the server down for a day) launches the latest of them only, never each in turn.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from nudgekit.campaigns import schedule
+from nudgekit.campaigns.notice import NoticeSpec
 from nudgekit.campaigns.schedule import Run
 from nudgekit.campaigns.spec import CampaignSpec
 from nudgekit.store.state import Campaign, CampaignRun, CampaignVersion
@@ -70,6 +72,11 @@ def store(session: Session, name: str, spec: dict[str, Any], digest: str, source
     return version
 
 
+def scheduled(stored: dict[str, Any]) -> CampaignSpec | NoticeSpec:
+    """A stored version of a file the scheduler runs: a campaign, or a notice file."""
+    return NoticeSpec.model_validate(stored) if stored.get("kind") == "notice" else CampaignSpec.model_validate(stored)
+
+
 def has_run(session: Session, name: str, occurrence: str) -> CampaignRun | None:
     return session.get(CampaignRun, (name, occurrence))
 
@@ -79,11 +86,12 @@ def runs(session: Session, name: str, limit: int = 20) -> list[CampaignRun]:
                                 .order_by(CampaignRun.due_at.desc()).limit(limit)))
 
 
-def _take(session: Session, row: Campaign, now: datetime, zone: Any) -> tuple[CampaignSpec, Run] | None:
+def _take(session: Session, row: Campaign, now: datetime, zone: Any,
+          ) -> tuple[CampaignSpec | NoticeSpec, Run] | None:
     """Claim the campaign's due run (compare-and-set on next_run_at); None when another process has."""
     version = session.get(CampaignVersion, (row.name, row.version))
     assert version is not None
-    spec = CampaignSpec.model_validate(version.spec)
+    spec = scheduled(version.spec)
     due = row.next_run_at
     assert due is not None
     run = schedule.first(spec.schedule, spec.occurrence, zone, due) if spec.schedule.kind != "cron" \
@@ -91,6 +99,8 @@ def _take(session: Session, row: Campaign, now: datetime, zone: Any) -> tuple[Ca
     if run is None:
         return None
     following = schedule.after(spec.schedule, zone, run.launch)
+    while following is not None and following.launch <= now:  # missed while nothing ticked: only the latest goes
+        run, following = following, schedule.after(spec.schedule, zone, following.launch)
     taken = session.execute(update(Campaign).where(
         Campaign.name == row.name, Campaign.next_run_at == due, Campaign.state == CampaignState.SCHEDULED.value,
     ).values(next_run_at=following.launch if following else None, updated_at=now,
@@ -103,10 +113,10 @@ def _take(session: Session, row: Campaign, now: datetime, zone: Any) -> tuple[Ca
     return spec, run
 
 
-def due_runs(ws: Workspace, *, only: str | None = None) -> list[tuple[CampaignSpec, Run, int]]:
+def due_runs(ws: Workspace, *, only: str | None = None) -> list[tuple[CampaignSpec | NoticeSpec, Run, int]]:
     """Claim every run due now (and relaunch those a dead process left launching)."""
     now = ws.clock()
-    taken: list[tuple[CampaignSpec, Run, int]] = []
+    taken: list[tuple[CampaignSpec | NoticeSpec, Run, int]] = []
     query = select(Campaign).where(Campaign.next_run_at <= now, Campaign.state == CampaignState.SCHEDULED.value)
     if only is not None:
         query = query.where(Campaign.name == only)
@@ -128,7 +138,7 @@ def due_runs(ws: Workspace, *, only: str | None = None) -> list[tuple[CampaignSp
         for left in session.scalars(stale.with_for_update(skip_locked=True)):
             version = session.get(CampaignVersion, (left.campaign, left.version))
             assert version is not None
-            spec = CampaignSpec.model_validate(version.spec)
+            spec = scheduled(version.spec)
             left.started_at = now
             wall = left.due_at.astimezone(schedule.EARLIEST).replace(tzinfo=None) if spec.schedule.local_time \
                 else None

@@ -1,6 +1,6 @@
-"""Test sends: every message of a campaign file — each A/B variant's, each journey send step's, on every
-channel it names — sent now to the workspace's internal test users ([policy] test_list, `nudge list add`)
-and their devices, rendered for each of them, before anyone else sees it.
+"""Test sends: every message of a campaign file — each A/B variant's, each journey send step's, each notice
+of a notice file, on every channel it names — sent now to the workspace's internal test users ([policy]
+test_list, `nudge list add`) and their devices, rendered for each of them, before anyone else sees it.
 
 A test send goes through the policy chain like any message (the tester's consent, the night rule: the law
 does not exempt colleagues), outside the campaign: no budget, no send window, no campaign cap, not in its
@@ -19,12 +19,15 @@ from sqlalchemy import select
 
 from nudgekit.campaigns import code
 from nudgekit.campaigns.journey import JourneySpec
+from nudgekit.campaigns.notice import NoticeSpec
 from nudgekit.campaigns.run import prepare_messages
+from nudgekit.consent import notices
 from nudgekit.delivery import outbox
 from nudgekit.delivery import plan as planning
 from nudgekit.delivery.worker import Worker
+from nudgekit.policy import people as persons
 from nudgekit.profiles.contacts import FieldError
-from nudgekit.store.state import OutboxMessage, SegmentListMember
+from nudgekit.store.state import OutboxMessage, Profile, SegmentListMember
 
 if TYPE_CHECKING:
     from nudgekit.workspace import Workspace
@@ -68,9 +71,13 @@ def send(ws: Workspace, directory: Path, *, name: str | None = None, to: list[st
     stamp = uuid.uuid4().hex[:16]
     wanted: list[tuple[planning.Request, str]] = []
     labels: dict[str, dict[str, Any]] = {}
+    unsent: list[dict[str, Any]] = []
     for entry in entries:
         spec = entry.spec
         assert spec is not None and entry.digest is not None
+        if isinstance(spec, NoticeSpec):
+            unsent += _notices(ws, spec, entry.digest, people, stamp, wanted, labels)
+            continue
         options = {k: v for k, v in {"night": spec.night, "goods": list(spec.goods)}.items() if v}
         for where, messages in spec.message_sets:
             ready = prepare_messages(ws, spec.purpose, messages, where)
@@ -88,8 +95,38 @@ def send(ws: Workspace, directory: Path, *, name: str | None = None, to: list[st
         rows = session.scalars(select(OutboxMessage).where(OutboxMessage.message_id.in_(list(labels)))).all()
         sends = [{**labels[r.message_id], "user": r.profile_id, "state": r.state, "reason": r.reason,
                   "detail": r.detail, "message_id": r.message_id} for r in rows]
+    sends += unsent
     sends.sort(key=lambda s: (s["campaign"], s["message"], s["channel"], s["user"]))
     return {"testers": people, "sends": sends}
+
+
+def _notices(ws: Workspace, spec: NoticeSpec, digest: str, testers: list[str], stamp: str,
+             wanted: list[tuple[planning.Request, str]], labels: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each notice of the file, on each of its channels, as it would read for each tester today (from their
+    own consent records, due or not); a row for each tester it would have nothing to tell."""
+    unsent = []
+    now = ws.clock()
+    for profile_id in testers:
+        with ws.sessions() as session:
+            profile = session.get(Profile, profile_id)
+            zone = persons.where(profile, ws.settings)[1] if profile else ws.settings.zone
+            found = {kind: notices.as_today(session, profile_id, kind, now) for kind in spec.notices}
+        link = ws.unsubscribe_link(profile_id) if ws.settings.public_url else None
+        for kind, notice in found.items():
+            label = {"campaign": spec.name, "kind": spec.kind, "message": f"{kind} notice"}
+            if notice is None:
+                unsent.append({**label, "channel": "", "user": profile_id, "state": "skipped",
+                               "reason": "no_consent_record", "message_id": None,
+                               "detail": "has made no advertising consent choice, so the notice would have "
+                                         "nothing to tell: record one for this test user first"})
+                continue
+            title, text = notices.compose(notice, ws.settings, zone, link)
+            for channel in spec.order:
+                key = "/".join(("test", spec.name, digest[:12], kind, channel.value, profile_id, stamp))
+                fields = notices.message_fields(channel, title, text)
+                wanted.append((planning.Request(key, channel, fields, {}, None, None, "resend"), profile_id))
+                labels[outbox.message_id_for(key)] = {**label, "channel": channel.value}
+    return unsent
 
 
 def _label(where: str) -> str:

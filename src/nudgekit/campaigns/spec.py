@@ -304,7 +304,8 @@ def validated(model: type[M], data: dict[str, Any], source: str) -> M:
 
 
 def read(path: Path) -> dict[str, Any] | None:
-    """A campaign file's mapping, or None for a file that is not a campaign (no `kind: campaign`)."""
+    """A campaign file's mapping, or None for a file that is not one (no `kind: campaign`, `journey` or
+    `notice`)."""
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError:
@@ -313,7 +314,7 @@ def read(path: Path) -> dict[str, Any] | None:
         data = orjson.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
     except (orjson.JSONDecodeError, yaml.YAMLError) as exc:
         raise SpecError(f"{path}: cannot be read: {exc}") from None
-    if not isinstance(data, dict) or data.get("kind") not in ("campaign", "journey"):
+    if not isinstance(data, dict) or data.get("kind") not in ("campaign", "journey", "notice"):
         return None
     return data
 

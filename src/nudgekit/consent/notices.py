@@ -158,8 +158,25 @@ def reconfirm_notices(session: Session, now: datetime, lead_days: int) -> list[D
     return sorted(out, key=lambda n: n.due_by)
 
 
-def due(session: Session, now: datetime, *, within_days: int = 30, lead_days: int = 30) -> list[DueNotice]:
-    return result_notices(session, now, within_days) + reconfirm_notices(session, now, lead_days)
+KINDS: tuple[Kind, ...] = ("result", "reconfirm")
+
+
+def as_today(session: Session, profile_id: str, kind: Kind, now: datetime) -> DueNotice | None:
+    """The notice of `kind` as it would read for this person today, due or not (a test send): a
+    re-confirmation of the advertising consents they hold, the result of their latest advertising choices;
+    None when they have made none."""
+    held = history.latest(history.history(session, profile_id)).values()
+    changes = tuple(_change(r) for r in held if r.purpose in (Purpose.ADVERTISING.value, Purpose.NIGHT.value)
+                    and (kind == "result" or r.change == "granted"))
+    if not changes:
+        return None
+    return DueNotice(profile_id, None, kind, now, changes, f"test:{kind}:{profile_id}")
+
+
+def due(session: Session, now: datetime, *, within_days: int = 30, lead_days: int = 30,
+        kinds: tuple[Kind, ...] = KINDS) -> list[DueNotice]:
+    return ((result_notices(session, now, within_days) if "result" in kinds else [])
+            + (reconfirm_notices(session, now, lead_days) if "reconfirm" in kinds else []))
 
 
 # -- the words -----------------------------------------------------------------------------------------
@@ -172,6 +189,20 @@ def _what(change: Change) -> str:
 
 def _day(moment: datetime, zone: Any) -> str:
     return moment.astimezone(zone).date().isoformat()
+
+
+def unsaid(settings: Settings, channels: set[Channel]) -> dict[Channel, str]:
+    """The consent channels a re-confirmation notice could not say how to withdraw from, each with the
+    setting that would let it."""
+    missing: dict[Channel, str] = {}
+    if Channel.EMAIL in channels and not settings.public_url:
+        missing[Channel.EMAIL] = "public_url (the unsubscribe link's address)"
+    for channel in (Channel.SMS, Channel.KAKAO):
+        if channel in channels and not settings.sender.optout_080:
+            missing[channel] = "[sender] optout_080 (the free opt-out number)"
+    if Channel.PUSH in channels and not settings.sender.push_optout:
+        missing[Channel.PUSH] = "[sender] push_optout (where in the app pushes are turned off)"
+    return missing
 
 
 def ways_to_withdraw(settings: Settings, channels: set[Channel], unsubscribe_url: str | None) -> list[str]:
@@ -218,9 +249,11 @@ def message_fields(channel: MessageChannel, title: str, text: str) -> dict[str, 
     return {"text": f"{title}\n{text}", "subject": "수신동의 안내"}  # an LMS subject holds 20 Hangul at most
 
 
-def channel_order(notice: DueNotice) -> list[MessageChannel]:
-    first = [BY_CONSENT[c.channel] for c in notice.changes if c.channel in BY_CONSENT]
-    return list(dict.fromkeys([*first, *NOTICE_CHANNELS]))
+def channel_order(notice: DueNotice, channels: tuple[MessageChannel, ...] = NOTICE_CHANNELS,
+                  ) -> list[MessageChannel]:
+    """The channel the consent was about first (when it is one of `channels`), then `channels` in order."""
+    first = [BY_CONSENT[c.channel] for c in notice.changes if BY_CONSENT.get(c.channel) in channels]
+    return list(dict.fromkeys([*first, *channels]))
 
 
 # -- claiming and recording ----------------------------------------------------------------------------
@@ -251,30 +284,38 @@ def claim(session: Session, notice: DueNotice, now: datetime, text: str, *, chan
 class NoticeRun:
     """What `send` did (or, dry, would do) with each notice due."""
 
+    due: int = 0
+    """Notices due (`limit` may have sent fewer)."""
     sent: list[dict[str, Any]] = field(default_factory=list)
     unreachable: list[dict[str, Any]] = field(default_factory=list)
     skipped: list[dict[str, Any]] = field(default_factory=list)
     """Taken by another run meanwhile."""
 
     def as_dict(self) -> dict[str, Any]:
-        return {"sent": self.sent, "unreachable": self.unreachable, "skipped": self.skipped}
+        return {"due": self.due, "sent": self.sent, "unreachable": self.unreachable, "skipped": self.skipped}
 
 
 def send(ws: Workspace, *, dry_run: bool = False, within_days: int = 30, lead_days: int = 30,
-         limit: int | None = None, progress: Callable[[int, int], None] | None = None) -> NoticeRun:
-    """Send every notice due (dry: say by which channel each would go, and its text)."""
+         limit: int | None = None, kinds: tuple[Kind, ...] = KINDS,
+         channels: tuple[MessageChannel, ...] = NOTICE_CHANNELS, campaign: str = CAMPAIGN,
+         progress: Callable[[int, int], None] | None = None) -> NoticeRun:
+    """Send every notice due, the most urgent first (dry: say by which channel each would go, and its
+    text). `kinds`, `channels` and `campaign` are a notice playbook's (campaigns/notice.py)."""
     now = ws.clock()
     with ws.sessions() as session:
-        found = due(session, now, within_days=within_days, lead_days=lead_days)[:limit]
-    run = NoticeRun()
+        found = sorted(due(session, now, within_days=within_days, lead_days=lead_days, kinds=kinds),
+                       key=lambda n: n.due_by)
+    run = NoticeRun(due=len(found))
+    found = found[:limit]
     for done, notice in enumerate(found, 1):
-        _one(ws, notice, dry_run, run)
+        _one(ws, notice, dry_run, run, channels, campaign)
         if progress:
             progress(done, len(found))
     return run
 
 
-def _one(ws: Workspace, notice: DueNotice, dry_run: bool, run: NoticeRun) -> None:
+def _one(ws: Workspace, notice: DueNotice, dry_run: bool, run: NoticeRun, channels: tuple[MessageChannel, ...],
+         campaign: str) -> None:
     with ws.sessions() as session:
         profile = session.get(Profile, notice.profile_id)
         zone = people.where(profile, ws.settings)[1] if profile else ws.settings.zone
@@ -290,9 +331,9 @@ def _one(ws: Workspace, notice: DueNotice, dry_run: bool, run: NoticeRun) -> Non
         if notice_id is None:
             run.skipped.append(entry)
             return
-    for channel in channel_order(notice):
+    for channel in channel_order(notice, channels):
         fields = message_fields(channel, title, text)
-        options = {"campaign": CAMPAIGN, "message_id": f"consent-notice-{notice_id}-{channel.value}"}
+        options = {"campaign": campaign, "message_id": f"consent-notice-{notice_id}-{channel.value}"}
         try:
             if dry_run:
                 ruling = ws.check_for(channel, user, **fields, **options)

@@ -15,9 +15,26 @@ SENDER = {"name": "건강한하루", "optout_080": "0801234567", "sms_numbers": 
           "kakao_sender_key": "d" * 40, "kakao_channel": "@healthyday"}
 """Made-up sender settings for a new demo workspace: the sandbox sends nothing, and preflight needs them."""
 LINKS = {"domains": ["healthyday.example"], "app_scheme": "healthyday", "web_url": "https://healthyday.example"}
+PUBLIC_URL = "http://127.0.0.1:8000"
+"""Where `nudge serve` listens by default: the unsubscribe links of the demo's emails and notices."""
 COUPON_POOLS = ("welcome", "winback")
 """The coupon pools the playbooks read."""
 COUPONS = 2000
+
+
+def settings() -> dict[str, Any]:
+    """The settings a new demo workspace is made with."""
+    return {"brand": SENDER["name"], "sender": SENDER, "links": LINKS, "public_url": PUBLIC_URL}
+
+
+def remember(home: Path) -> None:
+    """Write the demo's settings into the new workspace's nudge.toml, so `nudge serve` and every later
+    command send as the demo shop does."""
+    from nudgekit.config import write_section
+
+    write_section(home, None, {"public_url": PUBLIC_URL})
+    write_section(home, "sender", SENDER)
+    write_section(home, "links", LINKS)
 
 
 def apply_playbooks(ws: Workspace) -> list[dict[str, Any]]:

@@ -179,6 +179,11 @@ class LinkSettings(BaseModel):
     """The app's URL scheme (`myshop` or `myshop://`): `app_link` writes it in pushes."""
     web_url: str | None = None
     """The web site `app_link` falls back to outside pushes (`https://shop.example`)."""
+    track_clicks: bool = True
+    """With public_url set: web links in messages go through `/c/{token}`, which records the click
+    (docs/tracking.md)."""
+    track_opens: bool = True
+    """With public_url set: HTML email carries a 1-pixel image from `/o/{token}` that records the open."""
 
     @field_validator("app_scheme")
     @classmethod

@@ -59,6 +59,7 @@ from nudgekit.vocabulary import (
     Channel,
     ConsentChange,
     ConsentSource,
+    EventName,
     EventSource,
     KeyScope,
     MessageChannel,
@@ -1664,6 +1665,38 @@ class Workspace:
             return optout.read_token(self._link_key(), token)
         except ValueError as exc:
             raise FieldError("link", str(exc)) from None
+
+    def follow_link(self, token: str, *, record: bool = True, user_agent: str | None = None) -> str | None:
+        """Where a tracked link (`/c/{token}`) goes, having recorded the click as a `message_clicked` event of
+        the person the message went to (`record=False`: a HEAD request, a look without a click); None for a
+        token this workspace did not make, which must not be redirected anywhere."""
+        return self._tracked(token, EventName.MESSAGE_CLICKED, record, user_agent)
+
+    def open_pixel(self, token: str, *, user_agent: str | None = None) -> bool:
+        """Record an email's open (`/o/{token}`) as a `message_opened` event; False for an unknown token."""
+        return self._tracked(token, EventName.MESSAGE_OPENED, True, user_agent) is not None
+
+    def _tracked(self, value: str, name: EventName, record: bool, user_agent: str | None) -> str | None:
+        from nudgekit import tracking
+        from nudgekit.channels.receipts import person_event
+
+        now = self.clock()
+        with self.sessions() as session:
+            found = tracking.find(session, tracking.secret(self._link_key()), value)
+        if found is None:
+            return None
+        row, link = found
+        opening = name == EventName.MESSAGE_OPENED
+        if opening != (link.position == tracking.OPEN) or not (opening or tracking.safe(link.url)):
+            return None
+        if record:
+            properties = {"campaign": row.campaign, "variant": row.variant, "url": link.url,
+                          "link": link.position or None, "user_agent": (user_agent or "")[:255] or None}
+            event = person_event(row, name, f"{name.value}:{value}:{uuid.uuid4().hex[:12]}", now,
+                                 {k: v for k, v in properties.items() if v is not None})
+            if event is not None:
+                self.spool_events([event])
+        return link.url or ""
 
     def unsubscribe_channel(self, token: str) -> Channel:
         """The channel an unsubscribe link is for; FieldError when it is not one this workspace made."""

@@ -19,7 +19,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from nudgekit.api import admin, inbox_routes, message_routes, optout_routes, segment_routes
+from nudgekit.api import admin, inbox_routes, message_routes, optout_routes, segment_routes, tracking_routes
 from nudgekit.api.batcher import IngestBatcher
 from nudgekit.api.errors import ApiError, refusal
 from nudgekit.workspace import Workspace
@@ -102,6 +102,7 @@ def create_app(ws: Workspace, *, drain: bool = True, worker: bool = False) -> Fa
     app.include_router(inbox_routes.router)
     app.include_router(admin.router)
     app.include_router(optout_routes.router)
+    app.include_router(tracking_routes.router)
     app.include_router(message_routes.router)
 
     @app.exception_handler(ApiError)

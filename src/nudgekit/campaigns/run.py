@@ -51,14 +51,14 @@ class Outcome:
     """The first detail written for each skip or deferral reason."""
     purposes: Counter[str] = field(default_factory=Counter)
     rendered: list[dict[str, Any]] = field(default_factory=list)
-    """The fields of the first messages that would go, up to `keep` per channel and variant (preflight reads
-    their links)."""
+    """The fields of the first messages that would go, up to `keep` per channel and variant, with their links
+    as written rather than tracked (preflight reads their links)."""
     keep: int = 50
     short_krw: float = 0.0
     """What the messages skipped for budget or balance would have cost."""
     _seen: Counter[tuple[str, str | None]] = field(default_factory=Counter)
 
-    def add(self, row: Planned, cost_krw: float) -> None:
+    def add(self, row: Planned, cost_krw: float, written: dict[str, Any] | None = None) -> None:
         state = row.state
         if state == OutboxState.QUEUED:
             self.queued += 1
@@ -82,7 +82,7 @@ class Outcome:
             seen = self._seen[(row.channel, row.variant)]
             if seen < self.keep:
                 self._seen[(row.channel, row.variant)] += 1
-                self.rendered.append(row.fields)
+                self.rendered.append(written or row.fields)
                 if seen < SAMPLES:
                     self.samples.append({"user": row.profile_id, "channel": row.channel, "variant": row.variant,
                                          "fields": row.fields})

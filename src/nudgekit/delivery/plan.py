@@ -11,11 +11,15 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
+from sqlalchemy import insert
+
+from nudgekit import tracking
 from nudgekit.delivery import outbox
 from nudgekit.delivery.outbox import Planned
 from nudgekit.policy import chain, ledger, people
 from nudgekit.policy.decision import OPTIONS, purpose_for
 from nudgekit.profiles.contacts import FieldError
+from nudgekit.store.state import TrackedLink
 from nudgekit.templates import coupons
 from nudgekit.templates.render import Unrendered
 from nudgekit.vocabulary import Action, MessageChannel, MessagePurpose, OutboxState, PolicyStage
@@ -74,7 +78,8 @@ class Tally(Protocol):
     """Sees every row planning adds, with the price the chain put on it (nothing for a row that was not
     judged): campaigns/ sums these into what a plan shows."""
 
-    def add(self, row: Planned, cost_krw: float) -> None: ...
+    def add(self, row: Planned, cost_krw: float, written: dict[str, Any] | None = None) -> None:
+        """`written`: the fields before their links went through click tracking (preflight checks those)."""
 
 
 def split(options_and_fields: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -99,6 +104,8 @@ def plan(ws: Workspace, requests: Iterable[tuple[Request, str | None]], *, campa
     judged as of that moment — the night rule and caps as they will stand when it goes — so requests due at
     different moments go in different batches."""
     result = Queued(campaign)
+    if ws.settings.public_url:
+        ws._link_key()  # made (once per workspace) before any batch's transaction holds the database
     batch: list[tuple[Request, str | None]] = []
     for item in requests:
         if batch and item[0].due_at != batch[0][0].due_at:
@@ -159,6 +166,9 @@ def _plan_in(ws: Workspace, session: Any, batch: list[tuple[Request, str | None]
                                        if r.template is not None and p in persons}, take=True)
     wanted: dict[str, tuple[Request, str | None, Any, dict[str, Any]]] = {}
     costs: dict[str, float] = {}
+    tracked: dict[str, list[tuple[str, int, str | None]]] = {}
+    written: dict[str, dict[str, Any]] = {}
+    key = tracking.secret(ws._link_key()) if ws.settings.public_url else b""
     for message_id, (request, profile_id) in fresh.items():
         fields = request.fields
         if request.template is not None:
@@ -171,6 +181,11 @@ def _plan_in(ws: Workspace, session: Any, batch: list[tuple[Request, str | None]
                 continue
             fields = done.result.fields
         fields = ws._linked(request.channel, fields, request.campaign, request.template)
+        if key:  # before the chain measures the text: a tracked link is usually the shorter
+            done = tracking.track(request.channel, fields, message_id, key, ws.settings)
+            if done.links:
+                tracked[message_id], written[message_id] = done.links, fields
+            fields = done.fields
         try:
             candidate = _candidate(ws, state, request, message_id, fields)
         except FieldError as exc:
@@ -201,11 +216,16 @@ def _plan_in(ws: Workspace, session: Any, batch: list[tuple[Request, str | None]
             planned.append(_row(request, profile_id, fields, purpose, OutboxState.SKIPPED, now, ruling.reason, words))
     if len(outbox.add_many(session, planned, created)) != len(planned):
         raise _Taken()
+    links = [{"token": token, "message_id": row.message_id, "position": position, "url": url, "created_at": created}
+             for row in planned if row.state != OutboxState.SKIPPED
+             for token, position, url in tracked.get(row.message_id, ())]
+    if links:
+        session.execute(insert(TrackedLink), links)
     coupons.release(session, [row.message_id for row in planned if row.state == OutboxState.SKIPPED
                               and (done := personal.get(row.message_id)) is not None and done.coupons])
     for row in planned:
         if tally is not None:
-            tally.add(row, costs.get(row.message_id, 0.0))
+            tally.add(row, costs.get(row.message_id, 0.0), written.get(row.message_id))
         if row.state == OutboxState.QUEUED:
             counted.queued += 1
         elif row.state == OutboxState.DEFERRED:

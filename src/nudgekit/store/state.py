@@ -583,6 +583,20 @@ class ConsentNotice(Base):
     text: Mapped[str] = mapped_column(Text)
 
 
+class TrackedLink(Base):
+    """A link in a message that goes through `/c/{token}` (or an email's open pixel, position 0), written with
+    its outbox row (tracking/__init__.py)."""
+
+    __tablename__ = "tracked_links"
+    __table_args__ = (Index("ix_tracked_links_message", "message_id"),)
+    token: Mapped[str] = mapped_column(String(24), primary_key=True)
+    message_id: Mapped[str] = mapped_column(String(64))
+    position: Mapped[int] = mapped_column(Integer)
+    url: Mapped[str | None] = mapped_column(Text)
+    """The link as written (with its UTM parameters); None for the open pixel."""
+    created_at: Mapped[datetime]
+
+
 class ConsentNoticeRecord(Base):
     """Which consent change a result notice told the person about (each change is told once)."""
 

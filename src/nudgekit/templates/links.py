@@ -13,7 +13,7 @@ an LMS, and preview shows that.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -71,6 +71,13 @@ def tag(channel: MessageChannel, fields: dict[str, Any], domains: list[str], utm
         query += [(k, v) for k, v in wanted.items() if k not in have]
         return urlunsplit(parts._replace(query=urlencode(query)))
 
+    return rewrite(fields, one)
+
+
+def rewrite(fields: dict[str, Any], one: Callable[[str], str], *, buttons: bool = True) -> dict[str, Any]:
+    """The fields with every web address in their texts, `html` hrefs and link fields (and, with `buttons`,
+    buttons' links) replaced by what `one` makes of it, in the order they appear."""
+
     def in_text(text: str) -> str:
         def replace(match: re.Match[str]) -> str:
             url = match.group(0)
@@ -87,7 +94,7 @@ def tag(channel: MessageChannel, fields: dict[str, Any], domains: list[str], utm
     for name in LINK_FIELDS:
         if isinstance(out.get(name), str):
             out[name] = one(out[name])
-    if isinstance(out.get("buttons"), list):
+    if buttons and isinstance(out.get("buttons"), list):
         out["buttons"] = [_button(b, one) for b in out["buttons"]]
     return out
 

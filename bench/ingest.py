@@ -22,7 +22,6 @@ import multiprocessing as mp
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -36,6 +35,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+from common import free_port, wait_until_serving
 from rich.console import Console
 from rich.table import Table
 
@@ -135,32 +135,17 @@ def _client(url: str, key: str, batches: list[bytes], results: mp.Queue) -> None
     results.put((sent, failed))
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def http_batches(events: int, clients: int, work: Path) -> tuple[float, float, int]:
     home = work / "http-ws"
     ws, key = Workspace.init(home)
     ws.close()
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "NUDGE_HOME": str(home)}
     server = subprocess.Popen([sys.executable, "-m", "nudgekit", "serve", "--port", str(port)], env=env,
                               stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{url}/health").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("server did not start")
-            time.sleep(0.1)
+        wait_until_serving(url, 30)
         stamp = datetime.now(UTC).isoformat()
         per_client: list[list[bytes]] = [[] for _ in range(clients)]
         n_batches = events // 100

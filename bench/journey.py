@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -31,23 +30,16 @@ from pathlib import Path
 
 import httpx
 import yaml
+from common import free_port, solapi_workspace, wait_until_serving
 from rich.console import Console
 from rich.table import Table
 
-from nudgekit.config import write_section
 from nudgekit.testing.solapi import FakeSolapi
 from nudgekit.vocabulary import KeyScope
 from nudgekit.workspace import Workspace
 
 console = Console(width=150)
-SENDER = {"name": "넛지샵", "optout_080": "0801234567", "sms_numbers": ["0212345678"]}
 TICK = 0.05
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def phone(kind: int, i: int) -> str:
@@ -60,16 +52,8 @@ def digits(to: str) -> str:
 
 def workspace(root: Path, solapi: FakeSolapi, triggers: int, floors: int, noise: int) -> tuple[Path, str, str]:
     home = root / "ws"
-    ws, _ = Workspace.init(home)
-    ws.close()
-    write_section(home, "sender", SENDER)
-    write_section(home, "policy", {"control_group_percent": 0.0})
-    write_section(home, "providers", {"sms": "solapi"})
-    write_section(home, "solapi", {"api_key": solapi.api_key, "api_secret": solapi.api_secret,
-                                   "base_url": solapi.url})
-    write_section(home, "delivery", {"poll_seconds": 0.1, "receipts_seconds": 3600.0})
-    write_section(home, "ingest", {"flush_interval_seconds": 0.1})
-    write_section(home, "campaigns", {"tick_seconds": 1.0})
+    solapi_workspace(home, solapi, delivery={"poll_seconds": 0.1, "receipts_seconds": 3600.0},
+                     ingest={"flush_interval_seconds": 0.1}, campaigns={"tick_seconds": 1.0})
     users = root / "users.csv"
     rows = [f"t{i},{phone(7, i)}" for i in range(triggers)] + [f"f{i},{phone(8, i)}" for i in range(floors)] + [
         f"n{i},{phone(9, i)}" for i in range(noise)]
@@ -187,16 +171,7 @@ def main() -> None:
                                   env={**os.environ, "NUDGE_HOME": str(home)})
         url = f"http://127.0.0.1:{port}"
         try:
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise RuntimeError("nudge serve did not start")
-                time.sleep(0.1)
+            wait_until_serving(url)
             arrivals = Arrivals(solapi)
             arrivals.start()
             floor_sent: dict[str, float] = {}

@@ -29,19 +29,19 @@ from pathlib import Path
 
 import httpx
 import orjson
+from common import SENDER, solapi_workspace
 from rich.console import Console
 from rich.table import Table
 
 from nudgekit.channels.provider import Envelope
 from nudgekit.channels.sms.message import SmsMessage
 from nudgekit.channels.solapi import SolapiProvider, authorization
-from nudgekit.config import SenderSettings, SolapiSettings, write_section
+from nudgekit.config import SenderSettings, SolapiSettings
 from nudgekit.testing.solapi import FakeSolapi
 from nudgekit.vocabulary import MessageChannel
 from nudgekit.workspace import Workspace
 
 console = Console()
-SENDER = {"name": "넛지샵", "optout_080": "0801234567", "sms_numbers": ["0212345678"]}
 TEXT = "(광고)넛지샵\n오늘만 30% 할인\n무료거부 080-123-4567"
 
 
@@ -83,19 +83,13 @@ def baseline(solapi: FakeSolapi, messages: int) -> float:
 
 
 def workspace(solapi: FakeSolapi, messages: int, root: Path) -> Workspace:
-    """A workspace sending SMS through the fake Solapi, with `messages` consenting users b0, b1, ..."""
+    """A workspace sending SMS through the fake Solapi, with `messages` consenting users b0, b1, ... (night
+    consent too: the benchmark runs at any hour)"""
     home = root / f"ws-{messages}"
-    ws, _ = Workspace.init(home)
-    ws.close()
-    write_section(home, "sender", SENDER)
-    write_section(home, "policy", {"control_group_percent": 0.0})
-    write_section(home, "providers", {"sms": "solapi"})
-    write_section(home, "solapi", {"api_key": solapi.api_key, "api_secret": solapi.api_secret,
-                                   "base_url": solapi.url})
-    write_section(home, "delivery", {"batch_size": 1000, "receipts_seconds": 3600.0})
+    solapi_workspace(home, solapi, delivery={"batch_size": 1000, "receipts_seconds": 3600.0})
     users = root / f"users-{messages}.csv"
-    users.write_text("user_id,phone,consent_sms_advertising,consent_at\n" + "".join(
-        f"b{i},{phone(i)},true,2026-01-05T09:00:00+09:00\n" for i in range(messages)), encoding="utf-8")
+    users.write_text("user_id,phone,consent_sms_advertising,consent_sms_night,consent_at\n" + "".join(
+        f"b{i},{phone(i)},true,true,2026-01-05T09:00:00+09:00\n" for i in range(messages)), encoding="utf-8")
     ws = Workspace.open(home)
     ws.import_users(users)
     return ws

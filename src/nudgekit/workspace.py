@@ -1670,13 +1670,15 @@ class Workspace:
         """Where a tracked link (`/c/{token}`) goes, having recorded the click as a `message_clicked` event of
         the person the message went to (`record=False`: a HEAD request, a look without a click); None for a
         token this workspace did not make, which must not be redirected anywhere."""
-        return self._tracked(token, EventName.MESSAGE_CLICKED, record, user_agent)
+        link = self._tracked(token, EventName.MESSAGE_CLICKED, record, user_agent)
+        return link.url if link is not None else None
 
     def open_pixel(self, token: str, *, user_agent: str | None = None) -> bool:
         """Record an email's open (`/o/{token}`) as a `message_opened` event; False for an unknown token."""
         return self._tracked(token, EventName.MESSAGE_OPENED, True, user_agent) is not None
 
-    def _tracked(self, value: str, name: EventName, record: bool, user_agent: str | None) -> str | None:
+    def _tracked(self, value: str, name: EventName, record: bool, user_agent: str | None) -> Any:
+        """The tracked link (or pixel) a token stands for, the event recorded; None for one not ours."""
         from nudgekit import tracking
         from nudgekit.channels.receipts import person_event
 
@@ -1696,7 +1698,7 @@ class Workspace:
                                  {k: v for k, v in properties.items() if v is not None})
             if event is not None:
                 self.spool_events([event])
-        return link.url or ""
+        return link
 
     def unsubscribe_channel(self, token: str) -> Channel:
         """The channel an unsubscribe link is for; FieldError when it is not one this workspace made."""

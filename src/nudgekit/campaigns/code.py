@@ -214,7 +214,7 @@ def _plan_notices(ws: Workspace, entry: Entry, spec: NoticeSpec) -> None:
     with dry_copy(ws, launch) as copy:
         found = notice.send(copy, spec, dry_run=True)
     entry.notices = notice.summary(found)
-    entry.checks = notice.checks(spec, found, ws.settings, launch)
+    entry.checks = notice.checks(spec, found, entry.notices, ws.settings, launch)
 
 
 def _needs_approval(ws: Workspace, entry: Entry, reach: Callable[[], int]) -> None:

@@ -93,8 +93,7 @@ class NoticeSpec(Strict):
 
 
 def parse(data: dict[str, Any], source: str) -> NoticeSpec:
-    if data.get("occurrence") is not None or data.get("canary") is not None or data.get("purpose") not in (
-            None, MessagePurpose.INFORMATIONAL.value):
+    if {"purpose", "occurrence", "canary"} & set(data):
         raise SpecError(f"{source}: a notice is informational, runs on a schedule and is sent whole: remove "
                         "purpose, occurrence and canary")
     return validated(NoticeSpec, data, source)
@@ -104,13 +103,14 @@ def _counting(progress: Progress | None, label: str) -> Callable[[int, int], Non
     """notices.send's (done, total) as the campaign bar's (label, total) -> advance(n)."""
     if progress is None:
         return None
-    state: dict[str, Any] = {"advance": None, "done": 0}
+    advance: Callable[[int], None] | None = None
+    before = 0
 
     def step(done: int, total: int) -> None:
-        if state["advance"] is None:
-            state["advance"] = progress(label, total)
-        state["advance"](done - state["done"])
-        state["done"] = done
+        nonlocal advance, before
+        advance = advance or progress(label, total)
+        advance(done - before)
+        before = done
 
     return step
 
@@ -127,24 +127,24 @@ def summary(run: NoticeRun, keep: int = 3) -> dict[str, Any]:
     """What a run of the file did (or would do), in numbers, with the first `keep` notices as they read."""
     went = run.sent
     said = Counter(f"{t['channel']}: {t['reason']}" for n in run.unreachable for t in n["tried"])
+    overdue = [n["due_by"] for n in went + run.unreachable if n["overdue"]]
     return {
         "due": run.due, "sent": len(went), "unreachable": len(run.unreachable), "taken_by_another_run": len(run.skipped),
         "left_for_next_run": max(0, run.due - len(went) - len(run.unreachable) - len(run.skipped)),
-        "overdue": sum(1 for n in went + run.unreachable if n["overdue"]),
+        "overdue": len(overdue), "first_overdue": min(overdue, default=None),
         "kinds": dict(Counter(n["kind"] for n in went)),
         "channels": dict(Counter(n["channel"] for n in went)),
         "why_unreachable": dict(said.most_common()),
-        "first_due_by": min((n["due_by"] for n in went + run.unreachable), default=None),
         "samples": [{"user": n["user_id"] or n["profile_id"], "kind": n["kind"], "channel": n["channel"],
                      "title": n["title"], "text": n["text"]} for n in went[:keep]],
     }
 
 
-def checks(spec: NoticeSpec, run: NoticeRun, settings: Settings, launch: Any) -> list[Check]:
-    """Preflight of a notice file on its next run: a re-confirmation must say how to withdraw from every
-    channel the person consented on (an error when one due cannot); the rest are warnings to act on."""
+def checks(spec: NoticeSpec, run: NoticeRun, seen: dict[str, Any], settings: Settings, launch: Any) -> list[Check]:
+    """Preflight of a notice file on its next run (`run`, and its `summary`): a re-confirmation must say how
+    to withdraw from every channel the person consented on (an error when one due cannot); the rest are
+    warnings to act on."""
     when = launch.astimezone(settings.zone).strftime("%Y-%m-%d %H:%M")
-    found = run.sent + run.unreachable
     out = [Check("due", "ok", f"{len(run.sent):,} notice(s) go at the next run ({when})"
                  + (f"; {run.due:,} are due, per_run sends {spec.per_run:,} a run" if spec.per_run and
                     run.due > spec.per_run else ""))]
@@ -155,7 +155,7 @@ def checks(spec: NoticeSpec, run: NoticeRun, settings: Settings, launch: Any) ->
                          f"{settings.brand!r} (brand); set the registered name (전송자 명칭)"))
     if "reconfirm" in spec.notices:
         lacking: Counter[str] = Counter()
-        for n in found:
+        for n in run.sent + run.unreachable:
             if n["kind"] == "reconfirm":
                 held = {Channel(c["channel"]) for c in n["changes"]}
                 lacking.update(notices.unsaid(settings, held).values())
@@ -169,15 +169,12 @@ def checks(spec: NoticeSpec, run: NoticeRun, settings: Settings, launch: Any) ->
                              + " comes due its notice could not say how to withdraw: set "
                              + "; ".join(dict.fromkeys(unset.values()))) if unset
                        else Check("withdrawal", "ok", "every notice says how to withdraw from each channel"))
-    if run.unreachable:
-        said = Counter(f"{t['channel']}: {t['reason']}" for n in run.unreachable for t in n["tried"])
-        out.append(Check("reach", "warning", f"{len(run.unreachable):,} person(s) no channel reaches ("
-                         + ", ".join(f"{why} {count:,}" for why, count in said.most_common(4))
+    if seen["unreachable"]:
+        out.append(Check("reach", "warning", f"{seen['unreachable']:,} person(s) no channel reaches ("
+                         + ", ".join(f"{why} {count:,}" for why, count in list(seen["why_unreachable"].items())[:4])
                          + "): their notices stay due and are tried again at every run"))
-    overdue = sum(1 for n in found if n["overdue"])
-    if overdue:
-        first = min(n["due_by"] for n in found if n["overdue"])
-        out.append(Check("overdue", "warning", f"{overdue:,} notice(s) are past the law's date already (the "
-                         f"first was due by {first[:10]}): they go at the next run"))
+    if seen["overdue"]:
+        out.append(Check("overdue", "warning", f"{seen['overdue']:,} notice(s) are past the law's date already "
+                         f"(the first was due by {seen['first_overdue'][:10]}): they go at the next run"))
     return out
 

@@ -25,9 +25,8 @@ from nudgekit.consent import notices
 from nudgekit.delivery import outbox
 from nudgekit.delivery import plan as planning
 from nudgekit.delivery.worker import Worker
-from nudgekit.policy import people as persons
 from nudgekit.profiles.contacts import FieldError
-from nudgekit.store.state import OutboxMessage, Profile, SegmentListMember
+from nudgekit.store.state import OutboxMessage, SegmentListMember
 
 if TYPE_CHECKING:
     from nudgekit.workspace import Workspace
@@ -108,10 +107,7 @@ def _notices(ws: Workspace, spec: NoticeSpec, digest: str, testers: list[str], s
     now = ws.clock()
     for profile_id in testers:
         with ws.sessions() as session:
-            profile = session.get(Profile, profile_id)
-            zone = persons.where(profile, ws.settings)[1] if profile else ws.settings.zone
             found = {kind: notices.as_today(session, profile_id, kind, now) for kind in spec.notices}
-        link = ws.unsubscribe_link(profile_id) if ws.settings.public_url else None
         for kind, notice in found.items():
             label = {"campaign": spec.name, "kind": spec.kind, "message": f"{kind} notice"}
             if notice is None:
@@ -120,7 +116,7 @@ def _notices(ws: Workspace, spec: NoticeSpec, digest: str, testers: list[str], s
                                "detail": "has made no advertising consent choice, so the notice would have "
                                          "nothing to tell: record one for this test user first"})
                 continue
-            title, text = notices.compose(notice, ws.settings, zone, link)
+            title, text = notices.words(ws, notice)
             for channel in spec.order:
                 key = "/".join(("test", spec.name, digest[:12], kind, channel.value, profile_id, stamp))
                 fields = notices.message_fields(channel, title, text)

@@ -314,13 +314,18 @@ def send(ws: Workspace, *, dry_run: bool = False, within_days: int = 30, lead_da
     return run
 
 
-def _one(ws: Workspace, notice: DueNotice, dry_run: bool, run: NoticeRun, channels: tuple[MessageChannel, ...],
-         campaign: str) -> None:
+def words(ws: Workspace, notice: DueNotice) -> tuple[str, str]:
+    """(title, text) of the notice for its person: dates in their time zone, their own unsubscribe link."""
     with ws.sessions() as session:
         profile = session.get(Profile, notice.profile_id)
         zone = people.where(profile, ws.settings)[1] if profile else ws.settings.zone
     link = ws.unsubscribe_link(notice.profile_id) if ws.settings.public_url else None
-    title, text = compose(notice, ws.settings, zone, link)
+    return compose(notice, ws.settings, zone, link)
+
+
+def _one(ws: Workspace, notice: DueNotice, dry_run: bool, run: NoticeRun, channels: tuple[MessageChannel, ...],
+         campaign: str) -> None:
+    title, text = words(ws, notice)
     entry = {**notice.as_dict(), "title": title, "text": text}
     user = notice.user_id or notice.profile_id
     tried = []
